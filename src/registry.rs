@@ -1,0 +1,224 @@
+//! The registry: which servers exist, where they listen, which services each offers.
+//!
+//! It is a cheap handle around a shared table with a synchronous API and no I/O: callers copy
+//! out what they need and the lock is never held across an `.await`. The main server owns it;
+//! `SITE LOOKUP` and `SITE SERVERS` read it, and the router picks workers from it.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::services::is_valid_name;
+
+/// Most servers the registry holds.
+pub const MAX_SERVERS: usize = 256;
+/// Most services one server may offer.
+pub const MAX_SERVICES_PER_SERVER: usize = 64;
+
+/// What part a server plays in the cluster.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Owns the registry, answers `SITE LOOKUP`, routes service requests to workers.
+    Main,
+    /// Computes the services it offers.
+    Worker,
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(match self {
+            Role::Main => "main",
+            Role::Worker => "worker",
+        })
+    }
+}
+
+/// One server as the registry knows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerEntry {
+    /// The server's name, e.g. `SV1`.
+    pub name: String,
+    /// The address its FTP listener is bound to.
+    pub address: SocketAddr,
+    /// Main server or worker.
+    pub role: Role,
+    /// The services it computes itself, upper case, sorted.
+    pub services: Vec<String>,
+}
+
+impl ServerEntry {
+    /// True when this server computes `service` itself.
+    pub fn offers(&self, service: &str) -> bool {
+        self.services.iter().any(|offered| offered.eq_ignore_ascii_case(service))
+    }
+}
+
+/// Why the registry refused a change.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegistryError {
+    /// The registry already holds [`MAX_SERVERS`] servers.
+    #[error("the registry is full ({MAX_SERVERS} servers)")]
+    Full,
+    /// A server or service name is empty, too long or has characters other than letters,
+    /// digits, `-` and `_`.
+    #[error("invalid name {0:?}")]
+    InvalidName(String),
+    /// A server offers more than [`MAX_SERVICES_PER_SERVER`] services.
+    #[error("too many services (the limit is {MAX_SERVICES_PER_SERVER})")]
+    TooManyServices,
+}
+
+#[derive(Debug, Default)]
+struct Table {
+    servers: Vec<ServerEntry>,
+    /// Counts picks, so that successive picks rotate over the workers of a service.
+    picks: usize,
+}
+
+/// The directory of servers. Cloning shares the same table.
+#[derive(Clone, Debug, Default)]
+pub struct Registry {
+    table: Arc<Mutex<Table>>,
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Table> {
+        // A panic while holding this lock cannot leave the table half-changed (every change is
+        // one push or one assignment), so a poisoned lock is still safe to use.
+        self.table.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Adds `entry`, or replaces the entry with the same name.
+    pub fn register(&self, mut entry: ServerEntry) -> Result<(), RegistryError> {
+        if !is_valid_name(&entry.name) {
+            return Err(RegistryError::InvalidName(entry.name));
+        }
+        if entry.services.len() > MAX_SERVICES_PER_SERVER {
+            return Err(RegistryError::TooManyServices);
+        }
+        if let Some(bad) = entry.services.iter().find(|service| !is_valid_name(service)) {
+            return Err(RegistryError::InvalidName(bad.clone()));
+        }
+        entry.services = entry.services.iter().map(|service| service.to_ascii_uppercase()).collect();
+        entry.services.sort();
+        entry.services.dedup();
+        let mut table = self.lock();
+        if let Some(existing) = table.servers.iter_mut().find(|server| server.name == entry.name) {
+            *existing = entry;
+        } else if table.servers.len() >= MAX_SERVERS {
+            return Err(RegistryError::Full);
+        } else {
+            table.servers.push(entry);
+        }
+        Ok(())
+    }
+
+    /// Removes the server called `name`; true if it was there.
+    pub fn deregister(&self, name: &str) -> bool {
+        let mut table = self.lock();
+        let before = table.servers.len();
+        table.servers.retain(|server| server.name != name);
+        table.servers.len() != before
+    }
+
+    /// All servers, main server first, then in registration order.
+    pub fn servers(&self) -> Vec<ServerEntry> {
+        let mut servers = self.lock().servers.clone();
+        servers.sort_by_key(|server| server.role != Role::Main);
+        servers
+    }
+
+    /// The main server's entry, if registered.
+    pub fn main(&self) -> Option<ServerEntry> {
+        self.lock().servers.iter().find(|server| server.role == Role::Main).cloned()
+    }
+
+    /// The servers that offer `service`.
+    pub fn lookup(&self, service: &str) -> Vec<ServerEntry> {
+        self.lock().servers.iter().filter(|server| server.offers(service)).cloned().collect()
+    }
+
+    /// A worker that offers `service`, rotating over them on successive calls.
+    pub fn pick(&self, service: &str) -> Option<ServerEntry> {
+        let mut table = self.lock();
+        let offering: Vec<&ServerEntry> =
+            table.servers.iter().filter(|server| server.role == Role::Worker && server.offers(service)).collect();
+        if offering.is_empty() {
+            return None;
+        }
+        let chosen = offering[table.picks % offering.len()].clone();
+        table.picks = table.picks.wrapping_add(1);
+        Some(chosen)
+    }
+
+    /// Every service some server offers.
+    pub fn services(&self) -> BTreeSet<String> {
+        self.lock().servers.iter().flat_map(|server| server.services.iter().cloned()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(name: &str, port: u16, role: Role, services: &[&str]) -> ServerEntry {
+        ServerEntry {
+            name: name.to_string(),
+            address: SocketAddr::from(([127, 0, 0, 1], port)),
+            role,
+            services: services.iter().map(|service| service.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn lookup_and_pick_rotate_over_workers() {
+        let registry = Registry::new();
+        registry.register(entry("SV0", 2121, Role::Main, &[])).expect("valid");
+        registry.register(entry("SV1", 2122, Role::Worker, &["add", "SUB"])).expect("valid");
+        registry.register(entry("SV2", 2123, Role::Worker, &["ADD"])).expect("valid");
+        assert_eq!(registry.lookup("ADD").len(), 2);
+        assert_eq!(registry.lookup("sub")[0].name, "SV1");
+        let picked: Vec<String> = (0..4).filter_map(|_| registry.pick("ADD")).map(|server| server.name).collect();
+        assert_eq!(picked.iter().filter(|name| *name == "SV1").count(), 2);
+        assert_eq!(picked.iter().filter(|name| *name == "SV2").count(), 2);
+        assert!(registry.pick("MUL").is_none());
+        assert_eq!(registry.main().map(|server| server.name), Some("SV0".to_string()));
+        assert_eq!(registry.services().into_iter().collect::<Vec<_>>(), vec!["ADD", "SUB"]);
+    }
+
+    #[test]
+    fn register_replaces_by_name_and_deregister_removes() {
+        let registry = Registry::new();
+        registry.register(entry("SV1", 2122, Role::Worker, &["ADD"])).expect("valid");
+        registry.register(entry("SV1", 2130, Role::Worker, &["MUL"])).expect("valid");
+        assert_eq!(registry.servers().len(), 1);
+        assert!(registry.pick("ADD").is_none());
+        assert!(registry.deregister("SV1"));
+        assert!(!registry.deregister("SV1"));
+        assert!(registry.servers().is_empty());
+    }
+
+    #[test]
+    fn register_refuses_bad_entries() {
+        let registry = Registry::new();
+        assert_eq!(
+            registry.register(entry("bad name", 1, Role::Worker, &[])),
+            Err(RegistryError::InvalidName("bad name".to_string()))
+        );
+        assert!(registry.register(entry("SV1", 1, Role::Worker, &["A\r\nB"])).is_err());
+        let many: Vec<String> = (0..=MAX_SERVICES_PER_SERVER).map(|index| format!("S{index}")).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        assert_eq!(registry.register(entry("SV1", 1, Role::Worker, &many)), Err(RegistryError::TooManyServices));
+        for index in 0..MAX_SERVERS {
+            registry.register(entry(&format!("W{index}"), 1, Role::Worker, &[])).expect("room left");
+        }
+        assert_eq!(registry.register(entry("ONE-TOO-MANY", 1, Role::Worker, &[])), Err(RegistryError::Full));
+        assert!(registry.servers().iter().all(|server| server.name != "SV1"));
+    }
+}
