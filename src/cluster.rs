@@ -57,7 +57,10 @@ pub struct Cluster {
 impl Cluster {
     /// A cluster with the arithmetic services in its catalogue.
     pub fn new(config: ClusterConfig) -> Self {
-        Cluster { config, catalog: ServiceSet::arithmetic() }
+        Cluster {
+            config,
+            catalog: ServiceSet::arithmetic(),
+        }
     }
 
     /// Adds an embedder's service to the catalogue; offer it by naming it in a worker's
@@ -84,10 +87,21 @@ impl Cluster {
                 return invalid(format!("two servers are called {name}"));
             }
         }
-        let offered = self.config.workers.iter().map(|worker| (&worker.name, &worker.services));
-        for (server, services) in offered.chain([(&self.config.main_name, &self.config.main_services)]) {
-            if let Some(unknown) = services.iter().find(|service| self.catalog.get(service).is_none()) {
-                return invalid(format!("{server} offers {unknown}, which is not a known service"));
+        let offered = self
+            .config
+            .workers
+            .iter()
+            .map(|worker| (&worker.name, &worker.services));
+        for (server, services) in
+            offered.chain([(&self.config.main_name, &self.config.main_services)])
+        {
+            if let Some(unknown) = services
+                .iter()
+                .find(|service| self.catalog.get(service).is_none())
+            {
+                return invalid(format!(
+                    "{server} offers {unknown}, which is not a known service"
+                ));
             }
         }
         Ok(())
@@ -105,7 +119,12 @@ impl Cluster {
             idle_timeout: config.idle_timeout,
         };
         let main_listener = bind(&config.main_name, config.listen).await?;
-        let main_entry = entry(&config.main_name, &main_listener, Role::Main, &config.main_services)?;
+        let main_entry = entry(
+            &config.main_name,
+            &main_listener,
+            Role::Main,
+            &config.main_services,
+        )?;
         let registry = Registry::new();
         registry.register(main_entry.clone())?;
         let mut workers = Vec::new();
@@ -118,8 +137,11 @@ impl Cluster {
 
         let mut started = Vec::new();
         for (identity, listener) in workers {
-            let view = ClusterView::Worker { main: Some(main_entry.clone()) };
-            let context = ServerContext::new(identity, self.catalog.clone(), view, settings.clone());
+            let view = ClusterView::Worker {
+                main: Some(main_entry.clone()),
+            };
+            let context =
+                ServerContext::new(identity, self.catalog.clone(), view, settings.clone());
             started.push(RunningServer::spawn(listener, context));
         }
         let view = ClusterView::Main {
@@ -128,12 +150,18 @@ impl Cluster {
         };
         let context = ServerContext::new(main_entry, self.catalog.clone(), view, settings);
         started.insert(0, RunningServer::spawn(main_listener, context));
-        Ok(RunningCluster { registry, servers: started })
+        Ok(RunningCluster {
+            registry,
+            servers: started,
+        })
     }
 }
 
 fn prepare_folder(root: &PathBuf) -> Result<PathBuf, ClusterError> {
-    let folder_error = |source| ClusterError::Folder { path: root.clone(), source };
+    let folder_error = |source| ClusterError::Folder {
+        path: root.clone(),
+        source,
+    };
     std::fs::create_dir_all(root).map_err(folder_error)?;
     let root = root.canonicalize().map_err(folder_error)?;
     // Opening it the way every session will proves that sessions can open it too.
@@ -142,19 +170,38 @@ fn prepare_folder(root: &PathBuf) -> Result<PathBuf, ClusterError> {
 }
 
 async fn bind(name: &str, address: SocketAddr) -> Result<TcpListener, ClusterError> {
-    TcpListener::bind(address).await.map_err(|source| ClusterError::Bind { name: name.to_string(), address, source })
+    TcpListener::bind(address)
+        .await
+        .map_err(|source| ClusterError::Bind {
+            name: name.to_string(),
+            address,
+            source,
+        })
 }
 
-fn entry(name: &str, listener: &TcpListener, role: Role, services: &[String]) -> Result<ServerEntry, ClusterError> {
+fn entry(
+    name: &str,
+    listener: &TcpListener,
+    role: Role,
+    services: &[String],
+) -> Result<ServerEntry, ClusterError> {
     let address = listener.local_addr().map_err(|source| ClusterError::Bind {
         name: name.to_string(),
         address: SocketAddr::from(([0, 0, 0, 0], 0)),
         source,
     })?;
-    let mut services: Vec<String> = services.iter().map(|service| service.to_ascii_uppercase()).collect();
+    let mut services: Vec<String> = services
+        .iter()
+        .map(|service| service.to_ascii_uppercase())
+        .collect();
     services.sort();
     services.dedup();
-    Ok(ServerEntry { name: name.to_string(), address, role, services })
+    Ok(ServerEntry {
+        name: name.to_string(),
+        address,
+        role,
+        services,
+    })
 }
 
 /// One started server: its entry, the trigger that stops it and its task.
@@ -172,7 +219,11 @@ impl RunningServer {
         let task = tokio::spawn(serve(listener, Arc::new(context), async move {
             let _ = stopped.await;
         }));
-        RunningServer { entry, stop: Some(stop), task: Some(task) }
+        RunningServer {
+            entry,
+            stop: Some(stop),
+            task: Some(task),
+        }
     }
 
     fn signal(&mut self) {
@@ -206,7 +257,10 @@ pub struct RunningCluster {
 impl RunningCluster {
     /// Every started server (main server first) with its bound address.
     pub fn servers(&self) -> Vec<ServerEntry> {
-        self.servers.iter().map(|server| server.entry.clone()).collect()
+        self.servers
+            .iter()
+            .map(|server| server.entry.clone())
+            .collect()
     }
 
     /// The main server's address.
@@ -216,7 +270,10 @@ impl RunningCluster {
 
     /// The address of the server called `name`.
     pub fn address_of(&self, name: &str) -> Option<SocketAddr> {
-        self.servers.iter().find(|server| server.entry.name == name).map(|server| server.entry.address)
+        self.servers
+            .iter()
+            .find(|server| server.entry.name == name)
+            .map(|server| server.entry.address)
     }
 
     /// The main server's registry.
@@ -227,7 +284,11 @@ impl RunningCluster {
     /// Stops one server as if it had died: its listener closes and its connections end after
     /// the grace period, but it stays in the registry. True if it was running.
     pub async fn stop_server(&mut self, name: &str) -> bool {
-        match self.servers.iter_mut().find(|server| server.entry.name == name && server.stop.is_some()) {
+        match self
+            .servers
+            .iter_mut()
+            .find(|server| server.entry.name == name && server.stop.is_some())
+        {
             Some(server) => {
                 server.stop().await;
                 true
@@ -238,7 +299,10 @@ impl RunningCluster {
 
     /// A table of the servers: name, address, role, services.
     pub fn table(&self) -> String {
-        let mut table = format!("{:<8} {:<22} {:<7} {}\n", "NAME", "ADDRESS", "ROLE", "SERVICES");
+        let mut table = format!(
+            "{:<8} {:<22} {:<7} {}\n",
+            "NAME", "ADDRESS", "ROLE", "SERVICES"
+        );
         for server in &self.servers {
             let entry = &server.entry;
             let services = match (entry.role, entry.services.is_empty()) {
@@ -246,7 +310,13 @@ impl RunningCluster {
                 (_, true) => "-".to_string(),
                 _ => entry.services.join(","),
             };
-            table.push_str(&format!("{:<8} {:<22} {:<7} {}\n", entry.name, entry.address.to_string(), entry.role.to_string(), services));
+            table.push_str(&format!(
+                "{:<8} {:<22} {:<7} {}\n",
+                entry.name,
+                entry.address.to_string(),
+                entry.role.to_string(),
+                services
+            ));
         }
         table
     }

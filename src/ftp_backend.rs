@@ -23,7 +23,9 @@ pub struct FtpBackend {
 impl FtpBackend {
     /// Opens the FTP folder `root` for one session.
     pub fn open(root: &Path) -> io::Result<Self> {
-        Ok(FtpBackend { inner: Filesystem::new(root)? })
+        Ok(FtpBackend {
+            inner: Filesystem::new(root)?,
+        })
     }
 }
 
@@ -43,11 +45,19 @@ impl StorageBackend<DefaultUser> for FtpBackend {
         StorageBackend::<DefaultUser>::supported_features(&self.inner)
     }
 
-    async fn metadata<P: AsRef<Path> + Send + Debug>(&self, user: &DefaultUser, path: P) -> Result<Meta> {
+    async fn metadata<P: AsRef<Path> + Send + Debug>(
+        &self,
+        user: &DefaultUser,
+        path: P,
+    ) -> Result<Meta> {
         self.inner.metadata(user, path).await
     }
 
-    async fn list<P: AsRef<Path> + Send + Debug>(&self, user: &DefaultUser, path: P) -> Result<Vec<Fileinfo<PathBuf, Meta>>> {
+    async fn list<P: AsRef<Path> + Send + Debug>(
+        &self,
+        user: &DefaultUser,
+        path: P,
+    ) -> Result<Vec<Fileinfo<PathBuf, Meta>>> {
         self.inner.list(user, path).await
     }
 
@@ -60,7 +70,10 @@ impl StorageBackend<DefaultUser> for FtpBackend {
         self.inner.get(user, path, start_pos).await
     }
 
-    async fn put<P: AsRef<Path> + Send + Debug, R: tokio::io::AsyncRead + Send + Sync + Unpin + 'static>(
+    async fn put<
+        P: AsRef<Path> + Send + Debug,
+        R: tokio::io::AsyncRead + Send + Sync + Unpin + 'static,
+    >(
         &self,
         user: &DefaultUser,
         input: R,
@@ -78,7 +91,12 @@ impl StorageBackend<DefaultUser> for FtpBackend {
         self.inner.mkd(user, path).await
     }
 
-    async fn rename<P: AsRef<Path> + Send + Debug>(&self, user: &DefaultUser, from: P, to: P) -> Result<()> {
+    async fn rename<P: AsRef<Path> + Send + Debug>(
+        &self,
+        user: &DefaultUser,
+        from: P,
+        to: P,
+    ) -> Result<()> {
         self.inner.rename(user, from, to).await
     }
 

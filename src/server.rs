@@ -74,17 +74,31 @@ pub struct ServerContext {
 
 impl ServerContext {
     /// The context of a server; its greeting names it.
-    pub fn new(identity: ServerEntry, catalog: ServiceSet, cluster: ClusterView, settings: ServerSettings) -> Self {
+    pub fn new(
+        identity: ServerEntry,
+        catalog: ServiceSet,
+        cluster: ClusterView,
+        settings: ServerSettings,
+    ) -> Self {
         // libunftp wants a `&'static str` greeting; leaking one short string per server (not
         // per connection) is bounded.
-        let greeting: &'static str =
-            Box::leak(format!("ftpcalc {} ({}) ready", identity.name, identity.role).into_boxed_str());
-        ServerContext { identity, catalog, cluster, settings, greeting }
+        let greeting: &'static str = Box::leak(
+            format!("ftpcalc {} ({}) ready", identity.name, identity.role).into_boxed_str(),
+        );
+        ServerContext {
+            identity,
+            catalog,
+            cluster,
+            settings,
+            greeting,
+        }
     }
 }
 
 /// Builds the libunftp server for one connection; `serve` and the tests both call this.
-pub fn build_server(context: &Arc<ServerContext>) -> Result<Server<FtpBackend, DefaultUser>, libunftp::ServerError> {
+pub fn build_server(
+    context: &Arc<ServerContext>,
+) -> Result<Server<FtpBackend, DefaultUser>, libunftp::ServerError> {
     let root = context.settings.root.clone();
     let storage = Box::new(move || {
         // The root was checked at start-up; a failure here means it vanished while running.
@@ -106,7 +120,11 @@ pub fn build_server(context: &Arc<ServerContext>) -> Result<Server<FtpBackend, D
 
 /// Serves `listener` until `shutdown` completes, then stops accepting, gives open connections
 /// the grace period to finish, and closes the ones still open.
-pub async fn serve(listener: TcpListener, context: Arc<ServerContext>, shutdown: impl Future<Output = ()>) {
+pub async fn serve(
+    listener: TcpListener,
+    context: Arc<ServerContext>,
+    shutdown: impl Future<Output = ()>,
+) {
     let name = context.identity.name.clone();
     let (close_sender, close_receiver) = watch::channel(false);
     let mut connections = JoinSet::new();
@@ -136,13 +154,21 @@ pub async fn serve(listener: TcpListener, context: Arc<ServerContext>, shutdown:
     if drained.is_err() {
         tracing::info!(server = %name, open = connections.len(), "grace period over, closing connections");
         let _ = close_sender.send(true);
-        let _ = tokio::time::timeout(Duration::from_secs(2), async { while connections.join_next().await.is_some() {} }).await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            while connections.join_next().await.is_some() {}
+        })
+        .await;
     }
     tracing::info!(server = %name, "stopped");
 }
 
 /// Runs one control connection until it ends or the server closes it.
-async fn run_connection(context: Arc<ServerContext>, stream: TcpStream, peer: SocketAddr, mut close: watch::Receiver<bool>) {
+async fn run_connection(
+    context: Arc<ServerContext>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    mut close: watch::Receiver<bool>,
+) {
     let _ = stream.set_nodelay(true);
     // libunftp runs the session in a task of its own, which dropping our future would not stop;
     // a second handle on the socket lets us shut the socket down under it.

@@ -64,8 +64,14 @@ pub fn verbs(server: &ServerContext) -> Vec<(String, Verb)> {
     }
     names.sort();
     names.dedup();
-    for name in names.into_iter().filter(|name| !RESERVED.contains(&name.as_str())) {
-        let local = server.catalog.get(&name).filter(|_| server.identity.offers(&name));
+    for name in names
+        .into_iter()
+        .filter(|name| !RESERVED.contains(&name.as_str()))
+    {
+        let local = server
+            .catalog
+            .get(&name)
+            .filter(|_| server.identity.offers(&name));
         let verb = match (local, &server.cluster) {
             (Some(service), _) => Verb::Compute(service),
             (None, ClusterView::Main { .. }) => Verb::Route(name.clone()),
@@ -99,7 +105,10 @@ impl Site {
             Verb::Compute(service) => {
                 let words = service.parse(arguments)?;
                 let answer = service.call(&words).await?;
-                Ok(Reply::new_with_string(ReplyCode::CommandOkay, one_line(&format!("{answer} (computed by {})", server.identity.name))))
+                Ok(Reply::new_with_string(
+                    ReplyCode::CommandOkay,
+                    one_line(&format!("{answer} (computed by {})", server.identity.name)),
+                ))
             }
             Verb::Route(service) => route(server, service, arguments).await,
             Verb::NotOffered(service) => Err(SiteError::NotOffered {
@@ -114,31 +123,43 @@ impl Site {
 #[async_trait]
 impl SiteCommandHandler<FtpBackend, DefaultUser> for Site {
     async fn handle(&self, context: &SiteCommandContext<FtpBackend, DefaultUser>) -> Reply {
-        self.answer(&context.arguments).await.unwrap_or_else(|error| error.to_reply())
+        self.answer(&context.arguments)
+            .await
+            .unwrap_or_else(|error| error.to_reply())
     }
 }
 
 impl std::fmt::Debug for Site {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter.debug_struct("Site").field("server", &self.server.identity.name).finish()
+        formatter
+            .debug_struct("Site")
+            .field("server", &self.server.identity.name)
+            .finish()
     }
 }
 
-fn main_of(server: &ServerContext) -> Option<ServerEntry> {
+fn main_of(server: &ServerContext) -> Option<Box<ServerEntry>> {
     match &server.cluster {
-        ClusterView::Main { .. } => Some(server.identity.clone()),
-        ClusterView::Worker { main } => main.clone(),
+        ClusterView::Main { .. } => Some(Box::new(server.identity.clone())),
+        ClusterView::Worker { main } => main.clone().map(Box::new),
     }
 }
 
 fn help(server: &ServerContext) -> Reply {
-    let mut lines = vec![format!("SITE commands of {} ({}):", server.identity.name, server.identity.role)];
+    let mut lines = vec![format!(
+        "SITE commands of {} ({}):",
+        server.identity.name, server.identity.role
+    )];
     for (name, verb) in verbs(server) {
         let text = match verb {
             Verb::Help => "HELP: this list".to_string(),
             Verb::Info => "INFO: name, role, pid, version and services of this server".to_string(),
-            Verb::Lookup if server.identity.role == Role::Main => "LOOKUP SERVICE: the servers that offer SERVICE".to_string(),
-            Verb::Servers if server.identity.role == Role::Main => "SERVERS: every server of the cluster".to_string(),
+            Verb::Lookup if server.identity.role == Role::Main => {
+                "LOOKUP SERVICE: the servers that offer SERVICE".to_string()
+            }
+            Verb::Servers if server.identity.role == Role::Main => {
+                "SERVERS: every server of the cluster".to_string()
+            }
             Verb::Lookup | Verb::Servers => format!("{name}: answered by the main server only"),
             Verb::Compute(service) => service.usage().to_string(),
             Verb::Route(name) => match server.catalog.get(&name) {
@@ -156,7 +177,13 @@ fn help(server: &ServerContext) -> Reply {
 /// `name=SV0 role=main pid=… version=… address=… services=…`, one parseable line.
 fn info(server: &ServerContext) -> String {
     let identity = &server.identity;
-    let list = |names: &[String]| if names.is_empty() { "-".to_string() } else { names.join(",") };
+    let list = |names: &[String]| {
+        if names.is_empty() {
+            "-".to_string()
+        } else {
+            names.join(",")
+        }
+    };
     let mut text = format!(
         "name={} role={} pid={} version={} address={} services={}",
         identity.name,
@@ -174,7 +201,9 @@ fn info(server: &ServerContext) -> String {
                 .collect();
             text.push_str(&format!(" routes={}", list(&routed)));
         }
-        ClusterView::Worker { main: Some(main) } => text.push_str(&format!(" main={}@{}", main.name, main.address)),
+        ClusterView::Worker { main: Some(main) } => {
+            text.push_str(&format!(" main={}@{}", main.name, main.address))
+        }
         ClusterView::Worker { main: None } => {}
     }
     text
@@ -183,7 +212,10 @@ fn info(server: &ServerContext) -> String {
 /// `LOOKUP SERVICE` → `200 SERVICE NAME=ADDRESS [NAME=ADDRESS ...]`.
 fn lookup(server: &ServerContext, arguments: &str) -> Result<Reply, SiteError> {
     let ClusterView::Main { registry, .. } = &server.cluster else {
-        return Err(SiteError::MainOnly { verb: LOOKUP.to_string(), main: main_of(server) });
+        return Err(SiteError::MainOnly {
+            verb: LOOKUP.to_string(),
+            main: main_of(server),
+        });
     };
     let service = parse_lookup(arguments)?;
     let offering = registry.lookup(&service);
@@ -194,8 +226,14 @@ fn lookup(server: &ServerContext, arguments: &str) -> Result<Reply, SiteError> {
             Err(SiteError::UnknownService(service))
         };
     }
-    let places: Vec<String> = offering.iter().map(|entry| format!("{}={}", entry.name, entry.address)).collect();
-    Ok(Reply::new_with_string(ReplyCode::CommandOkay, format!("{service} {}", places.join(" "))))
+    let places: Vec<String> = offering
+        .iter()
+        .map(|entry| format!("{}={}", entry.name, entry.address))
+        .collect();
+    Ok(Reply::new_with_string(
+        ReplyCode::CommandOkay,
+        format!("{service} {}", places.join(" ")),
+    ))
 }
 
 /// The one service name `LOOKUP` takes, upper-cased.
@@ -217,13 +255,23 @@ fn parse_lookup(arguments: &str) -> Result<String, SiteError> {
 /// `SERVERS` → a multi-line `200` reply, one server per line: name, address, role, services.
 fn servers(server: &ServerContext) -> Result<Reply, SiteError> {
     let ClusterView::Main { registry, .. } = &server.cluster else {
-        return Err(SiteError::MainOnly { verb: SERVERS.to_string(), main: main_of(server) });
+        return Err(SiteError::MainOnly {
+            verb: SERVERS.to_string(),
+            main: main_of(server),
+        });
     };
     let servers = registry.servers();
     let mut lines = vec!["Servers (name address role services):".to_string()];
     for entry in &servers {
-        let services = if entry.services.is_empty() { "-".to_string() } else { entry.services.join(",") };
-        lines.push(format!(" {} {} {} {}", entry.name, entry.address, entry.role, services));
+        let services = if entry.services.is_empty() {
+            "-".to_string()
+        } else {
+            entry.services.join(",")
+        };
+        lines.push(format!(
+            " {} {} {} {}",
+            entry.name, entry.address, entry.role, services
+        ));
     }
     lines.push(format!("{} servers", servers.len()));
     Ok(Reply::new_multiline(ReplyCode::CommandOkay, lines))
@@ -239,13 +287,21 @@ async fn route(server: &ServerContext, service: &str, arguments: &str) -> Result
         Some(known) => known.parse(arguments)?,
         None => plain_words(&RoutedOnly(service.to_string()), arguments)?,
     };
-    let line = std::iter::once(service.to_string()).chain(words).collect::<Vec<_>>().join(" ");
-    let first = registry.pick(service).ok_or_else(|| SiteError::NoWorker(service.to_string()))?;
+    let line = std::iter::once(service.to_string())
+        .chain(words)
+        .collect::<Vec<_>>()
+        .join(" ");
+    let first = registry
+        .pick(service)
+        .ok_or_else(|| SiteError::NoWorker(service.to_string()))?;
     let failure = match ask(workers, &first, service, &line).await {
         Err(failure @ (SiteError::Worker { .. } | SiteError::WorkerRefused { .. })) => failure,
         answered => return answered,
     };
-    match registry.pick(service).filter(|second| second.name != first.name) {
+    match registry
+        .pick(service)
+        .filter(|second| second.name != first.name)
+    {
         Some(second) => {
             tracing::warn!(error = %failure, retry_on = %second.name, "retrying on another worker");
             ask(workers, &second, service, &line).await
@@ -255,12 +311,28 @@ async fn route(server: &ServerContext, service: &str, arguments: &str) -> Result
 }
 
 /// Sends `line` to `worker` and turns its reply into ours.
-async fn ask(workers: &WorkerClient, worker: &ServerEntry, service: &str, line: &str) -> Result<Reply, SiteError> {
+async fn ask(
+    workers: &WorkerClient,
+    worker: &ServerEntry,
+    service: &str,
+    line: &str,
+) -> Result<Reply, SiteError> {
     match workers.call(worker.address, line).await {
-        Ok(WorkerReply { code: 200, text }) => Ok(Reply::new_with_string(ReplyCode::CommandOkay, one_line(&text))),
+        Ok(WorkerReply { code: 200, text }) => Ok(Reply::new_with_string(
+            ReplyCode::CommandOkay,
+            one_line(&text),
+        )),
         Ok(WorkerReply { code: 501, text }) => Err(SiteError::WorkerUsage(text)),
-        Ok(reply) => Err(SiteError::WorkerRefused { service: service.to_string(), worker: worker.name.clone(), reply }),
-        Err(source) => Err(SiteError::Worker { service: service.to_string(), worker: worker.name.clone(), source }),
+        Ok(reply) => Err(SiteError::WorkerRefused {
+            service: service.to_string(),
+            worker: worker.name.clone(),
+            reply,
+        }),
+        Err(source) => Err(SiteError::Worker {
+            service: service.to_string(),
+            worker: worker.name.clone(),
+            source,
+        }),
     }
 }
 

@@ -1,0 +1,9 @@
+//! Integration tests: real clusters on ephemeral loopback ports, real clients.
+
+mod cli;
+mod concurrency;
+mod embedding;
+mod faults;
+mod site_commands;
+mod stock_clients;
+mod support;
