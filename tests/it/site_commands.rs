@@ -25,7 +25,11 @@ fn excerpt(line: &str) -> String {
 async fn still_usable(ftp: &mut AsyncFtpStream) {
     ftp.noop().await.expect("NOOP after a refusal");
     let (code, text) = site(ftp, "ADD 1 1").await;
-    assert_eq!((code, answer_and_server(&text)), (200, ("2", "SV1")), "{text}");
+    assert_eq!(
+        (code, answer_and_server(&text)),
+        (200, ("2", "SV1")),
+        "{text}"
+    );
 }
 
 #[tokio::test]
