@@ -31,19 +31,14 @@ impl Service for Clock {
     }
 
     async fn call(&self, _words: &[String]) -> Result<String, ServiceError> {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|elapsed| elapsed.as_secs())
-            .unwrap_or(0);
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|elapsed| elapsed.as_secs()).unwrap_or(0);
         Ok(now.to_string())
     }
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .init();
+    tracing_subscriber::fmt().with_writer(std::io::stderr).init();
     let mut config = ClusterConfig::new("SV0", "ftp-folder").listen("127.0.0.1:2221".parse()?);
     config.workers.push(WorkerSpec::new("SV5", &["CLOCK"]));
     let cluster = Cluster::new(config).service(Clock).start().await?;

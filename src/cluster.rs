@@ -12,6 +12,8 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::config::ClusterConfig;
+use crate::downloads::Downloads;
+use crate::ftp_backend::SharedFolder;
 use crate::registry::{Registry, RegistryError, Role, ServerEntry};
 use crate::server::{serve, ClusterView, ServerContext, ServerSettings};
 use crate::services::{is_valid_name, Service, ServiceSet};
@@ -52,15 +54,19 @@ pub enum ClusterError {
 pub struct Cluster {
     config: ClusterConfig,
     catalog: ServiceSet,
+    downloads: Arc<Downloads>,
 }
 
 impl Cluster {
     /// A cluster with the arithmetic services in its catalogue.
     pub fn new(config: ClusterConfig) -> Self {
-        Cluster {
-            config,
-            catalog: ServiceSet::arithmetic(),
-        }
+        Cluster { config, catalog: ServiceSet::arithmetic(), downloads: Arc::default() }
+    }
+
+    /// Uses `downloads` for the download counters (by default they log to standard output).
+    pub fn downloads(mut self, downloads: Arc<Downloads>) -> Self {
+        self.downloads = downloads;
+        self
     }
 
     /// Adds an embedder's service to the catalogue; offer it by naming it in a worker's
@@ -87,21 +93,10 @@ impl Cluster {
                 return invalid(format!("two servers are called {name}"));
             }
         }
-        let offered = self
-            .config
-            .workers
-            .iter()
-            .map(|worker| (&worker.name, &worker.services));
-        for (server, services) in
-            offered.chain([(&self.config.main_name, &self.config.main_services)])
-        {
-            if let Some(unknown) = services
-                .iter()
-                .find(|service| self.catalog.get(service).is_none())
-            {
-                return invalid(format!(
-                    "{server} offers {unknown}, which is not a known service"
-                ));
+        let offered = self.config.workers.iter().map(|worker| (&worker.name, &worker.services));
+        for (server, services) in offered.chain([(&self.config.main_name, &self.config.main_services)]) {
+            if let Some(unknown) = services.iter().find(|service| self.catalog.get(service).is_none()) {
+                return invalid(format!("{server} offers {unknown}, which is not a known service"));
             }
         }
         Ok(())
@@ -111,20 +106,15 @@ impl Cluster {
     pub async fn start(self) -> Result<RunningCluster, ClusterError> {
         self.check()?;
         let config = &self.config;
-        let root = prepare_folder(&config.root)?;
+        let folder = prepare_folder(&config.root, self.downloads.clone(), config.no_clobber)?;
         let settings = ServerSettings {
-            root,
+            folder: Arc::new(folder),
             passive_ports: config.passive_ports.clone(),
             grace_period: config.grace_period,
             idle_timeout: config.idle_timeout,
         };
         let main_listener = bind(&config.main_name, config.listen).await?;
-        let main_entry = entry(
-            &config.main_name,
-            &main_listener,
-            Role::Main,
-            &config.main_services,
-        )?;
+        let main_entry = entry(&config.main_name, &main_listener, Role::Main, &config.main_services)?;
         let registry = Registry::new();
         registry.register(main_entry.clone())?;
         let mut workers = Vec::new();
@@ -137,11 +127,8 @@ impl Cluster {
 
         let mut started = Vec::new();
         for (identity, listener) in workers {
-            let view = ClusterView::Worker {
-                main: Some(main_entry.clone()),
-            };
-            let context =
-                ServerContext::new(identity, self.catalog.clone(), view, settings.clone());
+            let view = ClusterView::Worker { main: Some(main_entry.clone()) };
+            let context = ServerContext::new(identity, self.catalog.clone(), view, settings.clone());
             started.push(RunningServer::spawn(listener, context));
         }
         let view = ClusterView::Main {
@@ -150,58 +137,37 @@ impl Cluster {
         };
         let context = ServerContext::new(main_entry, self.catalog.clone(), view, settings);
         started.insert(0, RunningServer::spawn(main_listener, context));
-        Ok(RunningCluster {
-            registry,
-            servers: started,
-        })
+        Ok(RunningCluster { registry, servers: started })
     }
 }
 
-fn prepare_folder(root: &PathBuf) -> Result<PathBuf, ClusterError> {
-    let folder_error = |source| ClusterError::Folder {
-        path: root.clone(),
-        source,
-    };
+fn prepare_folder(root: &PathBuf, downloads: Arc<Downloads>, no_clobber: bool) -> Result<SharedFolder, ClusterError> {
+    let folder_error = |source| ClusterError::Folder { path: root.clone(), source };
     std::fs::create_dir_all(root).map_err(folder_error)?;
     let root = root.canonicalize().map_err(folder_error)?;
-    // Opening it the way every session will proves that sessions can open it too.
-    crate::ftp_backend::FtpBackend::open(&root).map_err(folder_error)?;
-    Ok(root)
+    let folder = SharedFolder::open(&root, downloads, no_clobber).map_err(folder_error)?;
+    match folder.remove_stale_uploads() {
+        Ok(0) => {}
+        Ok(removed) => tracing::info!(removed, "removed temporary files of interrupted uploads"),
+        Err(error) => tracing::warn!(%error, "cannot look for temporary upload files"),
+    }
+    Ok(folder)
 }
 
 async fn bind(name: &str, address: SocketAddr) -> Result<TcpListener, ClusterError> {
-    TcpListener::bind(address)
-        .await
-        .map_err(|source| ClusterError::Bind {
-            name: name.to_string(),
-            address,
-            source,
-        })
+    TcpListener::bind(address).await.map_err(|source| ClusterError::Bind { name: name.to_string(), address, source })
 }
 
-fn entry(
-    name: &str,
-    listener: &TcpListener,
-    role: Role,
-    services: &[String],
-) -> Result<ServerEntry, ClusterError> {
+fn entry(name: &str, listener: &TcpListener, role: Role, services: &[String]) -> Result<ServerEntry, ClusterError> {
     let address = listener.local_addr().map_err(|source| ClusterError::Bind {
         name: name.to_string(),
         address: SocketAddr::from(([0, 0, 0, 0], 0)),
         source,
     })?;
-    let mut services: Vec<String> = services
-        .iter()
-        .map(|service| service.to_ascii_uppercase())
-        .collect();
+    let mut services: Vec<String> = services.iter().map(|service| service.to_ascii_uppercase()).collect();
     services.sort();
     services.dedup();
-    Ok(ServerEntry {
-        name: name.to_string(),
-        address,
-        role,
-        services,
-    })
+    Ok(ServerEntry { name: name.to_string(), address, role, services })
 }
 
 /// One started server: its entry, the trigger that stops it and its task.
@@ -219,11 +185,7 @@ impl RunningServer {
         let task = tokio::spawn(serve(listener, Arc::new(context), async move {
             let _ = stopped.await;
         }));
-        RunningServer {
-            entry,
-            stop: Some(stop),
-            task: Some(task),
-        }
+        RunningServer { entry, stop: Some(stop), task: Some(task) }
     }
 
     fn signal(&mut self) {
@@ -257,10 +219,7 @@ pub struct RunningCluster {
 impl RunningCluster {
     /// Every started server (main server first) with its bound address.
     pub fn servers(&self) -> Vec<ServerEntry> {
-        self.servers
-            .iter()
-            .map(|server| server.entry.clone())
-            .collect()
+        self.servers.iter().map(|server| server.entry.clone()).collect()
     }
 
     /// The main server's address.
@@ -270,10 +229,7 @@ impl RunningCluster {
 
     /// The address of the server called `name`.
     pub fn address_of(&self, name: &str) -> Option<SocketAddr> {
-        self.servers
-            .iter()
-            .find(|server| server.entry.name == name)
-            .map(|server| server.entry.address)
+        self.servers.iter().find(|server| server.entry.name == name).map(|server| server.entry.address)
     }
 
     /// The main server's registry.
@@ -284,11 +240,7 @@ impl RunningCluster {
     /// Stops one server as if it had died: its listener closes and its connections end after
     /// the grace period, but it stays in the registry. True if it was running.
     pub async fn stop_server(&mut self, name: &str) -> bool {
-        match self
-            .servers
-            .iter_mut()
-            .find(|server| server.entry.name == name && server.stop.is_some())
-        {
+        match self.servers.iter_mut().find(|server| server.entry.name == name && server.stop.is_some()) {
             Some(server) => {
                 server.stop().await;
                 true
@@ -299,10 +251,7 @@ impl RunningCluster {
 
     /// A table of the servers: name, address, role, services.
     pub fn table(&self) -> String {
-        let mut table = format!(
-            "{:<8} {:<22} {:<7} {}\n",
-            "NAME", "ADDRESS", "ROLE", "SERVICES"
-        );
+        let mut table = format!("{:<8} {:<22} {:<7} {}\n", "NAME", "ADDRESS", "ROLE", "SERVICES");
         for server in &self.servers {
             let entry = &server.entry;
             let services = match (entry.role, entry.services.is_empty()) {

@@ -45,10 +45,7 @@ impl WorkerSpec {
     pub fn new(name: impl Into<String>, services: &[&str]) -> Self {
         WorkerSpec {
             name: name.into(),
-            services: services
-                .iter()
-                .map(|service| service.to_ascii_uppercase())
-                .collect(),
+            services: services.iter().map(|service| service.to_ascii_uppercase()).collect(),
             listen: None,
         }
     }
@@ -59,16 +56,10 @@ impl FromStr for WorkerSpec {
 
     /// Parses `NAME=SERVICE[+SERVICE...][@HOST:PORT]`.
     fn from_str(spec: &str) -> Result<Self, Self::Err> {
-        let error = |reason: &str| WorkerSpecError {
-            spec: spec.to_string(),
-            reason: reason.to_string(),
-        };
+        let error = |reason: &str| WorkerSpecError { spec: spec.to_string(), reason: reason.to_string() };
         let (name, rest) = spec.split_once('=').ok_or_else(|| error("no '='"))?;
         let (services, listen) = match rest.split_once('@') {
-            Some((services, address)) => (
-                services,
-                Some(address.parse().map_err(|_| error("bad address"))?),
-            ),
+            Some((services, address)) => (services, Some(address.parse().map_err(|_| error("bad address"))?)),
             None => (rest, None),
         };
         if !is_valid_name(name) {
@@ -78,11 +69,7 @@ impl FromStr for WorkerSpec {
         if services.iter().any(|service| !is_valid_name(service)) {
             return Err(error("a service name has 1 to 32 letters, digits, - or _"));
         }
-        Ok(WorkerSpec {
-            name: name.to_string(),
-            services,
-            listen,
-        })
+        Ok(WorkerSpec { name: name.to_string(), services, listen })
     }
 }
 
@@ -107,6 +94,9 @@ pub struct ClusterConfig {
     pub passive_ports: Option<RangeInclusive<u16>>,
     /// Seconds of inactivity after which a session is closed.
     pub idle_timeout: u64,
+    /// Apply no-clobber to every upload (`STOR x` stores `x_copy1` when `x` exists); off by
+    /// default, so that `STOR` replaces as RFC 959 says unless a session asks for no-clobber.
+    pub no_clobber: bool,
 }
 
 impl ClusterConfig {
@@ -116,15 +106,14 @@ impl ClusterConfig {
         ClusterConfig {
             main_name: main_name.into(),
             root: root.into(),
-            listen: DEFAULT_LISTEN
-                .parse()
-                .expect("DEFAULT_LISTEN is a valid address"),
+            listen: DEFAULT_LISTEN.parse().expect("DEFAULT_LISTEN is a valid address"),
             main_services: Vec::new(),
             workers: default_workers(),
             worker_timeout: DEFAULT_WORKER_TIMEOUT,
             grace_period: DEFAULT_GRACE_PERIOD,
             passive_ports: None,
             idle_timeout: DEFAULT_IDLE_TIMEOUT_SECS,
+            no_clobber: false,
         }
     }
 
@@ -171,16 +160,10 @@ mod tests {
         let spec: WorkerSpec = "SV7=add+MUL@127.0.0.1:2200".parse().expect("valid");
         assert_eq!(spec.name, "SV7");
         assert_eq!(spec.services, vec!["ADD", "MUL"]);
-        assert_eq!(
-            spec.listen,
-            Some("127.0.0.1:2200".parse().expect("literal"))
-        );
+        assert_eq!(spec.listen, Some("127.0.0.1:2200".parse().expect("literal")));
         assert_eq!("W=INC".parse::<WorkerSpec>().expect("valid").listen, None);
         for bad in ["", "SV1", "SV1=", "SV1=ADD@nowhere", "S V=ADD", "SV1=A;B"] {
-            assert!(
-                bad.parse::<WorkerSpec>().is_err(),
-                "{bad:?} should not parse"
-            );
+            assert!(bad.parse::<WorkerSpec>().is_err(), "{bad:?} should not parse");
         }
     }
 

@@ -10,11 +10,12 @@
 //! - [`server`]: one FTP server: its context, the per-connection libunftp server, the accept
 //!   loop with graceful shutdown.
 //! - [`site_cmds`]: the SITE command handlers; [`site_error`]: their errors and the one mapping
-//!   to FTP reply codes.
+//!   to FTP reply codes; [`site_files`]: the file-service SITE commands (STATS, NOCLOBBER, STORED).
 //! - [`services`]: the [`Service`] trait and the arithmetic services (pure, no I/O).
 //! - [`registry`]: which server offers which service (no I/O).
 //! - [`worker_client`]: the only code that talks FTP from the main server to workers.
-//! - [`ftp_backend`]: the storage back-end around `unftp_sbe_fs`.
+//! - [`ftp_backend`]: the storage back-end around `unftp_sbe_fs`; [`upload`]: atomic and
+//!   no-clobber uploads; [`downloads`]: download counters and their log.
 //!
 //! # Embedding
 //!
@@ -52,15 +53,19 @@
 
 pub mod cluster;
 pub mod config;
+pub mod downloads;
 pub mod ftp_backend;
 pub mod registry;
 pub mod server;
 pub mod services;
 pub mod site_cmds;
 pub mod site_error;
+pub mod site_files;
+pub mod upload;
 pub mod worker_client;
 
 pub use cluster::{Cluster, ClusterError, RunningCluster};
 pub use config::{ClusterConfig, WorkerSpec, DEFAULT_LISTEN, DEFAULT_MAIN_NAME};
+pub use downloads::Downloads;
 pub use registry::{Registry, Role, ServerEntry};
 pub use services::{Service, ServiceError, ServiceSet};

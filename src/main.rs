@@ -59,16 +59,14 @@ fn parse_port_range(text: &str) -> Result<(u16, u16), String> {
 }
 
 fn seconds(value: f64, what: &str) -> anyhow::Result<Duration> {
-    Duration::try_from_secs_f64(value)
-        .with_context(|| format!("{what} must be a non-negative number of seconds"))
+    Duration::try_from_secs_f64(value).with_context(|| format!("{what} must be a non-negative number of seconds"))
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,libunftp=warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,libunftp=warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -83,16 +81,7 @@ async fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Server {
-            name,
-            folder,
-            listen,
-            workers,
-            no_workers,
-            worker_timeout,
-            grace,
-            passive_ports,
-        } => {
+        Command::Server { name, folder, listen, workers, no_workers, worker_timeout, grace, passive_ports } => {
             let mut config = ClusterConfig::new(name, folder).listen(listen);
             if no_workers {
                 config.workers.clear();

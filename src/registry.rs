@@ -50,9 +50,7 @@ pub struct ServerEntry {
 impl ServerEntry {
     /// True when this server computes `service` itself.
     pub fn offers(&self, service: &str) -> bool {
-        self.services
-            .iter()
-            .any(|offered| offered.eq_ignore_ascii_case(service))
+        self.services.iter().any(|offered| offered.eq_ignore_ascii_case(service))
     }
 }
 
@@ -93,9 +91,7 @@ impl Registry {
     fn lock(&self) -> MutexGuard<'_, Table> {
         // A panic while holding this lock cannot leave the table half-changed (every change is
         // one push or one assignment), so a poisoned lock is still safe to use.
-        self.table
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.table.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Adds `entry`, or replaces the entry with the same name.
@@ -106,26 +102,14 @@ impl Registry {
         if entry.services.len() > MAX_SERVICES_PER_SERVER {
             return Err(RegistryError::TooManyServices);
         }
-        if let Some(bad) = entry
-            .services
-            .iter()
-            .find(|service| !is_valid_name(service))
-        {
+        if let Some(bad) = entry.services.iter().find(|service| !is_valid_name(service)) {
             return Err(RegistryError::InvalidName(bad.clone()));
         }
-        entry.services = entry
-            .services
-            .iter()
-            .map(|service| service.to_ascii_uppercase())
-            .collect();
+        entry.services = entry.services.iter().map(|service| service.to_ascii_uppercase()).collect();
         entry.services.sort();
         entry.services.dedup();
         let mut table = self.lock();
-        if let Some(existing) = table
-            .servers
-            .iter_mut()
-            .find(|server| server.name == entry.name)
-        {
+        if let Some(existing) = table.servers.iter_mut().find(|server| server.name == entry.name) {
             *existing = entry;
         } else if table.servers.len() >= MAX_SERVERS {
             return Err(RegistryError::Full);
@@ -152,31 +136,19 @@ impl Registry {
 
     /// The main server's entry, if registered.
     pub fn main(&self) -> Option<ServerEntry> {
-        self.lock()
-            .servers
-            .iter()
-            .find(|server| server.role == Role::Main)
-            .cloned()
+        self.lock().servers.iter().find(|server| server.role == Role::Main).cloned()
     }
 
     /// The servers that offer `service`.
     pub fn lookup(&self, service: &str) -> Vec<ServerEntry> {
-        self.lock()
-            .servers
-            .iter()
-            .filter(|server| server.offers(service))
-            .cloned()
-            .collect()
+        self.lock().servers.iter().filter(|server| server.offers(service)).cloned().collect()
     }
 
     /// A worker that offers `service`, rotating over them on successive calls.
     pub fn pick(&self, service: &str) -> Option<ServerEntry> {
         let mut table = self.lock();
-        let offering: Vec<&ServerEntry> = table
-            .servers
-            .iter()
-            .filter(|server| server.role == Role::Worker && server.offers(service))
-            .collect();
+        let offering: Vec<&ServerEntry> =
+            table.servers.iter().filter(|server| server.role == Role::Worker && server.offers(service)).collect();
         if offering.is_empty() {
             return None;
         }
@@ -187,11 +159,7 @@ impl Registry {
 
     /// Every service some server offers.
     pub fn services(&self) -> BTreeSet<String> {
-        self.lock()
-            .servers
-            .iter()
-            .flat_map(|server| server.services.iter().cloned())
-            .collect()
+        self.lock().servers.iter().flat_map(|server| server.services.iter().cloned()).collect()
     }
 }
 
@@ -211,43 +179,24 @@ mod tests {
     #[test]
     fn lookup_and_pick_rotate_over_workers() {
         let registry = Registry::new();
-        registry
-            .register(entry("SV0", 2121, Role::Main, &[]))
-            .expect("valid");
-        registry
-            .register(entry("SV1", 2122, Role::Worker, &["add", "SUB"]))
-            .expect("valid");
-        registry
-            .register(entry("SV2", 2123, Role::Worker, &["ADD"]))
-            .expect("valid");
+        registry.register(entry("SV0", 2121, Role::Main, &[])).expect("valid");
+        registry.register(entry("SV1", 2122, Role::Worker, &["add", "SUB"])).expect("valid");
+        registry.register(entry("SV2", 2123, Role::Worker, &["ADD"])).expect("valid");
         assert_eq!(registry.lookup("ADD").len(), 2);
         assert_eq!(registry.lookup("sub")[0].name, "SV1");
-        let picked: Vec<String> = (0..4)
-            .filter_map(|_| registry.pick("ADD"))
-            .map(|server| server.name)
-            .collect();
+        let picked: Vec<String> = (0..4).filter_map(|_| registry.pick("ADD")).map(|server| server.name).collect();
         assert_eq!(picked.iter().filter(|name| *name == "SV1").count(), 2);
         assert_eq!(picked.iter().filter(|name| *name == "SV2").count(), 2);
         assert!(registry.pick("MUL").is_none());
-        assert_eq!(
-            registry.main().map(|server| server.name),
-            Some("SV0".to_string())
-        );
-        assert_eq!(
-            registry.services().into_iter().collect::<Vec<_>>(),
-            vec!["ADD", "SUB"]
-        );
+        assert_eq!(registry.main().map(|server| server.name), Some("SV0".to_string()));
+        assert_eq!(registry.services().into_iter().collect::<Vec<_>>(), vec!["ADD", "SUB"]);
     }
 
     #[test]
     fn register_replaces_by_name_and_deregister_removes() {
         let registry = Registry::new();
-        registry
-            .register(entry("SV1", 2122, Role::Worker, &["ADD"]))
-            .expect("valid");
-        registry
-            .register(entry("SV1", 2130, Role::Worker, &["MUL"]))
-            .expect("valid");
+        registry.register(entry("SV1", 2122, Role::Worker, &["ADD"])).expect("valid");
+        registry.register(entry("SV1", 2130, Role::Worker, &["MUL"])).expect("valid");
         assert_eq!(registry.servers().len(), 1);
         assert!(registry.pick("ADD").is_none());
         assert!(registry.deregister("SV1"));
@@ -262,26 +211,14 @@ mod tests {
             registry.register(entry("bad name", 1, Role::Worker, &[])),
             Err(RegistryError::InvalidName("bad name".to_string()))
         );
-        assert!(registry
-            .register(entry("SV1", 1, Role::Worker, &["A\r\nB"]))
-            .is_err());
-        let many: Vec<String> = (0..=MAX_SERVICES_PER_SERVER)
-            .map(|index| format!("S{index}"))
-            .collect();
+        assert!(registry.register(entry("SV1", 1, Role::Worker, &["A\r\nB"])).is_err());
+        let many: Vec<String> = (0..=MAX_SERVICES_PER_SERVER).map(|index| format!("S{index}")).collect();
         let many: Vec<&str> = many.iter().map(String::as_str).collect();
-        assert_eq!(
-            registry.register(entry("SV1", 1, Role::Worker, &many)),
-            Err(RegistryError::TooManyServices)
-        );
+        assert_eq!(registry.register(entry("SV1", 1, Role::Worker, &many)), Err(RegistryError::TooManyServices));
         for index in 0..MAX_SERVERS {
-            registry
-                .register(entry(&format!("W{index}"), 1, Role::Worker, &[]))
-                .expect("room left");
+            registry.register(entry(&format!("W{index}"), 1, Role::Worker, &[])).expect("room left");
         }
-        assert_eq!(
-            registry.register(entry("ONE-TOO-MANY", 1, Role::Worker, &[])),
-            Err(RegistryError::Full)
-        );
+        assert_eq!(registry.register(entry("ONE-TOO-MANY", 1, Role::Worker, &[])), Err(RegistryError::Full));
         assert!(registry.servers().iter().all(|server| server.name != "SV1"));
     }
 }

@@ -11,7 +11,6 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::ops::RangeInclusive;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,7 +21,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use unftp_core::auth::DefaultUser;
 
-use crate::ftp_backend::FtpBackend;
+use crate::ftp_backend::{FtpBackend, SharedFolder};
 use crate::registry::{Registry, ServerEntry};
 use crate::services::ServiceSet;
 use crate::site_cmds::{verbs, Site};
@@ -48,8 +47,8 @@ pub enum ClusterView {
 /// Settings every server of a cluster shares.
 #[derive(Clone, Debug)]
 pub struct ServerSettings {
-    /// The FTP folder all servers serve; it exists (checked at start-up).
-    pub root: PathBuf,
+    /// The FTP folder all servers serve, opened at start-up.
+    pub folder: Arc<SharedFolder>,
     /// Ports for passive data connections; `None` leaves libunftp's default (49152-65535).
     pub passive_ports: Option<RangeInclusive<u16>>,
     /// How long a shutdown waits for open connections before closing them.
@@ -74,36 +73,25 @@ pub struct ServerContext {
 
 impl ServerContext {
     /// The context of a server; its greeting names it.
-    pub fn new(
-        identity: ServerEntry,
-        catalog: ServiceSet,
-        cluster: ClusterView,
-        settings: ServerSettings,
-    ) -> Self {
+    pub fn new(identity: ServerEntry, catalog: ServiceSet, cluster: ClusterView, settings: ServerSettings) -> Self {
         // libunftp wants a `&'static str` greeting; leaking one short string per server (not
         // per connection) is bounded.
-        let greeting: &'static str = Box::leak(
-            format!("ftpcalc {} ({}) ready", identity.name, identity.role).into_boxed_str(),
-        );
-        ServerContext {
-            identity,
-            catalog,
-            cluster,
-            settings,
-            greeting,
-        }
+        let greeting: &'static str =
+            Box::leak(format!("ftpcalc {} ({}) ready", identity.name, identity.role).into_boxed_str());
+        ServerContext { identity, catalog, cluster, settings, greeting }
     }
 }
 
 /// Builds the libunftp server for one connection; `serve` and the tests both call this.
 pub fn build_server(
     context: &Arc<ServerContext>,
+    peer: SocketAddr,
 ) -> Result<Server<FtpBackend, DefaultUser>, libunftp::ServerError> {
-    let root = context.settings.root.clone();
+    let folder = context.settings.folder.clone();
     let storage = Box::new(move || {
-        // The root was checked at start-up; a failure here means it vanished while running.
+        // The folder was opened at start-up; a failure here means it vanished while running.
         // libunftp's generator cannot fail, and a session without storage is useless.
-        FtpBackend::open(&root).expect("the FTP folder was checked at start-up and must stay")
+        FtpBackend::open(folder.clone(), peer).expect("the FTP folder was opened at start-up and must stay")
     });
     let mut builder = ServerBuilder::new(storage)
         .greeting(context.greeting)
@@ -120,11 +108,7 @@ pub fn build_server(
 
 /// Serves `listener` until `shutdown` completes, then stops accepting, gives open connections
 /// the grace period to finish, and closes the ones still open.
-pub async fn serve(
-    listener: TcpListener,
-    context: Arc<ServerContext>,
-    shutdown: impl Future<Output = ()>,
-) {
+pub async fn serve(listener: TcpListener, context: Arc<ServerContext>, shutdown: impl Future<Output = ()>) {
     let name = context.identity.name.clone();
     let (close_sender, close_receiver) = watch::channel(false);
     let mut connections = JoinSet::new();
@@ -147,17 +131,15 @@ pub async fn serve(
     }
     drop(listener);
     tracing::info!(server = %name, open = connections.len(), "shutting down");
-    let drained = tokio::time::timeout(context.settings.grace_period, async {
-        while connections.join_next().await.is_some() {}
-    })
-    .await;
+    let drained =
+        tokio::time::timeout(context.settings.grace_period, async { while connections.join_next().await.is_some() {} })
+            .await;
     if drained.is_err() {
         tracing::info!(server = %name, open = connections.len(), "grace period over, closing connections");
         let _ = close_sender.send(true);
-        let _ = tokio::time::timeout(Duration::from_secs(2), async {
-            while connections.join_next().await.is_some() {}
-        })
-        .await;
+        let _ =
+            tokio::time::timeout(Duration::from_secs(2), async { while connections.join_next().await.is_some() {} })
+                .await;
     }
     tracing::info!(server = %name, "stopped");
 }
@@ -176,7 +158,7 @@ async fn run_connection(
         Ok(pair) => pair,
         Err(error) => return tracing::warn!(%peer, %error, "cannot set up connection"),
     };
-    let server = match build_server(&context) {
+    let server = match build_server(&context, peer) {
         Ok(server) => server,
         Err(error) => return tracing::error!(%peer, %error, "cannot build the FTP server"),
     };

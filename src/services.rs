@@ -49,10 +49,7 @@ pub enum ServiceError {
 impl ServiceError {
     /// Builds a usage error for `service` with a message saying what is wrong.
     pub fn usage(service: &dyn Service, message: impl Into<String>) -> Self {
-        ServiceError::Usage {
-            message: message.into(),
-            usage: service.usage().to_string(),
-        }
+        ServiceError::Usage { message: message.into(), usage: service.usage().to_string() }
     }
 }
 
@@ -109,58 +106,33 @@ impl Arithmetic {
     /// Parses and checks the operands of a request.
     pub fn operands(&self, arguments: &str) -> Result<Vec<BigInt>, ServiceError> {
         if arguments.len() > MAX_ARGUMENT_BYTES {
-            return Err(ServiceError::usage(
-                self,
-                format!("arguments longer than {MAX_ARGUMENT_BYTES} bytes"),
-            ));
+            return Err(ServiceError::usage(self, format!("arguments longer than {MAX_ARGUMENT_BYTES} bytes")));
         }
         let words: Vec<&str> = arguments.split_whitespace().collect();
         let (min, max) = self.operand_bounds();
         if words.len() < min || words.len() > max {
-            let wanted = if min == max {
-                format!("exactly {min}")
-            } else {
-                format!("{min} to {max}")
-            };
+            let wanted = if min == max { format!("exactly {min}") } else { format!("{min} to {max}") };
             return Err(ServiceError::usage(
                 self,
-                format!(
-                    "{} takes {wanted} operands, got {}",
-                    self.name(),
-                    words.len()
-                ),
+                format!("{} takes {wanted} operands, got {}", self.name(), words.len()),
             ));
         }
-        words
-            .iter()
-            .enumerate()
-            .map(|(index, word)| self.operand(index + 1, word))
-            .collect()
+        words.iter().enumerate().map(|(index, word)| self.operand(index + 1, word)).collect()
     }
 
     fn operand(&self, position: usize, word: &str) -> Result<BigInt, ServiceError> {
         let digits = word.strip_prefix(['+', '-']).unwrap_or(word);
         if digits.is_empty() || !digits.bytes().all(|byte| byte.is_ascii_digit()) {
-            return Err(ServiceError::usage(
-                self,
-                format!("operand {position} ({}) is not an integer", excerpt(word)),
-            ));
+            return Err(ServiceError::usage(self, format!("operand {position} ({}) is not an integer", excerpt(word))));
         }
         if digits.len() > MAX_OPERAND_DIGITS {
             return Err(ServiceError::usage(
                 self,
-                format!(
-                    "operand {position} has {} digits, the limit is {MAX_OPERAND_DIGITS}",
-                    digits.len()
-                ),
+                format!("operand {position} has {} digits, the limit is {MAX_OPERAND_DIGITS}", digits.len()),
             ));
         }
-        word.parse::<BigInt>().map_err(|_| {
-            ServiceError::usage(
-                self,
-                format!("operand {position} ({}) is not an integer", excerpt(word)),
-            )
-        })
+        word.parse::<BigInt>()
+            .map_err(|_| ServiceError::usage(self, format!("operand {position} ({}) is not an integer", excerpt(word))))
     }
 
     /// Computes the answer for checked operands.
@@ -197,11 +169,7 @@ impl Service for Arithmetic {
     }
 
     fn parse(&self, arguments: &str) -> Result<Vec<String>, ServiceError> {
-        Ok(self
-            .operands(arguments)?
-            .iter()
-            .map(BigInt::to_string)
-            .collect())
+        Ok(self.operands(arguments)?.iter().map(BigInt::to_string).collect())
     }
 
     async fn call(&self, words: &[String]) -> Result<String, ServiceError> {
@@ -215,24 +183,15 @@ impl Service for Arithmetic {
 /// their `parse`.
 pub fn plain_words(service: &dyn Service, arguments: &str) -> Result<Vec<String>, ServiceError> {
     if arguments.len() > MAX_ARGUMENT_BYTES {
-        return Err(ServiceError::usage(
-            service,
-            format!("arguments longer than {MAX_ARGUMENT_BYTES} bytes"),
-        ));
+        return Err(ServiceError::usage(service, format!("arguments longer than {MAX_ARGUMENT_BYTES} bytes")));
     }
     arguments
         .split_whitespace()
         .map(|word| {
             if word.chars().count() > MAX_WORD_CHARS {
-                Err(ServiceError::usage(
-                    service,
-                    format!("a word is longer than {MAX_WORD_CHARS} characters"),
-                ))
+                Err(ServiceError::usage(service, format!("a word is longer than {MAX_WORD_CHARS} characters")))
             } else if word.chars().any(char::is_control) {
-                Err(ServiceError::usage(
-                    service,
-                    "control characters are not allowed",
-                ))
+                Err(ServiceError::usage(service, "control characters are not allowed"))
             } else {
                 Ok(word.to_string())
             }
@@ -252,9 +211,7 @@ fn excerpt(word: &str) -> String {
 /// True when `name` may be a service or server name: 1 to 32 ASCII letters, digits, `-`, `_`.
 pub fn is_valid_name(name: &str) -> bool {
     (1..=32).contains(&name.len())
-        && name
-            .bytes()
-            .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_')
+        && name.bytes().all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_')
 }
 
 /// A catalogue of services by name. Cloning shares the services.
@@ -277,16 +234,9 @@ impl ServiceSet {
 
     /// The four shipped arithmetic services.
     pub fn arithmetic() -> Self {
-        [
-            Operation::Add,
-            Operation::Sub,
-            Operation::Mul,
-            Operation::Inc,
-        ]
-        .into_iter()
-        .fold(Self::new(), |set, operation| {
-            set.with(Arithmetic::new(operation))
-        })
+        [Operation::Add, Operation::Sub, Operation::Mul, Operation::Inc]
+            .into_iter()
+            .fold(Self::new(), |set, operation| set.with(Arithmetic::new(operation)))
     }
 
     /// Adds `service`, replacing any service of the same name.
@@ -297,8 +247,7 @@ impl ServiceSet {
 
     /// Adds a shared service, replacing any service of the same name.
     pub fn insert(&mut self, service: Arc<dyn Service>) {
-        self.services
-            .insert(service.name().to_ascii_uppercase(), service);
+        self.services.insert(service.name().to_ascii_uppercase(), service);
     }
 
     /// The service called `name` (case-insensitive).
@@ -324,9 +273,7 @@ mod tests {
     #[track_caller]
     fn check(operation: Operation, arguments: &str, expected: Result<&str, &str>) {
         let service = Arithmetic::new(operation);
-        let answer = service
-            .operands(arguments)
-            .map(|operands| service.compute(&operands).to_string());
+        let answer = service.operands(arguments).map(|operands| service.compute(&operands).to_string());
         match (answer, expected) {
             (Ok(got), Ok(want)) => assert_eq!(got, want),
             (Err(ServiceError::Usage { message, .. }), Err(want)) => {
@@ -347,11 +294,7 @@ mod tests {
             "99999999999999999999 99999999999999999999",
             Ok("9999999999999999999800000000000000000001"),
         );
-        check(
-            Operation::Inc,
-            "18446744073709551615",
-            Ok("18446744073709551616"),
-        );
+        check(Operation::Inc, "18446744073709551615", Ok("18446744073709551616"));
         check(Operation::Inc, "-1", Ok("0"));
     }
 
@@ -360,42 +303,20 @@ mod tests {
         check(Operation::Add, "", Err("takes 2 to 64 operands, got 0"));
         check(Operation::Add, "2", Err("got 1"));
         check(Operation::Inc, "1 2", Err("exactly 1"));
-        check(
-            Operation::Add,
-            "2 x",
-            Err("operand 2 (x) is not an integer"),
-        );
-        check(
-            Operation::Add,
-            "2 -",
-            Err("operand 2 (-) is not an integer"),
-        );
+        check(Operation::Add, "2 x", Err("operand 2 (x) is not an integer"));
+        check(Operation::Add, "2 -", Err("operand 2 (-) is not an integer"));
         check(Operation::Add, "2 1.5", Err("not an integer"));
         check(Operation::Add, "2 ３", Err("not an integer"));
-        check(
-            Operation::Add,
-            &format!("1 {}", "9".repeat(MAX_OPERAND_DIGITS + 1)),
-            Err("has 1001 digits"),
-        );
-        check(
-            Operation::Add,
-            &vec!["1"; MAX_OPERANDS + 1].join(" "),
-            Err("got 65"),
-        );
-        check(
-            Operation::Add,
-            &"1 ".repeat(MAX_ARGUMENT_BYTES),
-            Err("longer than"),
-        );
+        check(Operation::Add, &format!("1 {}", "9".repeat(MAX_OPERAND_DIGITS + 1)), Err("has 1001 digits"));
+        check(Operation::Add, &vec!["1"; MAX_OPERANDS + 1].join(" "), Err("got 65"));
+        check(Operation::Add, &"1 ".repeat(MAX_ARGUMENT_BYTES), Err("longer than"));
     }
 
     #[test]
     fn largest_operands_are_accepted() {
         let big = "9".repeat(MAX_OPERAND_DIGITS);
         let service = Arithmetic::new(Operation::Mul);
-        let words = service
-            .parse(&vec![big.as_str(); MAX_OPERANDS].join(" "))
-            .expect("within bounds");
+        let words = service.parse(&vec![big.as_str(); MAX_OPERANDS].join(" ")).expect("within bounds");
         assert_eq!(words.len(), MAX_OPERANDS);
     }
 

@@ -16,6 +16,7 @@ use crate::registry::{Role, ServerEntry};
 use crate::server::{ClusterView, ServerContext};
 use crate::services::{is_valid_name, plain_words, Service};
 use crate::site_error::{one_line, SiteError};
+use crate::site_files::{self, NOCLOBBER, STATS, STORED};
 use crate::worker_client::{WorkerClient, WorkerReply};
 
 /// `SITE HELP`: lists this server's SITE commands.
@@ -27,7 +28,7 @@ pub const LOOKUP: &str = "LOOKUP";
 /// `SITE SERVERS`: every server in the registry (main server only).
 pub const SERVERS: &str = "SERVERS";
 /// SITE verbs that services may not use: the cluster's own, and libunftp's built-in `MD5`.
-pub const RESERVED: [&str; 6] = [HELP, INFO, LOOKUP, SERVERS, "MD5", "STATS"];
+pub const RESERVED: [&str; 8] = [HELP, INFO, LOOKUP, SERVERS, STATS, NOCLOBBER, STORED, "MD5"];
 
 /// What a SITE verb does on this server.
 #[derive(Clone)]
@@ -40,6 +41,12 @@ pub enum Verb {
     Lookup,
     /// `SITE SERVERS`.
     Servers,
+    /// `SITE STATS`.
+    Stats,
+    /// `SITE NOCLOBBER`.
+    NoClobber,
+    /// `SITE STORED`.
+    Stored,
     /// A service this server computes itself.
     Compute(Arc<dyn Service>),
     /// A service the main server routes to a worker.
@@ -57,6 +64,9 @@ pub fn verbs(server: &ServerContext) -> Vec<(String, Verb)> {
         (INFO.to_string(), Verb::Info),
         (LOOKUP.to_string(), Verb::Lookup),
         (SERVERS.to_string(), Verb::Servers),
+        (STATS.to_string(), Verb::Stats),
+        (NOCLOBBER.to_string(), Verb::NoClobber),
+        (STORED.to_string(), Verb::Stored),
     ];
     let mut names = server.catalog.names();
     if let ClusterView::Main { registry, .. } = &server.cluster {
@@ -64,14 +74,8 @@ pub fn verbs(server: &ServerContext) -> Vec<(String, Verb)> {
     }
     names.sort();
     names.dedup();
-    for name in names
-        .into_iter()
-        .filter(|name| !RESERVED.contains(&name.as_str()))
-    {
-        let local = server
-            .catalog
-            .get(&name)
-            .filter(|_| server.identity.offers(&name));
+    for name in names.into_iter().filter(|name| !RESERVED.contains(&name.as_str())) {
+        let local = server.catalog.get(&name).filter(|_| server.identity.offers(&name));
         let verb = match (local, &server.cluster) {
             (Some(service), _) => Verb::Compute(service),
             (None, ClusterView::Main { .. }) => Verb::Route(name.clone()),
@@ -95,13 +99,16 @@ impl Site {
     }
 
     /// Answers one request; `Ok` is always a positive reply.
-    pub async fn answer(&self, arguments: &str) -> Result<Reply, SiteError> {
+    pub async fn answer(&self, arguments: &str, storage: &FtpBackend) -> Result<Reply, SiteError> {
         let server = &self.server;
         match &self.verb {
             Verb::Help => Ok(help(server)),
             Verb::Info => Ok(Reply::new_with_string(ReplyCode::CommandOkay, info(server))),
             Verb::Lookup => lookup(server, arguments),
             Verb::Servers => servers(server),
+            Verb::Stats => site_files::stats(storage, arguments),
+            Verb::NoClobber => site_files::no_clobber(storage, arguments),
+            Verb::Stored => site_files::stored(storage),
             Verb::Compute(service) => {
                 let words = service.parse(arguments)?;
                 let answer = service.call(&words).await?;
@@ -123,18 +130,13 @@ impl Site {
 #[async_trait]
 impl SiteCommandHandler<FtpBackend, DefaultUser> for Site {
     async fn handle(&self, context: &SiteCommandContext<FtpBackend, DefaultUser>) -> Reply {
-        self.answer(&context.arguments)
-            .await
-            .unwrap_or_else(|error| error.to_reply())
+        self.answer(&context.arguments, &context.storage).await.unwrap_or_else(|error| error.to_reply())
     }
 }
 
 impl std::fmt::Debug for Site {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter
-            .debug_struct("Site")
-            .field("server", &self.server.identity.name)
-            .finish()
+        formatter.debug_struct("Site").field("server", &self.server.identity.name).finish()
     }
 }
 
@@ -146,10 +148,7 @@ fn main_of(server: &ServerContext) -> Option<Box<ServerEntry>> {
 }
 
 fn help(server: &ServerContext) -> Reply {
-    let mut lines = vec![format!(
-        "SITE commands of {} ({}):",
-        server.identity.name, server.identity.role
-    )];
+    let mut lines = vec![format!("SITE commands of {} ({}):", server.identity.name, server.identity.role)];
     for (name, verb) in verbs(server) {
         let text = match verb {
             Verb::Help => "HELP: this list".to_string(),
@@ -157,10 +156,11 @@ fn help(server: &ServerContext) -> Reply {
             Verb::Lookup if server.identity.role == Role::Main => {
                 "LOOKUP SERVICE: the servers that offer SERVICE".to_string()
             }
-            Verb::Servers if server.identity.role == Role::Main => {
-                "SERVERS: every server of the cluster".to_string()
-            }
+            Verb::Servers if server.identity.role == Role::Main => "SERVERS: every server of the cluster".to_string(),
             Verb::Lookup | Verb::Servers => format!("{name}: answered by the main server only"),
+            Verb::Stats => "STATS [FILE]: download counts since start (paths from the root)".to_string(),
+            Verb::NoClobber => "NOCLOBBER [ON|OFF]: uploads never replace files; X exists -> X_copy1".to_string(),
+            Verb::Stored => "STORED: the path this session's last upload was stored under".to_string(),
             Verb::Compute(service) => service.usage().to_string(),
             Verb::Route(name) => match server.catalog.get(&name) {
                 Some(service) => format!("{} (routed to a worker)", service.usage()),
@@ -201,9 +201,7 @@ fn info(server: &ServerContext) -> String {
                 .collect();
             text.push_str(&format!(" routes={}", list(&routed)));
         }
-        ClusterView::Worker { main: Some(main) } => {
-            text.push_str(&format!(" main={}@{}", main.name, main.address))
-        }
+        ClusterView::Worker { main: Some(main) } => text.push_str(&format!(" main={}@{}", main.name, main.address)),
         ClusterView::Worker { main: None } => {}
     }
     text
@@ -212,10 +210,7 @@ fn info(server: &ServerContext) -> String {
 /// `LOOKUP SERVICE` → `200 SERVICE NAME=ADDRESS [NAME=ADDRESS ...]`.
 fn lookup(server: &ServerContext, arguments: &str) -> Result<Reply, SiteError> {
     let ClusterView::Main { registry, .. } = &server.cluster else {
-        return Err(SiteError::MainOnly {
-            verb: LOOKUP.to_string(),
-            main: main_of(server),
-        });
+        return Err(SiteError::MainOnly { verb: LOOKUP.to_string(), main: main_of(server) });
     };
     let service = parse_lookup(arguments)?;
     let offering = registry.lookup(&service);
@@ -226,14 +221,8 @@ fn lookup(server: &ServerContext, arguments: &str) -> Result<Reply, SiteError> {
             Err(SiteError::UnknownService(service))
         };
     }
-    let places: Vec<String> = offering
-        .iter()
-        .map(|entry| format!("{}={}", entry.name, entry.address))
-        .collect();
-    Ok(Reply::new_with_string(
-        ReplyCode::CommandOkay,
-        format!("{service} {}", places.join(" ")),
-    ))
+    let places: Vec<String> = offering.iter().map(|entry| format!("{}={}", entry.name, entry.address)).collect();
+    Ok(Reply::new_with_string(ReplyCode::CommandOkay, format!("{service} {}", places.join(" "))))
 }
 
 /// The one service name `LOOKUP` takes, upper-cased.
@@ -255,23 +244,13 @@ fn parse_lookup(arguments: &str) -> Result<String, SiteError> {
 /// `SERVERS` → a multi-line `200` reply, one server per line: name, address, role, services.
 fn servers(server: &ServerContext) -> Result<Reply, SiteError> {
     let ClusterView::Main { registry, .. } = &server.cluster else {
-        return Err(SiteError::MainOnly {
-            verb: SERVERS.to_string(),
-            main: main_of(server),
-        });
+        return Err(SiteError::MainOnly { verb: SERVERS.to_string(), main: main_of(server) });
     };
     let servers = registry.servers();
     let mut lines = vec!["Servers (name address role services):".to_string()];
     for entry in &servers {
-        let services = if entry.services.is_empty() {
-            "-".to_string()
-        } else {
-            entry.services.join(",")
-        };
-        lines.push(format!(
-            " {} {} {} {}",
-            entry.name, entry.address, entry.role, services
-        ));
+        let services = if entry.services.is_empty() { "-".to_string() } else { entry.services.join(",") };
+        lines.push(format!(" {} {} {} {}", entry.name, entry.address, entry.role, services));
     }
     lines.push(format!("{} servers", servers.len()));
     Ok(Reply::new_multiline(ReplyCode::CommandOkay, lines))
@@ -287,21 +266,13 @@ async fn route(server: &ServerContext, service: &str, arguments: &str) -> Result
         Some(known) => known.parse(arguments)?,
         None => plain_words(&RoutedOnly(service.to_string()), arguments)?,
     };
-    let line = std::iter::once(service.to_string())
-        .chain(words)
-        .collect::<Vec<_>>()
-        .join(" ");
-    let first = registry
-        .pick(service)
-        .ok_or_else(|| SiteError::NoWorker(service.to_string()))?;
+    let line = std::iter::once(service.to_string()).chain(words).collect::<Vec<_>>().join(" ");
+    let first = registry.pick(service).ok_or_else(|| SiteError::NoWorker(service.to_string()))?;
     let failure = match ask(workers, &first, service, &line).await {
         Err(failure @ (SiteError::Worker { .. } | SiteError::WorkerRefused { .. })) => failure,
         answered => return answered,
     };
-    match registry
-        .pick(service)
-        .filter(|second| second.name != first.name)
-    {
+    match registry.pick(service).filter(|second| second.name != first.name) {
         Some(second) => {
             tracing::warn!(error = %failure, retry_on = %second.name, "retrying on another worker");
             ask(workers, &second, service, &line).await
@@ -311,28 +282,12 @@ async fn route(server: &ServerContext, service: &str, arguments: &str) -> Result
 }
 
 /// Sends `line` to `worker` and turns its reply into ours.
-async fn ask(
-    workers: &WorkerClient,
-    worker: &ServerEntry,
-    service: &str,
-    line: &str,
-) -> Result<Reply, SiteError> {
+async fn ask(workers: &WorkerClient, worker: &ServerEntry, service: &str, line: &str) -> Result<Reply, SiteError> {
     match workers.call(worker.address, line).await {
-        Ok(WorkerReply { code: 200, text }) => Ok(Reply::new_with_string(
-            ReplyCode::CommandOkay,
-            one_line(&text),
-        )),
+        Ok(WorkerReply { code: 200, text }) => Ok(Reply::new_with_string(ReplyCode::CommandOkay, one_line(&text))),
         Ok(WorkerReply { code: 501, text }) => Err(SiteError::WorkerUsage(text)),
-        Ok(reply) => Err(SiteError::WorkerRefused {
-            service: service.to_string(),
-            worker: worker.name.clone(),
-            reply,
-        }),
-        Err(source) => Err(SiteError::Worker {
-            service: service.to_string(),
-            worker: worker.name.clone(),
-            source,
-        }),
+        Ok(reply) => Err(SiteError::WorkerRefused { service: service.to_string(), worker: worker.name.clone(), reply }),
+        Err(source) => Err(SiteError::Worker { service: service.to_string(), worker: worker.name.clone(), source }),
     }
 }
 

@@ -37,6 +37,12 @@ pub enum SiteError {
     /// No server in the cluster knows the service (`504`).
     #[error("no server offers {0}")]
     UnknownService(String),
+    /// `STATS FILE` for a file that does not exist (`550`).
+    #[error("no such file: {0}")]
+    NoSuchFile(String),
+    /// `STORED` before this session stored anything (`550`).
+    #[error("nothing stored in this session yet")]
+    NothingStored,
     /// The service exists but no worker offering it is registered right now (`451`).
     #[error("no worker available for {0}, try again later")]
     NoWorker(String),
@@ -77,16 +83,10 @@ impl SiteError {
         let code = match self {
             SiteError::Usage(_) | SiteError::WorkerUsage(_) => ReplyCode::ParameterSyntaxError,
             SiteError::MainOnly { .. } => ReplyCode::CommandNotImplemented,
-            SiteError::NotOffered { .. } | SiteError::UnknownService(_) => {
-                ReplyCode::CommandNotImplementedForParameter
-            }
+            SiteError::NotOffered { .. } | SiteError::UnknownService(_) => ReplyCode::CommandNotImplementedForParameter,
             SiteError::NoWorker(_) => ReplyCode::LocalError,
-            SiteError::Worker {
-                service, worker, ..
-            }
-            | SiteError::WorkerRefused {
-                service, worker, ..
-            } => {
+            SiteError::NoSuchFile(_) | SiteError::NothingStored => ReplyCode::FileError,
+            SiteError::Worker { service, worker, .. } | SiteError::WorkerRefused { service, worker, .. } => {
                 tracing::warn!(error = %self, "worker request failed");
                 return Reply::new_with_string(
                     ReplyCode::LocalError,
@@ -101,15 +101,7 @@ impl SiteError {
 /// `text` made safe for one reply line: every control character (CR and LF above all, which
 /// libunftp would send raw and so desynchronise the client) becomes a space.
 pub fn one_line(text: &str) -> String {
-    text.chars()
-        .map(|character| {
-            if character.is_control() {
-                ' '
-            } else {
-                character
-            }
-        })
-        .collect()
+    text.chars().map(|character| if character.is_control() { ' ' } else { character }).collect()
 }
 
 #[cfg(test)]
@@ -132,40 +124,18 @@ mod tests {
             role: Role::Main,
             services: vec![],
         }));
-        let usage = ServiceError::Usage {
-            message: "bad".into(),
-            usage: "ADD A B".into(),
-        };
+        let usage = ServiceError::Usage { message: "bad".into(), usage: "ADD A B".into() };
         assert_eq!(code_of(SiteError::Usage(usage)).0, 501);
-        let (code, text) = code_of(SiteError::MainOnly {
-            verb: "LOOKUP".into(),
-            main: main.clone(),
-        });
-        assert_eq!(
-            (code, text.as_str()),
-            (
-                502,
-                "LOOKUP is answered by the main server SV0 at 127.0.0.1:2121"
-            )
-        );
-        let (code, text) = code_of(SiteError::NotOffered {
-            server: "SV2".into(),
-            service: "ADD".into(),
-            main,
-        });
+        let (code, text) = code_of(SiteError::MainOnly { verb: "LOOKUP".into(), main: main.clone() });
+        assert_eq!((code, text.as_str()), (502, "LOOKUP is answered by the main server SV0 at 127.0.0.1:2121"));
+        let (code, text) = code_of(SiteError::NotOffered { server: "SV2".into(), service: "ADD".into(), main });
         assert_eq!(code, 504);
         assert!(text.contains("SV0 at 127.0.0.1:2121"), "{text}");
         assert_eq!(code_of(SiteError::UnknownService("FOO".into())).0, 504);
         assert_eq!(code_of(SiteError::NoWorker("ADD".into())).0, 451);
-        let refused = WorkerReply {
-            code: 502,
-            text: "secret\r\ndetail".into(),
-        };
-        let (code, text) = code_of(SiteError::WorkerRefused {
-            service: "ADD".into(),
-            worker: "SV1".into(),
-            reply: refused,
-        });
+        let refused = WorkerReply { code: 502, text: "secret\r\ndetail".into() };
+        let (code, text) =
+            code_of(SiteError::WorkerRefused { service: "ADD".into(), worker: "SV1".into(), reply: refused });
         assert_eq!(code, 451);
         assert!(!text.contains("secret"), "details stay in the log: {text}");
     }

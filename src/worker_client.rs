@@ -75,22 +75,14 @@ pub struct WorkerClient {
 
 impl std::fmt::Debug for WorkerClient {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter
-            .debug_struct("WorkerClient")
-            .field("user", &self.user)
-            .field("timeout", &self.timeout)
-            .finish()
+        formatter.debug_struct("WorkerClient").field("user", &self.user).field("timeout", &self.timeout).finish()
     }
 }
 
 impl WorkerClient {
     /// A client that logs in to workers as `user` and gives up on a call after `timeout`.
     pub fn new(user: impl Into<String>, timeout: Duration) -> Self {
-        WorkerClient {
-            user: user.into(),
-            timeout,
-            idle: Arc::default(),
-        }
+        WorkerClient { user: user.into(), timeout, idle: Arc::default() }
     }
 
     /// Sends `SITE <line>` to the worker at `address` and returns its reply.
@@ -104,11 +96,7 @@ impl WorkerClient {
             .unwrap_or(Err(WorkerError::Timeout { address, timeout }))
     }
 
-    async fn call_untimed(
-        &self,
-        address: SocketAddr,
-        line: &str,
-    ) -> Result<WorkerReply, WorkerError> {
+    async fn call_untimed(&self, address: SocketAddr, line: &str) -> Result<WorkerReply, WorkerError> {
         if let Some(mut connection) = self.take_idle(address) {
             if let Ok(reply) = exchange(&mut connection, line).await {
                 self.give_back(address, connection);
@@ -117,17 +105,15 @@ impl WorkerClient {
             tracing::debug!(%address, "pooled worker connection failed, retrying on a new one");
         }
         let mut connection = self.connect(address).await?;
-        let reply = exchange(&mut connection, line)
-            .await
-            .map_err(|source| WorkerError::Exchange { address, source })?;
+        let reply =
+            exchange(&mut connection, line).await.map_err(|source| WorkerError::Exchange { address, source })?;
         self.give_back(address, connection);
         Ok(reply)
     }
 
     async fn connect(&self, address: SocketAddr) -> Result<AsyncFtpStream, WorkerError> {
-        let mut connection = AsyncFtpStream::connect(address)
-            .await
-            .map_err(|source| WorkerError::Connect { address, source })?;
+        let mut connection =
+            AsyncFtpStream::connect(address).await.map_err(|source| WorkerError::Connect { address, source })?;
         // Requests are single short lines: send them at once rather than wait for Nagle.
         let _ = connection.get_ref().await.set_nodelay(true);
         connection
@@ -138,18 +124,12 @@ impl WorkerClient {
     }
 
     fn take_idle(&self, address: SocketAddr) -> Option<AsyncFtpStream> {
-        let mut idle = self
-            .idle
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut idle = self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         idle.get_mut(&address)?.pop()
     }
 
     fn give_back(&self, address: SocketAddr, connection: AsyncFtpStream) {
-        let mut idle = self
-            .idle
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut idle = self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let pool = idle.entry(address).or_default();
         if pool.len() < MAX_IDLE_PER_WORKER {
             pool.push(connection);
@@ -158,23 +138,15 @@ impl WorkerClient {
 
     /// Closes the idle connections to `address` (after the worker left the cluster).
     pub fn forget(&self, address: SocketAddr) {
-        let mut idle = self
-            .idle
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut idle = self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         idle.remove(&address);
     }
 }
 
 async fn exchange(connection: &mut AsyncFtpStream, line: &str) -> Result<WorkerReply, FtpError> {
-    let response = connection
-        .custom_command(format!("SITE {line}"), &EXPECTED)
-        .await?;
+    let response = connection.custom_command(format!("SITE {line}"), &EXPECTED).await?;
     let body = String::from_utf8_lossy(&response.body);
-    Ok(WorkerReply {
-        code: response.status.code(),
-        text: reply_text(&body),
-    })
+    Ok(WorkerReply { code: response.status.code(), text: reply_text(&body) })
 }
 
 /// The text of a reply without its code, multi-line replies joined on one line.
@@ -201,14 +173,8 @@ mod tests {
 
     #[test]
     fn reply_text_strips_codes_and_joins_lines() {
-        assert_eq!(
-            reply_text("200 5 (computed by SV1)\r\n"),
-            "5 (computed by SV1)"
-        );
-        assert_eq!(
-            reply_text("200-first\r\n second\r\n200 last\r\n"),
-            "first second last"
-        );
+        assert_eq!(reply_text("200 5 (computed by SV1)\r\n"), "5 (computed by SV1)");
+        assert_eq!(reply_text("200-first\r\n second\r\n200 last\r\n"), "first second last");
         assert_eq!(reply_text("200\r\n"), "");
     }
 }

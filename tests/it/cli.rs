@@ -14,17 +14,9 @@ fn ftpcalc() -> Command {
 
 /// Starts `ftpcalc server` and reads its table of `servers` rows: (name, address, role,
 /// services) per server.
-fn start_server(
-    servers: usize,
-    args: &[&str],
-) -> (Child, Vec<(String, SocketAddr, String, String)>) {
-    let mut child = ftpcalc()
-        .arg("server")
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
+fn start_server(servers: usize, args: &[&str]) -> (Child, Vec<(String, SocketAddr, String, String)>) {
+    let mut child =
+        ftpcalc().arg("server").args(args).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("spawn");
     let stdout = child.stdout.take().expect("piped stdout");
     let mut lines = BufReader::new(stdout).lines();
     let header = lines.next().expect("a table").expect("utf-8");
@@ -34,12 +26,7 @@ fn start_server(
         let line = line.expect("utf-8");
         let fields: Vec<&str> = line.split_whitespace().collect();
         let address = fields[1].parse().expect("an address");
-        table.push((
-            fields[0].to_string(),
-            address,
-            fields[2].to_string(),
-            fields[3..].join(" "),
-        ));
+        table.push((fields[0].to_string(), address, fields[2].to_string(), fields[3..].join(" ")));
         if table.len() == servers {
             break;
         }
@@ -48,10 +35,7 @@ fn start_server(
 }
 
 fn terminate(child: &mut Child) -> std::process::ExitStatus {
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill runs");
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill runs");
     assert!(status.success());
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -72,34 +56,21 @@ async fn server_prints_its_table_serves_and_exits_cleanly_on_sigterm() {
     let root = folder.path().join("created-by-ftpcalc");
     let root_text = root.to_str().expect("utf-8 path").to_string();
     let (mut child, table) = tokio::task::spawn_blocking(move || {
-        start_server(
-            5,
-            &["SV0", &root_text, "--listen", "127.0.0.1:0", "--grace", "1"],
-        )
+        start_server(5, &["SV0", &root_text, "--listen", "127.0.0.1:0", "--grace", "1"])
     })
     .await
     .expect("started");
     let names: Vec<&str> = table.iter().map(|(name, ..)| name.as_str()).collect();
     assert_eq!(names, ["SV0", "SV1", "SV2", "SV3", "SV4"]);
     assert_eq!(table[0].2, "main");
-    assert!(table[1..]
-        .iter()
-        .all(|(_, address, role, _)| role == "worker" && address.ip().is_loopback()));
-    let services: Vec<&str> = table[1..]
-        .iter()
-        .map(|(.., services)| services.as_str())
-        .collect();
+    assert!(table[1..].iter().all(|(_, address, role, _)| role == "worker" && address.ip().is_loopback()));
+    let services: Vec<&str> = table[1..].iter().map(|(.., services)| services.as_str()).collect();
     assert_eq!(services, ["ADD", "SUB", "MUL", "INC"]);
     assert!(root.is_dir(), "the FTP folder is created");
 
     let mut ftp = connect(table[0].1).await;
-    assert_eq!(
-        site(&mut ftp, "MUL 6 7").await,
-        (200, "42 (computed by SV3)".to_string())
-    );
-    let status = tokio::task::spawn_blocking(move || terminate(&mut child))
-        .await
-        .expect("terminated");
+    assert_eq!(site(&mut ftp, "MUL 6 7").await, (200, "42 (computed by SV3)".to_string()));
+    let status = tokio::task::spawn_blocking(move || terminate(&mut child)).await.expect("terminated");
     assert_eq!(status.code(), Some(0));
 }
 
@@ -122,14 +93,9 @@ fn custom_topology_from_the_command_line() {
             "0.2",
         ],
     );
-    let rows: Vec<(&str, &str, &str)> = table
-        .iter()
-        .map(|(name, _, role, services)| (name.as_str(), role.as_str(), services.as_str()))
-        .collect();
-    assert_eq!(
-        rows[1..],
-        [("W1", "worker", "ADD,SUB"), ("W2", "worker", "ADD,INC,MUL")]
-    );
+    let rows: Vec<(&str, &str, &str)> =
+        table.iter().map(|(name, _, role, services)| (name.as_str(), role.as_str(), services.as_str())).collect();
+    assert_eq!(rows[1..], [("W1", "worker", "ADD,SUB"), ("W2", "worker", "ADD,INC,MUL")]);
     assert_eq!((rows[0].0, rows[0].1), ("MAIN", "main"));
     assert_eq!(terminate(&mut child).code(), Some(0));
 }
@@ -141,53 +107,19 @@ fn bad_command_lines_get_a_clear_message_and_exit_2() {
     let occupied = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let busy = occupied.local_addr().expect("address").to_string();
     for (args, message) in [
+        (vec!["SV0", root, "--worker", "SV1"], "expected NAME=SERVICE"),
         (
-            vec!["SV0", root, "--worker", "SV1"],
-            "expected NAME=SERVICE",
-        ),
-        (
-            vec![
-                "SV0",
-                root,
-                "--worker",
-                "SV1=DIV@127.0.0.1:0",
-                "--listen",
-                "127.0.0.1:0",
-            ],
+            vec!["SV0", root, "--worker", "SV1=DIV@127.0.0.1:0", "--listen", "127.0.0.1:0"],
             "SV1 offers DIV, which is not a known service",
         ),
-        (
-            vec!["SV0", root, "--listen", "nowhere"],
-            "invalid socket address",
-        ),
+        (vec!["SV0", root, "--listen", "nowhere"], "invalid socket address"),
         (vec!["SV0", root, "--listen", &busy], "SV0 cannot listen on"),
-        (
-            vec!["S V0", root, "--listen", "127.0.0.1:0"],
-            "cannot be a server name",
-        ),
-        (
-            vec![
-                "SV0",
-                root,
-                "--listen",
-                "127.0.0.1:0",
-                "--worker",
-                "SV0=ADD@127.0.0.1:0",
-            ],
-            "two servers are called SV0",
-        ),
+        (vec!["S V0", root, "--listen", "127.0.0.1:0"], "cannot be a server name"),
+        (vec!["SV0", root, "--listen", "127.0.0.1:0", "--worker", "SV0=ADD@127.0.0.1:0"], "two servers are called SV0"),
     ] {
-        let output = ftpcalc()
-            .arg("server")
-            .args(&args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("runs");
+        let output = ftpcalc().arg("server").args(&args).stdin(Stdio::null()).output().expect("runs");
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
-        assert!(
-            stderr.contains(message),
-            "{args:?}: {stderr:?} lacks {message:?}"
-        );
+        assert!(stderr.contains(message), "{args:?}: {stderr:?} lacks {message:?}");
     }
 }

@@ -17,9 +17,7 @@ const REQUESTS_PER_CLIENT: usize = 200;
 
 fn random_operand(rng: &mut StdRng) -> BigInt {
     let digits = rng.gen_range(1..=120);
-    let text: String = (0..digits)
-        .map(|index| char::from(b'0' + rng.gen_range(u8::from(index == 0)..10)))
-        .collect();
+    let text: String = (0..digits).map(|index| char::from(b'0' + rng.gen_range(u8::from(index == 0)..10))).collect();
     let value: BigInt = text.parse().expect("digits");
     if rng.gen_bool(0.3) {
         -value
@@ -32,19 +30,11 @@ fn random_operand(rng: &mut StdRng) -> BigInt {
 fn random_request(rng: &mut StdRng) -> (String, BigInt, &'static str) {
     let count = rng.gen_range(2..=6);
     let operands: Vec<BigInt> = (0..count).map(|_| random_operand(rng)).collect();
-    let words = operands
-        .iter()
-        .map(BigInt::to_string)
-        .collect::<Vec<_>>()
-        .join(" ");
+    let words = operands.iter().map(BigInt::to_string).collect::<Vec<_>>().join(" ");
     match rng.gen_range(0..4) {
         0 => (format!("ADD {words}"), operands.iter().sum(), "SV1"),
         1 => {
-            let expected = operands[1..]
-                .iter()
-                .fold(operands[0].clone(), |difference, operand| {
-                    difference - operand
-                });
+            let expected = operands[1..].iter().fold(operands[0].clone(), |difference, operand| difference - operand);
             (format!("SUB {words}"), expected, "SV2")
         }
         2 => (format!("MUL {words}"), operands.iter().product(), "SV3"),
@@ -80,9 +70,7 @@ async fn sixty_four_clients_get_exact_answers_for_random_large_operands() {
         }
         answered
     };
-    let answered = tokio::time::timeout(std::time::Duration::from_secs(300), run)
-        .await
-        .expect("all clients finish");
+    let answered = tokio::time::timeout(std::time::Duration::from_secs(300), run).await.expect("all clients finish");
     assert_eq!(answered, CLIENTS * REQUESTS_PER_CLIENT);
 }
 
@@ -107,18 +95,14 @@ impl Service for Gather {
         ftpcalc::services::plain_words(self, arguments)
     }
     async fn call(&self, _words: &[String]) -> Result<String, ServiceError> {
-        let met = tokio::time::timeout(Duration::from_secs(10), self.barrier.wait())
-            .await
-            .is_ok();
+        let met = tokio::time::timeout(Duration::from_secs(10), self.barrier.wait()).await.is_ok();
         Ok(if met { "met" } else { "alone" }.to_string())
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_requests_do_not_queue_behind_one_worker_connection() {
-    let gather = Gather {
-        barrier: Arc::new(tokio::sync::Barrier::new(GATHERED)),
-    };
+    let gather = Gather { barrier: Arc::new(tokio::sync::Barrier::new(GATHERED)) };
     let cluster = TestCluster::start_config(
         |mut config| {
             config.workers.push(WorkerSpec::new("SV5", &["GATHER"]));

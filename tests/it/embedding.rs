@@ -41,26 +41,14 @@ async fn an_embedders_service_is_routed_to_the_worker_that_offers_it() {
     )
     .await;
     let mut ftp = connect(cluster.main()).await;
-    assert_eq!(
-        site(&mut ftp, "REVERSE a b  c").await,
-        (200, "c b a (computed by SV5)".to_string())
-    );
-    assert_eq!(
-        site(&mut ftp, "ADD 1 1").await,
-        (200, "2 (computed by SV1)".to_string())
-    );
-    assert_eq!(
-        site(&mut ftp, "LOOKUP reverse").await,
-        (200, format!("REVERSE SV5={}", cluster.address("SV5")))
-    );
+    assert_eq!(site(&mut ftp, "REVERSE a b  c").await, (200, "c b a (computed by SV5)".to_string()));
+    assert_eq!(site(&mut ftp, "ADD 1 1").await, (200, "2 (computed by SV1)".to_string()));
+    assert_eq!(site(&mut ftp, "LOOKUP reverse").await, (200, format!("REVERSE SV5={}", cluster.address("SV5"))));
     let (code, text) = site(&mut ftp, "REVERSE").await;
     assert_eq!(code, 501, "{text}");
     assert!(text.contains("usage: REVERSE WORD"), "{text}");
     let (_, help) = site(&mut ftp, "HELP").await;
-    assert!(
-        help.contains("REVERSE WORD [WORD ...]: the words in reverse order (routed to a worker)"),
-        "{help}"
-    );
+    assert!(help.contains("REVERSE WORD [WORD ...]: the words in reverse order (routed to a worker)"), "{help}");
     let mut sv1 = connect(cluster.address("SV1")).await;
     assert_eq!(site(&mut sv1, "REVERSE x").await.0, 504);
 }
@@ -77,17 +65,8 @@ async fn a_single_server_computes_its_services_itself() {
     )
     .await;
     let mut ftp = connect(cluster.main()).await;
-    assert_eq!(
-        site(&mut ftp, "ADD 2 2").await,
-        (200, "4 (computed by SV0)".to_string())
-    );
-    assert_eq!(
-        site(&mut ftp, "REVERSE 1 2").await,
-        (200, "2 1 (computed by SV0)".to_string())
-    );
-    assert_eq!(
-        site(&mut ftp, "LOOKUP ADD").await,
-        (200, format!("ADD SV0={}", cluster.main()))
-    );
+    assert_eq!(site(&mut ftp, "ADD 2 2").await, (200, "4 (computed by SV0)".to_string()));
+    assert_eq!(site(&mut ftp, "REVERSE 1 2").await, (200, "2 1 (computed by SV0)".to_string()));
+    assert_eq!(site(&mut ftp, "LOOKUP ADD").await, (200, format!("ADD SV0={}", cluster.main())));
     assert_eq!(site(&mut ftp, "SUB 2 2").await.0, 451);
 }

@@ -33,15 +33,9 @@ async fn stopping_a_worker_mid_traffic_fails_only_its_service_and_only_with_451(
                 } else {
                     (format!("MUL {client} {request}"), client * request, "SV3")
                 };
-                let (code, text) = tokio::time::timeout(HANG, site(&mut ftp, &line))
-                    .await
-                    .expect("no request hangs");
+                let (code, text) = tokio::time::timeout(HANG, site(&mut ftp, &line)).await.expect("no request hangs");
                 match code {
-                    200 => assert_eq!(
-                        answer_and_server(&text),
-                        (expected.to_string().as_str(), worker),
-                        "SITE {line}"
-                    ),
+                    200 => assert_eq!(answer_and_server(&text), (expected.to_string().as_str(), worker), "SITE {line}"),
                     451 => {
                         assert_eq!(worker, "SV1", "only ADD may fail: SITE {line}: {text}");
                         assert!(text.contains("try again later"), "{text}");
@@ -105,11 +99,7 @@ async fn a_hung_worker_gets_451_after_the_timeout_and_others_keep_working() {
     )
     .await;
     let (address, silent) = silent_worker().await;
-    cluster
-        .cluster
-        .registry()
-        .register(worker_entry("SV9", address, &["INC"]))
-        .expect("register");
+    cluster.cluster.registry().register(worker_entry("SV9", address, &["INC"])).expect("register");
     let mut hung = connect(cluster.main()).await;
     let mut healthy = connect(cluster.main()).await;
     let (hung_reply, healthy_reply) = tokio::join!(
@@ -118,14 +108,8 @@ async fn a_hung_worker_gets_451_after_the_timeout_and_others_keep_working() {
     );
     let (code, text) = hung_reply.expect("the hung worker's request ends");
     assert_eq!(code, 451, "{text}");
-    assert!(
-        text.contains("SV9") && text.contains("try again later"),
-        "{text}"
-    );
-    assert_eq!(
-        healthy_reply.expect("ADD is not delayed"),
-        (200, "2 (computed by SV1)".to_string())
-    );
+    assert!(text.contains("SV9") && text.contains("try again later"), "{text}");
+    assert_eq!(healthy_reply.expect("ADD is not delayed"), (200, "2 (computed by SV1)".to_string()));
     silent.abort();
 }
 
@@ -133,21 +117,12 @@ async fn a_hung_worker_gets_451_after_the_timeout_and_others_keep_working() {
 async fn a_failing_worker_is_retried_once_on_another_worker() {
     let cluster = TestCluster::start().await;
     let (address, silent) = silent_worker().await;
-    cluster
-        .cluster
-        .registry()
-        .register(worker_entry("SV9", address, &["ADD"]))
-        .expect("register");
+    cluster.cluster.registry().register(worker_entry("SV9", address, &["ADD"])).expect("register");
     let mut ftp = connect(cluster.main()).await;
     for request in 0..4u32 {
-        let (code, text) = tokio::time::timeout(HANG, site(&mut ftp, &format!("ADD {request} 1")))
-            .await
-            .expect("no hang");
-        assert_eq!(
-            (code, answer_and_server(&text)),
-            (200, ((request + 1).to_string().as_str(), "SV1")),
-            "{text}"
-        );
+        let (code, text) =
+            tokio::time::timeout(HANG, site(&mut ftp, &format!("ADD {request} 1"))).await.expect("no hang");
+        assert_eq!((code, answer_and_server(&text)), (200, ((request + 1).to_string().as_str(), "SV1")), "{text}");
     }
     silent.abort();
 }
@@ -161,15 +136,9 @@ async fn a_service_without_workers_gets_451_and_lookup_says_so() {
     .await;
     let mut ftp = connect(cluster.main()).await;
     let (code, text) = site(&mut ftp, "MUL 2 3").await;
-    assert_eq!(
-        (code, text.as_str()),
-        (451, "no worker available for MUL, try again later")
-    );
+    assert_eq!((code, text.as_str()), (451, "no worker available for MUL, try again later"));
     let (code, text) = site(&mut ftp, "LOOKUP MUL").await;
-    assert_eq!(
-        (code, text.as_str()),
-        (451, "no worker available for MUL, try again later")
-    );
+    assert_eq!((code, text.as_str()), (451, "no worker available for MUL, try again later"));
     let (code, text) = site(&mut ftp, "MUL x 3").await;
     assert_eq!(code, 501, "input is checked before routing: {text}");
     let (code, text) = site(&mut ftp, "ADD 2 3").await;

@@ -8,11 +8,7 @@ use suppaftp::tokio::AsyncFtpStream;
 async fn expect(ftp: &mut AsyncFtpStream, line: &str, code: u32, expected: &str) -> String {
     let (got_code, text) = site(ftp, line).await;
     assert_eq!(got_code, code, "SITE {}: {text}", excerpt(line));
-    assert!(
-        text.contains(expected),
-        "SITE {}: {text:?} lacks {expected:?}",
-        excerpt(line)
-    );
+    assert!(text.contains(expected), "SITE {}: {text:?} lacks {expected:?}", excerpt(line));
     text
 }
 
@@ -25,11 +21,7 @@ fn excerpt(line: &str) -> String {
 async fn still_usable(ftp: &mut AsyncFtpStream) {
     ftp.noop().await.expect("NOOP after a refusal");
     let (code, text) = site(ftp, "ADD 1 1").await;
-    assert_eq!(
-        (code, answer_and_server(&text)),
-        (200, ("2", "SV1")),
-        "{text}"
-    );
+    assert_eq!((code, answer_and_server(&text)), (200, ("2", "SV1")), "{text}");
 }
 
 #[tokio::test]
@@ -41,11 +33,7 @@ async fn main_server_routes_every_arithmetic_service_to_its_worker() {
         ("ADD 1 2 3 4 5 6 7 8 9 10", "55", "SV1"),
         ("SUB 10 3 2", "5", "SV2"),
         ("SUB 2 3", "-1", "SV2"),
-        (
-            "MUL 99999999999999999999 99999999999999999999",
-            "9999999999999999999800000000000000000001",
-            "SV3",
-        ),
+        ("MUL 99999999999999999999 99999999999999999999", "9999999999999999999800000000000000000001", "SV3"),
         ("INC -1", "0", "SV4"),
         ("inc 18446744073709551615", "18446744073709551616", "SV4"),
     ] {
@@ -65,13 +53,7 @@ async fn workers_answer_their_own_services_and_refuse_others_naming_the_main_ser
         let text = expect(&mut sv1, other, 504, "does not offer").await;
         assert!(text.contains(&main) && text.contains("SV0"), "{text}");
     }
-    expect(
-        &mut sv1,
-        "LOOKUP ADD",
-        502,
-        &format!("main server SV0 at {main}"),
-    )
-    .await;
+    expect(&mut sv1, "LOOKUP ADD", 502, &format!("main server SV0 at {main}")).await;
     expect(&mut sv1, "SERVERS", 502, &main).await;
     let mut sv4 = connect(cluster.address("SV4")).await;
     expect(&mut sv4, "INC 9", 200, "10 (computed by SV4)").await;
@@ -82,18 +64,9 @@ async fn workers_answer_their_own_services_and_refuse_others_naming_the_main_ser
 async fn lookup_tells_which_servers_offer_a_service_in_a_parseable_form() {
     let cluster = TestCluster::start().await;
     let mut ftp = connect(cluster.main()).await;
-    for (service, worker) in [
-        ("ADD", "SV1"),
-        ("sub", "SV2"),
-        ("MUL", "SV3"),
-        ("INC", "SV4"),
-    ] {
+    for (service, worker) in [("ADD", "SV1"), ("sub", "SV2"), ("MUL", "SV3"), ("INC", "SV4")] {
         let text = expect(&mut ftp, &format!("LOOKUP {service}"), 200, "").await;
-        let expected = format!(
-            "{} {worker}={}",
-            service.to_uppercase(),
-            cluster.address(worker)
-        );
+        let expected = format!("{} {worker}={}", service.to_uppercase(), cluster.address(worker));
         assert_eq!(text, expected);
     }
     expect(&mut ftp, "LOOKUP NOSUCH", 504, "no server offers NOSUCH").await;
@@ -109,15 +82,8 @@ async fn servers_lists_the_whole_cluster() {
     let mut ftp = connect(cluster.main()).await;
     let text = expect(&mut ftp, "SERVERS", 200, "5 servers").await;
     for entry in cluster.cluster.servers() {
-        let services = if entry.services.is_empty() {
-            "-".to_string()
-        } else {
-            entry.services.join(",")
-        };
-        let line = format!(
-            "{} {} {} {}",
-            entry.name, entry.address, entry.role, services
-        );
+        let services = if entry.services.is_empty() { "-".to_string() } else { entry.services.join(",") };
+        let line = format!("{} {} {} {}", entry.name, entry.address, entry.role, services);
         assert!(text.contains(&line), "{text:?} lacks {line:?}");
     }
 }
@@ -129,52 +95,30 @@ async fn info_and_help_describe_each_server() {
     let version = env!("CARGO_PKG_VERSION");
     let mut main = connect(cluster.main()).await;
     let info = expect(&mut main, "INFO", 200, "name=SV0 role=main").await;
-    assert!(
-        info.contains(&format!("pid={pid} version={version}")),
-        "{info}"
-    );
+    assert!(info.contains(&format!("pid={pid} version={version}")), "{info}");
     assert!(info.contains("routes=ADD,INC,MUL,SUB"), "{info}");
     let help = expect(&mut main, "HELP", 214, "SITE commands of SV0 (main)").await;
-    for verb in [
-        "LOOKUP SERVICE",
-        "SERVERS",
-        "INFO",
-        "ADD A B",
-        "SUB A B",
-        "MUL A B",
-        "INC A",
-    ] {
+    for verb in ["LOOKUP SERVICE", "SERVERS", "INFO", "ADD A B", "SUB A B", "MUL A B", "INC A"] {
         assert!(help.contains(verb), "{help:?} lacks {verb}");
     }
     let mut sv3 = connect(cluster.address("SV3")).await;
     let info = expect(&mut sv3, "INFO", 200, "name=SV3 role=worker").await;
-    assert!(
-        info.contains("services=MUL") && info.contains(&format!("main=SV0@{}", cluster.main())),
-        "{info}"
-    );
+    assert!(info.contains("services=MUL") && info.contains(&format!("main=SV0@{}", cluster.main())), "{info}");
     expect(&mut sv3, "HELP", 214, "SITE commands of SV3 (worker)").await;
 }
 
 #[tokio::test]
 async fn greeting_names_the_server() {
     let cluster = TestCluster::start().await;
-    let ftp = suppaftp::tokio::AsyncFtpStream::connect(cluster.address("SV2"))
-        .await
-        .expect("connect");
-    assert_eq!(
-        ftp.get_welcome_msg().map(str::trim),
-        Some("220 ftpcalc SV2 (worker) ready")
-    );
+    let ftp = suppaftp::tokio::AsyncFtpStream::connect(cluster.address("SV2")).await.expect("connect");
+    assert_eq!(ftp.get_welcome_msg().map(str::trim), Some("220 ftpcalc SV2 (worker) ready"));
 }
 
 #[tokio::test]
 async fn bad_arithmetic_input_gets_501_and_the_connection_stays_usable() {
     let cluster = TestCluster::start().await;
     let too_many = vec!["1"; ftpcalc::services::MAX_OPERANDS + 1].join(" ");
-    let too_long = format!(
-        "1 {}",
-        "9".repeat(ftpcalc::services::MAX_OPERAND_DIGITS + 1)
-    );
+    let too_long = format!("1 {}", "9".repeat(ftpcalc::services::MAX_OPERAND_DIGITS + 1));
     for address in [cluster.main(), cluster.address("SV1")] {
         let mut ftp = connect(address).await;
         expect(&mut ftp, "ADD 2 x", 501, "operand 2 (x) is not an integer").await;
@@ -183,13 +127,7 @@ async fn bad_arithmetic_input_gets_501_and_the_connection_stays_usable() {
         expect(&mut ftp, "ADD", 501, "got 0").await;
         expect(&mut ftp, "ADD 7", 501, "got 1").await;
         expect(&mut ftp, &format!("ADD {too_many}"), 501, "got 65").await;
-        expect(
-            &mut ftp,
-            &format!("ADD {too_long}"),
-            501,
-            "has 1001 digits, the limit is 1000",
-        )
-        .await;
+        expect(&mut ftp, &format!("ADD {too_long}"), 501, "has 1001 digits, the limit is 1000").await;
         still_usable(&mut ftp).await;
     }
     let mut ftp = connect(cluster.main()).await;
@@ -217,13 +155,7 @@ async fn overlong_command_lines_get_501_without_stalling() {
     let mut ftp = connect(cluster.main()).await;
     // 300 KB of digits in one operand, and 200 KB of short operands: both beyond the bounds.
     expect(&mut ftp, &format!("MUL 3 {}", "7".repeat(300_000)), 501, "").await;
-    expect(
-        &mut ftp,
-        &format!("ADD {}", "1 ".repeat(100_000)),
-        501,
-        "longer than 65536 bytes",
-    )
-    .await;
+    expect(&mut ftp, &format!("ADD {}", "1 ".repeat(100_000)), 501, "longer than 65536 bytes").await;
     still_usable(&mut ftp).await;
 }
 
@@ -234,19 +166,14 @@ async fn replies_never_carry_line_breaks_from_arguments() {
     // Control characters inside an argument are quoted back in the refusal, but never raw.
     let (code, text) = site(&mut ftp, "ADD 1 2\u{1}\u{b}x\u{7f}").await;
     assert_eq!(code, 501, "{text}");
-    assert!(
-        !text.contains('\u{b}') && !text.contains('\n') && !text.contains('\r'),
-        "{text:?}"
-    );
+    assert!(!text.contains('\u{b}') && !text.contains('\n') && !text.contains('\r'), "{text:?}");
     still_usable(&mut ftp).await;
 }
 
 #[tokio::test]
 async fn site_commands_need_a_login() {
     let cluster = TestCluster::start().await;
-    let mut ftp = suppaftp::tokio::AsyncFtpStream::connect(cluster.main())
-        .await
-        .expect("connect");
+    let mut ftp = suppaftp::tokio::AsyncFtpStream::connect(cluster.main()).await.expect("connect");
     let (code, _) = site(&mut ftp, "ADD 2 3").await;
     assert_eq!(code, 530);
 }

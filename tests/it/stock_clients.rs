@@ -13,63 +13,23 @@ async fn curl_sends_site_commands_lists_and_downloads() {
     let cluster = TestCluster::start().await;
     cluster.write_file("hello.txt", CONTENTS);
     let url = format!("ftp://{}/", cluster.main());
-    let (ok, _, stderr) = run_stock(
-        &curl,
-        &[
-            "-sS",
-            "-v",
-            "--max-time",
-            "20",
-            "-Q",
-            "SITE ADD 2 3",
-            "-Q",
-            "SITE LOOKUP MUL",
-            &url,
-        ],
-    )
-    .await;
+    let (ok, _, stderr) =
+        run_stock(&curl, &["-sS", "-v", "--max-time", "20", "-Q", "SITE ADD 2 3", "-Q", "SITE LOOKUP MUL", &url]).await;
     assert!(ok, "{stderr}");
     assert!(stderr.contains("< 200 5 (computed by SV1)"), "{stderr}");
-    assert!(
-        stderr.contains(&format!("< 200 MUL SV3={}", cluster.address("SV3"))),
-        "{stderr}"
-    );
+    assert!(stderr.contains(&format!("< 200 MUL SV3={}", cluster.address("SV3"))), "{stderr}");
     let (ok, listing, stderr) = run_stock(&curl, &["-sS", "--max-time", "20", &url]).await;
     assert!(ok && listing.contains("hello.txt"), "{listing}{stderr}");
-    let (ok, body, stderr) = run_stock(
-        &curl,
-        &["-sS", "--max-time", "20", &format!("{url}hello.txt")],
-    )
-    .await;
+    let (ok, body, stderr) = run_stock(&curl, &["-sS", "--max-time", "20", &format!("{url}hello.txt")]).await;
     assert!(ok && body.as_bytes() == CONTENTS, "{body:?} {stderr}");
     // Active mode (PORT), which classic clients use.
-    let (ok, body, stderr) = run_stock(
-        &curl,
-        &[
-            "-sS",
-            "--max-time",
-            "20",
-            "--disable-eprt",
-            "-P",
-            "127.0.0.1",
-            &format!("{url}hello.txt"),
-        ],
-    )
-    .await;
-    assert!(
-        ok && body.as_bytes() == CONTENTS,
-        "active mode: {body:?} {stderr}"
-    );
+    let (ok, body, stderr) =
+        run_stock(&curl, &["-sS", "--max-time", "20", "--disable-eprt", "-P", "127.0.0.1", &format!("{url}hello.txt")])
+            .await;
+    assert!(ok && body.as_bytes() == CONTENTS, "active mode: {body:?} {stderr}");
     // A refused SITE command makes curl fail with its "quote command" error, naming the reply.
-    let (ok, _, stderr) = run_stock(
-        &curl,
-        &["-sS", "-v", "--max-time", "20", "-Q", "SITE ADD 2 x", &url],
-    )
-    .await;
-    assert!(
-        !ok && stderr.contains("< 501 operand 2 (x) is not an integer"),
-        "{stderr}"
-    );
+    let (ok, _, stderr) = run_stock(&curl, &["-sS", "-v", "--max-time", "20", "-Q", "SITE ADD 2 x", &url]).await;
+    assert!(!ok && stderr.contains("< 501 operand 2 (x) is not an integer"), "{stderr}");
 }
 
 const FTPLIB_SCRIPT: &str = r#"
@@ -106,8 +66,7 @@ async fn python_ftplib_sends_site_commands_lists_and_downloads_in_both_modes() {
     cluster.write_file("hello.txt", CONTENTS);
     let port = cluster.main().port().to_string();
     for mode in ["passive", "active"] {
-        let (ok, stdout, stderr) =
-            run_stock(&python, &["-c", FTPLIB_SCRIPT, "127.0.0.1", &port, mode]).await;
+        let (ok, stdout, stderr) = run_stock(&python, &["-c", FTPLIB_SCRIPT, "127.0.0.1", &port, mode]).await;
         assert!(ok, "{mode}: {stdout}{stderr}");
         for expected in [
             "200 5 (computed by SV1)",
@@ -118,10 +77,7 @@ async fn python_ftplib_sends_site_commands_lists_and_downloads_in_both_modes() {
             "type=file",
             r"body b'hello from the ftpcalc test suite\n'",
         ] {
-            assert!(
-                stdout.contains(expected),
-                "{mode}: {stdout:?} lacks {expected:?}"
-            );
+            assert!(stdout.contains(expected), "{mode}: {stdout:?} lacks {expected:?}");
         }
     }
 }
@@ -141,28 +97,11 @@ async fn lftp_sends_site_commands_lists_and_downloads() {
         target.display()
     );
     let main = cluster.main();
-    let (ok, stdout, stderr) = run_stock(
-        &lftp,
-        &[
-            "-u",
-            "lftp,secret",
-            "-p",
-            &main.port().to_string(),
-            "-e",
-            &script,
-            "127.0.0.1",
-        ],
-    )
-    .await;
+    let (ok, stdout, stderr) =
+        run_stock(&lftp, &["-u", "lftp,secret", "-p", &main.port().to_string(), "-e", &script, "127.0.0.1"]).await;
     assert!(ok, "{stdout}{stderr}");
     assert!(stdout.contains("200 5 (computed by SV1)"), "{stdout}");
-    assert!(
-        stdout.contains(&format!("SV2 {} worker SUB", cluster.address("SV2"))),
-        "{stdout}"
-    );
-    assert!(
-        stdout.lines().any(|line| line.trim() == "hello.txt"),
-        "{stdout}"
-    );
+    assert!(stdout.contains(&format!("SV2 {} worker SUB", cluster.address("SV2"))), "{stdout}");
+    assert!(stdout.lines().any(|line| line.trim() == "hello.txt"), "{stdout}");
     assert_eq!(std::fs::read(&target).expect("downloaded"), CONTENTS);
 }

@@ -43,10 +43,7 @@ impl TestCluster {
     ) -> Self {
         let root = tempfile::tempdir().expect("temporary folder");
         let config = configure(test_config(root.path()));
-        let cluster = change(Cluster::new(config))
-            .start()
-            .await
-            .expect("cluster starts");
+        let cluster = change(Cluster::new(config)).start().await.expect("cluster starts");
         TestCluster { cluster, root }
     }
 
@@ -57,9 +54,7 @@ impl TestCluster {
 
     /// The address of server `name`.
     pub fn address(&self, name: &str) -> SocketAddr {
-        self.cluster
-            .address_of(name)
-            .unwrap_or_else(|| panic!("no server {name}"))
+        self.cluster.address_of(name).unwrap_or_else(|| panic!("no server {name}"))
     }
 
     /// Writes `contents` to `name` in the FTP folder.
@@ -101,18 +96,14 @@ pub async fn site(ftp: &mut AsyncFtpStream, line: &str) -> (u32, String) {
         .custom_command(format!("SITE {line}"), &ANY_SITE_REPLY)
         .await
         .unwrap_or_else(|error| panic!("SITE {line}: {error}"));
-    let body = String::from_utf8_lossy(&response.body)
-        .trim_end()
-        .to_string();
+    let body = String::from_utf8_lossy(&response.body).trim_end().to_string();
     let text = body.get(4..).unwrap_or_default().to_string();
     (response.status.code(), text)
 }
 
 /// Splits `5 (computed by SV1)` into the answer and the server's name.
 pub fn answer_and_server(text: &str) -> (&str, &str) {
-    let (answer, server) = text
-        .rsplit_once(" (computed by ")
-        .unwrap_or_else(|| panic!("no server named in {text:?}"));
+    let (answer, server) = text.rsplit_once(" (computed by ").unwrap_or_else(|| panic!("no server named in {text:?}"));
     (answer, server.trim_end_matches(')'))
 }
 
@@ -135,10 +126,7 @@ pub fn stock_client(program: &str) -> Option<PathBuf> {
 
 /// Runs a stock client with a time limit and returns (success, stdout, stderr).
 pub async fn run_stock(program: &Path, args: &[&str]) -> (bool, String, String) {
-    let child = tokio::process::Command::new(program)
-        .args(args)
-        .kill_on_drop(true)
-        .output();
+    let child = tokio::process::Command::new(program).args(args).kill_on_drop(true).output();
     let output = tokio::time::timeout(Duration::from_secs(30), child)
         .await
         .unwrap_or_else(|_| panic!("{program:?} {args:?} did not finish within 30 s"))

@@ -1,0 +1,64 @@
+//! The SITE commands of the file service (RFC 959 §4.1.3), answered by every server:
+//! `STATS [FILE]` (download counts), `NOCLOBBER [ON|OFF]` (this session's upload policy) and
+//! `STORED` (the name this session's last upload was stored under).
+
+use std::path::Path;
+
+use libunftp::options::{Reply, ReplyCode};
+
+use crate::downloads::normalize;
+use crate::ftp_backend::FtpBackend;
+use crate::services::{ServiceError, MAX_WORD_CHARS};
+use crate::site_error::{one_line, SiteError};
+
+/// `SITE STATS [FILE]`: download counts since the server started.
+pub const STATS: &str = "STATS";
+/// `SITE NOCLOBBER [ON|OFF]`: no-clobber uploads for this session.
+pub const NOCLOBBER: &str = "NOCLOBBER";
+/// `SITE STORED`: where this session's last upload was stored.
+pub const STORED: &str = "STORED";
+
+fn usage(usage: &str, message: &str) -> SiteError {
+    SiteError::Usage(ServiceError::Usage { message: message.to_string(), usage: usage.to_string() })
+}
+
+/// `STATS` → multi-line `200`, one `PATH COUNT` line per downloaded file;
+/// `STATS FILE` → `200 /FILE COUNT` (paths from the FTP root).
+pub fn stats(storage: &FtpBackend, arguments: &str) -> Result<Reply, SiteError> {
+    let path = arguments.trim();
+    if path.is_empty() {
+        let all = storage.downloads().all();
+        let mut lines = vec!["Downloads since start (path count):".to_string()];
+        lines.extend(all.iter().map(|(path, count)| format!(" {} {count}", one_line(path))));
+        lines.push(format!("{} files downloaded", all.len()));
+        return Ok(Reply::new_multiline(ReplyCode::CommandOkay, lines));
+    }
+    if path.chars().count() > MAX_WORD_CHARS {
+        return Err(usage("STATS [FILE]", "the path is too long"));
+    }
+    let count = storage.downloads().count(Path::new(path));
+    if count == 0 && !storage.is_file(Path::new(path)) {
+        return Err(SiteError::NoSuchFile(normalize(Path::new(path))));
+    }
+    Ok(Reply::new_with_string(ReplyCode::CommandOkay, one_line(&format!("{} {count}", normalize(Path::new(path))))))
+}
+
+/// `NOCLOBBER ON|OFF` sets, and `NOCLOBBER` tells, this session's upload policy.
+pub fn no_clobber(storage: &FtpBackend, arguments: &str) -> Result<Reply, SiteError> {
+    match arguments.trim().to_ascii_uppercase().as_str() {
+        "ON" => storage.set_no_clobber(true),
+        "OFF" => storage.set_no_clobber(false),
+        "" => {}
+        _ => return Err(usage("NOCLOBBER [ON|OFF]", "NOCLOBBER takes ON or OFF")),
+    }
+    let state = if storage.no_clobber() { "on" } else { "off" };
+    Ok(Reply::new_with_string(ReplyCode::CommandOkay, format!("no-clobber uploads {state}")))
+}
+
+/// `STORED` → `200 /PATH`, the name this session's last upload was stored under.
+pub fn stored(storage: &FtpBackend) -> Result<Reply, SiteError> {
+    match storage.last_stored() {
+        Some(path) => Ok(Reply::new_with_string(ReplyCode::CommandOkay, one_line(&path))),
+        None => Err(SiteError::NothingStored),
+    }
+}
