@@ -42,6 +42,9 @@ enum Command {
         /// Seconds a shutdown waits for open connections.
         #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_GRACE_PERIOD.as_secs_f64())]
         grace: f64,
+        /// Apply no-clobber to every upload: STOR of an existing NAME.EXT stores NAME_copy1.EXT.
+        #[arg(long)]
+        no_clobber: bool,
         /// Port range for passive data connections, e.g. 40000-40999.
         #[arg(long, value_name = "FIRST-LAST", value_parser = parse_port_range)]
         passive_ports: Option<(u16, u16)>,
@@ -81,7 +84,17 @@ async fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Server { name, folder, listen, workers, no_workers, worker_timeout, grace, passive_ports } => {
+        Command::Server {
+            name,
+            folder,
+            listen,
+            workers,
+            no_workers,
+            worker_timeout,
+            grace,
+            no_clobber,
+            passive_ports,
+        } => {
             let mut config = ClusterConfig::new(name, folder).listen(listen);
             if no_workers {
                 config.workers.clear();
@@ -91,6 +104,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             config.worker_timeout = seconds(worker_timeout, "--worker-timeout")?;
             config.grace_period = seconds(grace, "--grace")?;
             config.passive_ports = passive_ports.map(|(first, last)| first..=last);
+            config.no_clobber = no_clobber;
             let cluster = Cluster::new(config).start().await?;
             print!("{}", cluster.table());
             shutdown_signal().await;

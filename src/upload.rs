@@ -153,7 +153,6 @@ pub fn remove_stale(dir: &Dir, limit: usize) -> io::Result<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write as _;
 
     fn folder() -> (tempfile::TempDir, Arc<Dir>) {
         let temp = tempfile::tempdir().expect("temporary folder");

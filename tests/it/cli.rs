@@ -14,7 +14,7 @@ fn ftpcalc() -> Command {
 
 /// Starts `ftpcalc server` and reads its table of `servers` rows: (name, address, role,
 /// services) per server.
-fn start_server(servers: usize, args: &[&str]) -> (Child, Vec<(String, SocketAddr, String, String)>) {
+fn start_server(servers: usize, args: &[&str]) -> (Child, Vec<Row>, Lines) {
     let mut child =
         ftpcalc().arg("server").args(args).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("spawn");
     let stdout = child.stdout.take().expect("piped stdout");
@@ -22,7 +22,7 @@ fn start_server(servers: usize, args: &[&str]) -> (Child, Vec<(String, SocketAdd
     let header = lines.next().expect("a table").expect("utf-8");
     assert!(header.starts_with("NAME"), "{header}");
     let mut table = Vec::new();
-    for line in lines {
+    for line in lines.by_ref() {
         let line = line.expect("utf-8");
         let fields: Vec<&str> = line.split_whitespace().collect();
         let address = fields[1].parse().expect("an address");
@@ -31,8 +31,13 @@ fn start_server(servers: usize, args: &[&str]) -> (Child, Vec<(String, SocketAdd
             break;
         }
     }
-    (child, table)
+    (child, table, lines)
 }
+
+type Lines = std::io::Lines<BufReader<std::process::ChildStdout>>;
+
+/// One row of the server table: name, address, role, services.
+type Row = (String, SocketAddr, String, String);
 
 fn terminate(child: &mut Child) -> std::process::ExitStatus {
     let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill runs");
@@ -55,7 +60,7 @@ async fn server_prints_its_table_serves_and_exits_cleanly_on_sigterm() {
     let folder = tempfile::tempdir().expect("temporary folder");
     let root = folder.path().join("created-by-ftpcalc");
     let root_text = root.to_str().expect("utf-8 path").to_string();
-    let (mut child, table) = tokio::task::spawn_blocking(move || {
+    let (mut child, table, mut console) = tokio::task::spawn_blocking(move || {
         start_server(5, &["SV0", &root_text, "--listen", "127.0.0.1:0", "--grace", "1"])
     })
     .await
@@ -70,6 +75,15 @@ async fn server_prints_its_table_serves_and_exits_cleanly_on_sigterm() {
 
     let mut ftp = connect(table[0].1).await;
     assert_eq!(site(&mut ftp, "MUL 6 7").await, (200, "42 (computed by SV3)".to_string()));
+    std::fs::write(root.join("hello.txt"), b"hello").expect("write");
+    let port = ftp.get_ref().await.local_addr().expect("local address").port();
+    let mut stream = ftp.retr_as_stream("hello.txt").await.expect("RETR");
+    let mut data = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut data).await.expect("data");
+    stream.finish().await.expect("226");
+    let line = tokio::task::spawn_blocking(move || console.next()).await.expect("read console");
+    let line = line.expect("a console line").expect("utf-8");
+    assert_eq!(line, format!("/hello.txt|127.0.0.1|{port}|1"), "the download is logged on the console");
     let status = tokio::task::spawn_blocking(move || terminate(&mut child)).await.expect("terminated");
     assert_eq!(status.code(), Some(0));
 }
@@ -78,7 +92,7 @@ async fn server_prints_its_table_serves_and_exits_cleanly_on_sigterm() {
 fn custom_topology_from_the_command_line() {
     let folder = tempfile::tempdir().expect("temporary folder");
     let root = folder.path().to_str().expect("utf-8 path");
-    let (mut child, table) = start_server(
+    let (mut child, table, _) = start_server(
         3,
         &[
             "MAIN",

@@ -4,6 +4,7 @@ mod cli;
 mod concurrency;
 mod embedding;
 mod faults;
+mod files;
 mod site_commands;
 mod stock_clients;
 mod support;

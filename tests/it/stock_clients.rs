@@ -1,6 +1,9 @@
 //! Stock FTP clients (curl, Python's ftplib, lftp) against a real cluster: SITE commands,
 //! listings and downloads, passive and active mode.
 
+use std::collections::BTreeMap;
+use std::path::Path;
+
 use crate::support::{run_stock, stock_client, TestCluster};
 
 const CONTENTS: &[u8] = b"hello from the ftpcalc test suite\n";
@@ -104,4 +107,101 @@ async fn lftp_sends_site_commands_lists_and_downloads() {
     assert!(stdout.contains(&format!("SV2 {} worker SUB", cluster.address("SV2"))), "{stdout}");
     assert!(stdout.lines().any(|line| line.trim() == "hello.txt"), "{stdout}");
     assert_eq!(std::fs::read(&target).expect("downloaded"), CONTENTS);
+}
+
+/// A small tree with nested folders, an empty file, and names with spaces and UTF-8.
+fn sample_tree(root: &Path) {
+    let files: [(&str, &[u8]); 5] = [
+        ("top.txt", b"top\n"),
+        ("empty.bin", b""),
+        ("with space \u{e9}t\u{e9}.txt", b"spaces and utf-8\n"),
+        ("a/b/c/deep.txt", b"deep\n"),
+        ("a/\u{fc}n\u{ef}c\u{f8}d\u{e9} \u{6587}\u{4ef6}.dat", &[0, 1, 2, 255, 254, 13, 10, 13]),
+    ];
+    for (name, contents) in files {
+        let path = root.join(name);
+        std::fs::create_dir_all(path.parent().expect("a parent")).expect("mkdir");
+        std::fs::write(path, contents).expect("write");
+    }
+}
+
+/// Every file below `root` with its contents, by relative path.
+fn tree(root: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut files = BTreeMap::new();
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(folder) = pending.pop() {
+        for entry in std::fs::read_dir(&folder).expect("read folder") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                let relative = path.strip_prefix(root).expect("below root").to_string_lossy().into_owned();
+                files.insert(relative, std::fs::read(&path).expect("read file"));
+            }
+        }
+    }
+    files
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lftp_mirrors_a_tree_up_and_down_byte_for_byte() {
+    let Some(lftp) = stock_client("lftp") else { return };
+    let cluster = TestCluster::start().await;
+    let local = tempfile::tempdir().expect("temporary folder");
+    sample_tree(local.path());
+    let back = tempfile::tempdir().expect("temporary folder");
+    let script = format!(
+        "set net:max-retries 1; set net:timeout 10; set cmd:fail-exit yes; \
+         mirror -R '{}' /up; mirror /up '{}'; bye",
+        local.path().display(),
+        back.path().join("down").display()
+    );
+    let port = cluster.main().port().to_string();
+    let (ok, stdout, stderr) = run_stock(&lftp, &["-u", "lftp,secret", "-p", &port, "-e", &script, "127.0.0.1"]).await;
+    assert!(ok, "{stdout}{stderr}");
+    let original = tree(local.path());
+    assert_eq!(original.len(), 5);
+    assert!(tree(&cluster.root.path().join("up")) == original, "uploaded tree differs");
+    assert!(tree(&back.path().join("down")) == original, "downloaded tree differs");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wget_downloads_a_tree_and_curl_uploads_byte_for_byte() {
+    let (Some(wget), Some(curl)) = (stock_client("wget"), stock_client("curl")) else { return };
+    let cluster = TestCluster::start().await;
+    sample_tree(&cluster.root.path().join("tree"));
+    let down = tempfile::tempdir().expect("temporary folder");
+    let url = format!("ftp://{}/tree/", cluster.main());
+    let destination = down.path().to_str().expect("utf-8 path");
+    let (ok, stdout, stderr) = run_stock(
+        &wget,
+        &[
+            "-q",
+            "-r",
+            "-nH",
+            "--cut-dirs=1",
+            "--restrict-file-names=nocontrol",
+            "--tries=1",
+            "--timeout=10",
+            "-P",
+            destination,
+            &url,
+        ],
+    )
+    .await;
+    assert!(ok, "{stdout}{stderr}");
+    assert!(
+        tree(down.path()) == tree(&cluster.root.path().join("tree")),
+        "wget's copy differs: {:?}",
+        tree(down.path()).keys()
+    );
+
+    let source = down.path().join("with space \u{e9}t\u{e9}.txt");
+    let target = format!("ftp://{}/curl%20up/new%20name.txt", cluster.main());
+    let source_text = source.to_str().expect("utf-8 path");
+    let (ok, stdout, stderr) =
+        run_stock(&curl, &["-sS", "--max-time", "20", "--ftp-create-dirs", "-T", source_text, &target]).await;
+    assert!(ok, "{stdout}{stderr}");
+    let uploaded = std::fs::read(cluster.root.path().join("curl up/new name.txt")).expect("uploaded file");
+    assert_eq!(uploaded, std::fs::read(&source).expect("source"));
 }

@@ -3,9 +3,10 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ftpcalc::{Cluster, ClusterConfig, RunningCluster};
+use ftpcalc::{Cluster, ClusterConfig, Downloads, RunningCluster};
 use suppaftp::tokio::AsyncFtpStream;
 use suppaftp::Status;
 use tempfile::TempDir;
@@ -14,6 +15,8 @@ use tempfile::TempDir;
 pub struct TestCluster {
     pub cluster: RunningCluster,
     pub root: TempDir,
+    /// The download log lines the cluster wrote (instead of printing them).
+    pub download_log: Arc<Mutex<Vec<String>>>,
 }
 
 /// A configuration for a cluster on ephemeral ports: the default topology (SV0 main, SV1 ADD,
@@ -43,8 +46,12 @@ impl TestCluster {
     ) -> Self {
         let root = tempfile::tempdir().expect("temporary folder");
         let config = configure(test_config(root.path()));
-        let cluster = change(Cluster::new(config)).start().await.expect("cluster starts");
-        TestCluster { cluster, root }
+        let download_log = Arc::new(Mutex::new(Vec::new()));
+        let sink = download_log.clone();
+        let downloads = Downloads::new(move |line| sink.lock().expect("log lock").push(line.to_string()));
+        let cluster =
+            change(Cluster::new(config).downloads(Arc::new(downloads))).start().await.expect("cluster starts");
+        TestCluster { cluster, root, download_log }
     }
 
     /// The main server's address.
@@ -74,6 +81,8 @@ pub fn loopback(port: u16) -> SocketAddr {
 pub async fn connect(address: SocketAddr) -> AsyncFtpStream {
     let mut ftp = AsyncFtpStream::connect(address).await.expect("connect");
     ftp.login("tester", "secret").await.expect("login");
+    // suppaftp starts in ASCII mode, which would rewrite line ends in test data.
+    ftp.transfer_type(suppaftp::types::FileType::Binary).await.expect("TYPE I");
     ftp
 }
 
@@ -136,4 +145,79 @@ pub async fn run_stock(program: &Path, args: &[&str]) -> (bool, String, String) 
         String::from_utf8_lossy(&output.stdout).into_owned(),
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
+}
+
+/// A bare FTP control connection over a raw socket, for tests that must misbehave (cut a
+/// transfer off half-way) in ways a client library will not.
+pub struct RawFtp {
+    reader: tokio::io::BufReader<tokio::net::tcp::OwnedReadHalf>,
+    writer: tokio::net::tcp::OwnedWriteHalf,
+}
+
+impl RawFtp {
+    /// Connects and logs in.
+    pub async fn login(address: SocketAddr) -> RawFtp {
+        let stream = tokio::net::TcpStream::connect(address).await.expect("connect");
+        let (read, writer) = stream.into_split();
+        let mut ftp = RawFtp { reader: tokio::io::BufReader::new(read), writer };
+        assert_eq!(ftp.reply().await.0, 220);
+        assert_eq!(ftp.command("USER raw").await.0, 331);
+        assert_eq!(ftp.command("PASS raw").await.0, 230);
+        ftp
+    }
+
+    /// Reads one (possibly multi-line) reply.
+    pub async fn reply(&mut self) -> (u32, String) {
+        use tokio::io::AsyncBufReadExt;
+        let mut text = String::new();
+        loop {
+            let mut line = String::new();
+            let read = tokio::time::timeout(Duration::from_secs(20), self.reader.read_line(&mut line))
+                .await
+                .expect("a reply within 20 s")
+                .expect("read");
+            assert!(read > 0, "connection closed while waiting for a reply");
+            text.push_str(&line);
+            let bytes = line.as_bytes();
+            if bytes.len() >= 4 && bytes[..3].iter().all(u8::is_ascii_digit) && bytes[3] == b' ' {
+                let code = line[..3].parse().expect("digits");
+                return (code, text.trim_end().to_string());
+            }
+        }
+    }
+
+    /// Sends one command line and reads its reply.
+    pub async fn command(&mut self, line: &str) -> (u32, String) {
+        self.send(line).await;
+        self.reply().await
+    }
+
+    /// Sends one command line.
+    pub async fn send(&mut self, line: &str) {
+        use tokio::io::AsyncWriteExt;
+        self.writer.write_all(format!("{line}\r\n").as_bytes()).await.expect("send");
+    }
+
+    /// Enters passive mode and connects the data connection.
+    pub async fn passive(&mut self, control: SocketAddr) -> tokio::net::TcpStream {
+        let (code, text) = self.command("EPSV").await;
+        assert_eq!(code, 229, "{text}");
+        let port: u16 = text
+            .rsplit("|||")
+            .next()
+            .and_then(|rest| rest.split('|').next())
+            .and_then(|port| port.parse().ok())
+            .expect("EPSV port");
+        tokio::net::TcpStream::connect(SocketAddr::new(control.ip(), port)).await.expect("data connection")
+    }
+}
+
+/// The names in `folder` (one level), sorted.
+pub fn names_in(folder: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(folder)
+        .expect("read folder")
+        .map(|entry| entry.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
 }

@@ -1,0 +1,271 @@
+//! The file service: download counters under concurrency, atomic and no-clobber uploads,
+//! uploads cut off half-way, resume, confinement.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use suppaftp::tokio::AsyncFtpStream;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::support::{connect, names_in, site, RawFtp, TestCluster};
+
+/// `size` bytes that differ from one `seed` to another.
+fn payload(seed: u8, size: usize) -> Vec<u8> {
+    (0..size).map(|index| (index as u8).wrapping_mul(31).wrapping_add(seed)).collect()
+}
+
+async fn download(ftp: &mut AsyncFtpStream, name: &str) -> Vec<u8> {
+    let mut stream = ftp.retr_as_stream(name).await.unwrap_or_else(|error| panic!("RETR {name}: {error}"));
+    let mut data = Vec::new();
+    stream.read_to_end(&mut data).await.expect("read data");
+    stream.finish().await.expect("226 after RETR");
+    data
+}
+
+async fn upload(ftp: &mut AsyncFtpStream, name: &str, data: &[u8]) {
+    ftp.put_file(name, &mut &data[..]).await.unwrap_or_else(|error| panic!("STOR {name}: {error}"));
+}
+
+/// No temporary upload file anywhere in `folder` (one level).
+fn no_temporaries(folder: &std::path::Path) -> bool {
+    names_in(folder).iter().all(|name| !name.starts_with(ftpcalc::upload::TEMP_PREFIX))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thirty_two_concurrent_downloads_are_counted_exactly_and_logged_with_client_ports() {
+    let cluster = TestCluster::start().await;
+    let contents = payload(7, 256 * 1024);
+    cluster.write_file("shared.bin", &contents);
+    let servers: Vec<_> = cluster.cluster.servers().iter().map(|server| server.address).collect();
+    let mut clients = tokio::task::JoinSet::new();
+    for client in 0..32 {
+        let server = servers[client % servers.len()];
+        let expected = contents.clone();
+        clients.spawn(async move {
+            let mut ftp = connect(server).await;
+            let port = ftp.get_ref().await.local_addr().expect("local address").port();
+            assert!(download(&mut ftp, "shared.bin").await == expected, "client {client} got other bytes");
+            port
+        });
+    }
+    let mut ports = BTreeSet::new();
+    while let Some(port) = clients.join_next().await {
+        ports.insert(port.expect("client task"));
+    }
+    let log = cluster.download_log.lock().expect("log").clone();
+    assert_eq!(log.len(), 32, "{log:?}");
+    let mut counts = BTreeSet::new();
+    let mut logged_ports = BTreeSet::new();
+    for line in &log {
+        let fields: Vec<&str> = line.split('|').collect();
+        assert_eq!((fields.len(), fields[0], fields[1]), (4, "/shared.bin", "127.0.0.1"), "{line}");
+        logged_ports.insert(fields[2].parse::<u16>().expect("a port"));
+        counts.insert(fields[3].parse::<u64>().expect("a count"));
+    }
+    assert_eq!(logged_ports, ports, "the log names each client's control connection port");
+    assert_eq!(counts, (1..=32).collect(), "each download has its own count");
+    let mut ftp = connect(cluster.main()).await;
+    assert_eq!(site(&mut ftp, "STATS shared.bin").await, (200, "/shared.bin 32".to_string()));
+    assert_eq!(site(&mut ftp, "STATS /shared.bin").await, (200, "/shared.bin 32".to_string()));
+    let (code, all) = site(&mut ftp, "STATS").await;
+    assert!(code == 200 && all.contains(" /shared.bin 32") && all.contains("1 files downloaded"), "{all}");
+    let (code, text) = site(&mut ftp, "STATS never-there.txt").await;
+    assert_eq!((code, text.as_str()), (550, "no such file: /never-there.txt"));
+    cluster.write_file("fresh.txt", b"x");
+    assert_eq!(site(&mut ftp, "STATS fresh.txt").await, (200, "/fresh.txt 0".to_string()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixteen_no_clobber_uploads_of_one_name_give_sixteen_intact_files() {
+    let cluster = TestCluster::start().await;
+    cluster.write_file("meme.png", b"the original");
+    let main = cluster.main();
+    let mut clients = tokio::task::JoinSet::new();
+    for client in 0..16u8 {
+        clients.spawn(async move {
+            let mut ftp = connect(main).await;
+            assert_eq!(site(&mut ftp, "NOCLOBBER ON").await, (200, "no-clobber uploads on".to_string()));
+            let data = payload(client, 100_000 + usize::from(client));
+            upload(&mut ftp, "meme.png", &data).await;
+            let (code, stored) = site(&mut ftp, "STORED").await;
+            assert_eq!(code, 200, "{stored}");
+            (stored, data)
+        });
+    }
+    let mut stored_names = BTreeSet::new();
+    while let Some(result) = clients.join_next().await {
+        let (stored, data) = result.expect("client task");
+        let name = stored.trim_start_matches('/').to_string();
+        assert!(std::fs::read(cluster.root.path().join(&name)).expect("stored file") == data, "{name} is not intact");
+        assert!(stored_names.insert(name), "two uploads got the name {stored}");
+    }
+    let expected: BTreeSet<String> = (1..=16).map(|copy| format!("meme_copy{copy}.png")).collect();
+    assert_eq!(stored_names, expected);
+    assert_eq!(std::fs::read(cluster.root.path().join("meme.png")).expect("original"), b"the original");
+    assert!(no_temporaries(cluster.root.path()));
+}
+
+#[tokio::test]
+async fn stor_replaces_by_default_and_noclobber_is_per_session() {
+    let cluster = TestCluster::start().await;
+    let mut ftp = connect(cluster.main()).await;
+    assert_eq!(site(&mut ftp, "STORED").await, (550, "nothing stored in this session yet".to_string()));
+    assert_eq!(site(&mut ftp, "NOCLOBBER").await, (200, "no-clobber uploads off".to_string()));
+    upload(&mut ftp, "a.txt", b"one").await;
+    upload(&mut ftp, "a.txt", b"two").await;
+    assert_eq!(site(&mut ftp, "STORED").await, (200, "/a.txt".to_string()));
+    assert_eq!(std::fs::read(cluster.root.path().join("a.txt")).expect("file"), b"two");
+    assert_eq!(site(&mut ftp, "NOCLOBBER on").await.0, 200);
+    upload(&mut ftp, "a.txt", b"three").await;
+    assert_eq!(site(&mut ftp, "STORED").await, (200, "/a_copy1.txt".to_string()));
+    let mut other = connect(cluster.main()).await;
+    upload(&mut other, "a.txt", b"four").await;
+    assert_eq!(site(&mut other, "STORED").await, (200, "/a.txt".to_string()), "another session still replaces");
+    let (code, text) = site(&mut ftp, "NOCLOBBER maybe").await;
+    assert_eq!(code, 501, "{text}");
+    ftp.mkdir("sub").await.expect("MKD");
+    upload(&mut ftp, "sub/b", b"1").await;
+    upload(&mut ftp, "/sub/b", b"2").await;
+    assert_eq!(site(&mut ftp, "STORED").await, (200, "/sub/b_copy1".to_string()));
+}
+
+#[tokio::test]
+async fn the_operator_can_make_every_upload_no_clobber() {
+    let cluster = TestCluster::start_config(
+        |mut config| {
+            config.no_clobber = true;
+            config
+        },
+        |cluster| cluster,
+    )
+    .await;
+    cluster.write_file("x.txt", b"old");
+    let mut ftp = connect(cluster.address("SV2")).await;
+    upload(&mut ftp, "x.txt", b"new").await;
+    assert_eq!(site(&mut ftp, "STORED").await, (200, "/x_copy1.txt".to_string()));
+    assert_eq!(std::fs::read(cluster.root.path().join("x.txt")).expect("file"), b"old");
+}
+
+/// Starts `STOR name` on a raw connection and sends `half` of the data.
+async fn start_upload(cluster: &TestCluster, name: &str, half: &[u8]) -> (RawFtp, tokio::net::TcpStream) {
+    let mut raw = RawFtp::login(cluster.main()).await;
+    assert_eq!(raw.command("TYPE I").await.0, 200);
+    let mut data = raw.passive(cluster.main()).await;
+    let (code, text) = raw.command(&format!("STOR {name}")).await;
+    assert_eq!(code, 150, "{text}");
+    data.write_all(half).await.expect("send half");
+    data.flush().await.expect("flush");
+    (raw, data)
+}
+
+/// Waits (at most 10 s) until no temporary upload file is left in the FTP folder.
+async fn temporaries_gone(cluster: &TestCluster) -> bool {
+    for _ in 0..200 {
+        if no_temporaries(cluster.root.path()) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn an_upload_reset_half_way_leaves_the_old_file_and_no_temporary() {
+    let cluster = TestCluster::start().await;
+    cluster.write_file("target.bin", b"the old contents");
+    let (mut raw, data) = start_upload(&cluster, "target.bin", &payload(1, 300_000)).await;
+    #[allow(deprecated)] // SO_LINGER 0 makes close() send a reset at once; nothing blocks.
+    data.set_linger(Some(Duration::ZERO)).expect("linger");
+    drop(data);
+    let (code, text) = raw.reply().await;
+    assert!((400..600).contains(&code), "the cut-off upload is not reported as done: {code} {text}");
+    assert!(temporaries_gone(&cluster).await, "temporary file left: {:?}", names_in(cluster.root.path()));
+    assert_eq!(std::fs::read(cluster.root.path().join("target.bin")).expect("file"), b"the old contents");
+    assert_eq!(raw.command("NOOP").await.0, 200, "the session goes on");
+    let mut ftp = connect(cluster.main()).await;
+    assert_eq!(ftp.nlst(None).await.expect("NLST"), ["target.bin"]);
+}
+
+#[tokio::test]
+async fn an_upload_whose_control_connection_dies_leaves_the_old_file_and_no_temporary() {
+    let cluster = TestCluster::start().await;
+    cluster.write_file("target.bin", b"the old contents");
+    let (raw, mut data) = start_upload(&cluster, "target.bin", &payload(2, 300_000)).await;
+    drop(raw);
+    // The data connection then breaks too, as it does when a client process is killed.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let _ = data.write_all(&payload(3, 1000)).await;
+    #[allow(deprecated)]
+    data.set_linger(Some(Duration::ZERO)).expect("linger");
+    drop(data);
+    assert!(temporaries_gone(&cluster).await, "temporary file left: {:?}", names_in(cluster.root.path()));
+    assert_eq!(std::fs::read(cluster.root.path().join("target.bin")).expect("file"), b"the old contents");
+}
+
+#[tokio::test]
+async fn downloads_resume_with_rest() {
+    let cluster = TestCluster::start().await;
+    let contents = payload(9, 1_000_003);
+    cluster.write_file("big.bin", &contents);
+    let half = contents.len() / 2;
+    let mut first = connect(cluster.main()).await;
+    let mut stream = first.retr_as_stream("big.bin").await.expect("RETR");
+    let mut head = vec![0; half];
+    stream.read_exact(&mut head).await.expect("first half");
+    drop(stream);
+    drop(first);
+    let mut second = connect(cluster.main()).await;
+    second.resume_transfer(half).await.expect("REST");
+    let tail = download(&mut second, "big.bin").await;
+    head.extend(tail);
+    assert!(head == contents, "resumed download differs");
+}
+
+#[tokio::test]
+async fn uploads_resume_with_rest_and_appe() {
+    let cluster = TestCluster::start().await;
+    let contents = payload(4, 777_777);
+    let (head, tail) = contents.split_at(300_000);
+    let mut ftp = connect(cluster.main()).await;
+    upload(&mut ftp, "resumed.bin", head).await;
+    assert_eq!(ftp.size("resumed.bin").await.expect("SIZE"), head.len());
+    ftp.resume_transfer(head.len()).await.expect("REST");
+    upload(&mut ftp, "resumed.bin", tail).await;
+    assert!(std::fs::read(cluster.root.path().join("resumed.bin")).expect("file") == contents);
+    assert_eq!(ftp.size("resumed.bin").await.expect("SIZE"), contents.len());
+    ftp.mdtm("resumed.bin").await.expect("MDTM");
+
+    upload(&mut ftp, "appended.bin", head).await;
+    ftp.append_file("appended.bin", &mut &tail[..]).await.expect("APPE");
+    assert!(std::fs::read(cluster.root.path().join("appended.bin")).expect("file") == contents);
+    assert_eq!(ftp.size("appended.bin").await.expect("SIZE"), contents.len());
+    assert!(no_temporaries(cluster.root.path()));
+}
+
+#[tokio::test]
+async fn missing_files_and_paths_outside_the_folder_are_refused() {
+    let cluster = TestCluster::start().await;
+    let outside = tempfile::tempdir().expect("temporary folder");
+    std::fs::write(outside.path().join("secret.txt"), b"secret").expect("write");
+    std::os::unix::fs::symlink(outside.path().join("secret.txt"), cluster.root.path().join("link.txt"))
+        .expect("symlink");
+    std::os::unix::fs::symlink(outside.path(), cluster.root.path().join("linkdir")).expect("symlink");
+    let mut raw = RawFtp::login(cluster.main()).await;
+    for name in
+        ["missing.txt", "../../etc/passwd", "/etc/passwd", "/../../../../etc/passwd", "link.txt", "linkdir/secret.txt"]
+    {
+        let data = raw.passive(cluster.main()).await;
+        let (code, text) = raw.command(&format!("RETR {name}")).await;
+        let final_code = if code == 150 { raw.reply().await.0 } else { code };
+        assert_eq!(final_code, 550, "RETR {name}: {text}");
+        drop(data);
+    }
+    let (code, text) = raw.command("CWD linkdir").await;
+    assert_eq!(code, 550, "CWD through a symlink out of the folder: {text}");
+    let (code, text) = raw.command("CWD ../..").await;
+    assert!(code == 550 || code / 100 == 2, "CWD above the root is refused or stays at the root: {text}");
+    assert!(raw.command("PWD").await.1.contains("\"/\""));
+    let (code, text) = raw.command(&format!("SIZE {}", ftpcalc::upload::TEMP_PREFIX)).await;
+    assert_eq!(code, 550, "temporary names are unreachable: {text}");
+    assert_eq!(cluster.download_log.lock().expect("log").len(), 0, "no refused download is counted");
+}
