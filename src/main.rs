@@ -6,7 +6,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use ftpcalc::client::{self, ClientConfig, DEFAULT_SERVER, DEFAULT_TIMEOUT};
 use ftpcalc::config::{DEFAULT_GRACE_PERIOD, DEFAULT_WORKER_TIMEOUT};
 use ftpcalc::{Cluster, ClusterConfig, WorkerSpec, DEFAULT_LISTEN};
 
@@ -21,34 +22,62 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Start the main server NAME and its workers, all serving FOLDER.
-    Server {
-        /// The main server's name, e.g. SV0.
-        name: String,
-        /// The FTP folder every server serves (created if missing).
-        folder: PathBuf,
-        /// The main server's address.
-        #[arg(long, default_value = DEFAULT_LISTEN)]
-        listen: SocketAddr,
-        /// A worker as NAME=SERVICE[+SERVICE...][@HOST:PORT]; repeat for several. Without it:
-        /// SV1=ADD, SV2=SUB, SV3=MUL, SV4=INC on the ports after the main server's.
-        #[arg(long = "worker", value_name = "SPEC")]
-        workers: Vec<WorkerSpec>,
-        /// Start no worker (every service request then gets 451).
-        #[arg(long, conflicts_with = "workers")]
-        no_workers: bool,
-        /// Seconds the main server waits for a worker's answer.
-        #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_WORKER_TIMEOUT.as_secs_f64())]
-        worker_timeout: f64,
-        /// Seconds a shutdown waits for open connections.
-        #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_GRACE_PERIOD.as_secs_f64())]
-        grace: f64,
-        /// Apply no-clobber to every upload: STOR of an existing NAME.EXT stores NAME_copy1.EXT.
-        #[arg(long)]
-        no_clobber: bool,
-        /// Port range for passive data connections, e.g. 40000-40999.
-        #[arg(long, value_name = "FIRST-LAST", value_parser = parse_port_range)]
-        passive_ports: Option<(u16, u16)>,
-    },
+    Server(ServerArgs),
+    /// Talk to a cluster as NAME: run COMMAND once, or start a shell when there is none.
+    Client(ClientArgs),
+}
+
+#[derive(Debug, Args)]
+struct ServerArgs {
+    /// The main server's name, e.g. SV0.
+    name: String,
+    /// The FTP folder every server serves (created if missing).
+    folder: PathBuf,
+    /// The main server's address.
+    #[arg(long, default_value = DEFAULT_LISTEN)]
+    listen: SocketAddr,
+    /// A worker as NAME=SERVICE[+SERVICE...][@HOST:PORT]; repeat for several. Without it:
+    /// SV1=ADD, SV2=SUB, SV3=MUL, SV4=INC on the ports after the main server's.
+    #[arg(long = "worker", value_name = "SPEC")]
+    workers: Vec<WorkerSpec>,
+    /// Start no worker (every service request then gets 451).
+    #[arg(long, conflicts_with = "workers")]
+    no_workers: bool,
+    /// Seconds the main server waits for a worker's answer.
+    #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_WORKER_TIMEOUT.as_secs_f64())]
+    worker_timeout: f64,
+    /// Seconds a shutdown waits for open connections.
+    #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_GRACE_PERIOD.as_secs_f64())]
+    grace: f64,
+    /// Apply no-clobber to every upload: STOR of an existing NAME.EXT stores NAME_copy1.EXT.
+    #[arg(long)]
+    no_clobber: bool,
+    /// Port range for passive data connections, e.g. 40000-40999.
+    #[arg(long, value_name = "FIRST-LAST", value_parser = parse_port_range)]
+    passive_ports: Option<(u16, u16)>,
+}
+
+#[derive(Debug, Args)]
+struct ClientArgs {
+    /// The client's name; it logs in with it as the FTP user name.
+    name: String,
+    /// Local folder for downloads and relative uploads (created if missing).
+    folder: PathBuf,
+    /// The server as HOST:PORT.
+    #[arg(long, env = "FTPCALC_SERVER", default_value = DEFAULT_SERVER)]
+    server: String,
+    /// The FTP password (ftpcalc servers take any).
+    #[arg(long, default_value = "ftpcalc")]
+    password: String,
+    /// Also print the server that computed an answer and the raw reply (on stderr).
+    #[arg(long, short)]
+    verbose: bool,
+    /// Seconds to wait for a connection or a reply.
+    #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_TIMEOUT.as_secs_f64())]
+    timeout: f64,
+    /// The command and its arguments, e.g. `add 2 3`; `help` lists them.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<String>,
 }
 
 fn parse_port_range(text: &str) -> Result<(u16, u16), String> {
@@ -65,15 +94,37 @@ fn seconds(value: f64, what: &str) -> anyhow::Result<Duration> {
     Duration::try_from_secs_f64(value).with_context(|| format!("{what} must be a non-negative number of seconds"))
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Client(args) => client_main(args),
+        Command::Server(args) => server_main(args),
+    }
+}
+
+fn client_main(args: ClientArgs) -> ExitCode {
+    let timeout = match seconds(args.timeout, "--timeout") {
+        Ok(timeout) => timeout,
+        Err(error) => {
+            eprintln!("ftpcalc: {error:#}");
+            return ExitCode::from(client::error::EXIT_USAGE_OR_CONNECTION);
+        }
+    };
+    let ClientArgs { name, folder, server, password, verbose, command, .. } = args;
+    let config = ClientConfig { name, password, folder, server, verbose, timeout };
+    ExitCode::from(client::run(config, &command))
+}
+
+fn server_main(args: ServerArgs) -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,libunftp=warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
-    match run(Cli::parse()).await {
+    let outcome = tokio::runtime::Runtime::new()
+        .context("cannot start the runtime")
+        .and_then(|runtime| runtime.block_on(serve(args)));
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("ftpcalc: {error:#}");
@@ -82,37 +133,23 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
-    match cli.command {
-        Command::Server {
-            name,
-            folder,
-            listen,
-            workers,
-            no_workers,
-            worker_timeout,
-            grace,
-            no_clobber,
-            passive_ports,
-        } => {
-            let mut config = ClusterConfig::new(name, folder).listen(listen);
-            if no_workers {
-                config.workers.clear();
-            } else if !workers.is_empty() {
-                config.workers = workers;
-            }
-            config.worker_timeout = seconds(worker_timeout, "--worker-timeout")?;
-            config.grace_period = seconds(grace, "--grace")?;
-            config.passive_ports = passive_ports.map(|(first, last)| first..=last);
-            config.no_clobber = no_clobber;
-            let cluster = Cluster::new(config).start().await?;
-            print!("{}", cluster.table());
-            shutdown_signal().await;
-            eprintln!("ftpcalc: shutting down");
-            cluster.shutdown().await;
-            Ok(())
-        }
+async fn serve(args: ServerArgs) -> anyhow::Result<()> {
+    let mut config = ClusterConfig::new(args.name, args.folder).listen(args.listen);
+    if args.no_workers {
+        config.workers.clear();
+    } else if !args.workers.is_empty() {
+        config.workers = args.workers;
     }
+    config.worker_timeout = seconds(args.worker_timeout, "--worker-timeout")?;
+    config.grace_period = seconds(args.grace, "--grace")?;
+    config.passive_ports = args.passive_ports.map(|(first, last)| first..=last);
+    config.no_clobber = args.no_clobber;
+    let cluster = Cluster::new(config).start().await?;
+    print!("{}", cluster.table());
+    shutdown_signal().await;
+    eprintln!("ftpcalc: shutting down");
+    cluster.shutdown().await;
+    Ok(())
 }
 
 /// Completes on Ctrl-C or SIGTERM.

@@ -1,6 +1,7 @@
 //! Integration tests: real clusters on ephemeral loopback ports, real clients.
 
 mod cli;
+mod client;
 mod concurrency;
 mod embedding;
 mod faults;
