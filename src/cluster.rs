@@ -134,6 +134,8 @@ impl Cluster {
         let view = ClusterView::Main {
             registry: registry.clone(),
             workers: WorkerClient::new(config.main_name.clone(), config.worker_timeout),
+            secret: config.secret.clone(),
+            worker_ttl: config.worker_ttl,
         };
         let context = ServerContext::new(main_entry, self.catalog.clone(), view, settings);
         started.insert(0, RunningServer::spawn(main_listener, context));
@@ -141,7 +143,11 @@ impl Cluster {
     }
 }
 
-fn prepare_folder(root: &PathBuf, downloads: Arc<Downloads>, no_clobber: bool) -> Result<SharedFolder, ClusterError> {
+pub(crate) fn prepare_folder(
+    root: &PathBuf,
+    downloads: Arc<Downloads>,
+    no_clobber: bool,
+) -> Result<SharedFolder, ClusterError> {
     let folder_error = |source| ClusterError::Folder { path: root.clone(), source };
     std::fs::create_dir_all(root).map_err(folder_error)?;
     let root = root.canonicalize().map_err(folder_error)?;
@@ -154,11 +160,16 @@ fn prepare_folder(root: &PathBuf, downloads: Arc<Downloads>, no_clobber: bool) -
     Ok(folder)
 }
 
-async fn bind(name: &str, address: SocketAddr) -> Result<TcpListener, ClusterError> {
+pub(crate) async fn bind(name: &str, address: SocketAddr) -> Result<TcpListener, ClusterError> {
     TcpListener::bind(address).await.map_err(|source| ClusterError::Bind { name: name.to_string(), address, source })
 }
 
-fn entry(name: &str, listener: &TcpListener, role: Role, services: &[String]) -> Result<ServerEntry, ClusterError> {
+pub(crate) fn entry(
+    name: &str,
+    listener: &TcpListener,
+    role: Role,
+    services: &[String],
+) -> Result<ServerEntry, ClusterError> {
     let address = listener.local_addr().map_err(|source| ClusterError::Bind {
         name: name.to_string(),
         address: SocketAddr::from(([0, 0, 0, 0], 0)),
@@ -172,14 +183,14 @@ fn entry(name: &str, listener: &TcpListener, role: Role, services: &[String]) ->
 
 /// One started server: its entry, the trigger that stops it and its task.
 #[derive(Debug)]
-struct RunningServer {
+pub(crate) struct RunningServer {
     entry: ServerEntry,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
 
 impl RunningServer {
-    fn spawn(listener: TcpListener, context: ServerContext) -> Self {
+    pub(crate) fn spawn(listener: TcpListener, context: ServerContext) -> Self {
         let entry = context.identity.clone();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(serve(listener, Arc::new(context), async move {
@@ -194,7 +205,7 @@ impl RunningServer {
         }
     }
 
-    async fn stop(&mut self) {
+    pub(crate) async fn stop(&mut self) {
         self.signal();
         self.wait().await;
     }

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::secret::ClusterSecret;
 use crate::services::{is_valid_name, ADD, INC, MUL, SUB};
 
 /// Where the main server listens unless told otherwise: loopback, port 2121.
@@ -17,6 +18,12 @@ pub const DEFAULT_MAIN_NAME: &str = "SV0";
 pub const DEFAULT_WORKER_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a shutdown waits for open connections before closing them.
 pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(5);
+/// How long a remote worker's registration lasts unless it renews it with a heartbeat.
+pub const DEFAULT_WORKER_TTL: Duration = Duration::from_secs(10);
+/// How often a remote worker renews its registration.
+pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(3);
+/// How long a worker that failed a request is not picked (unless it renews its registration).
+pub const FAILED_WORKER_PAUSE: Duration = Duration::from_secs(2);
 /// Seconds of inactivity after which a session is closed (libunftp's default).
 pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 600;
 
@@ -97,6 +104,11 @@ pub struct ClusterConfig {
     /// Apply no-clobber to every upload (`STOR x` stores `x_copy1` when `x` exists); off by
     /// default, so that `STOR` replaces as RFC 959 says unless a session asks for no-clobber.
     pub no_clobber: bool,
+    /// The cluster secret workers in other processes prove to register; `None` refuses
+    /// every remote registration.
+    pub secret: Option<ClusterSecret>,
+    /// How long a remote worker's registration lasts unless renewed.
+    pub worker_ttl: Duration,
 }
 
 impl ClusterConfig {
@@ -114,6 +126,8 @@ impl ClusterConfig {
             passive_ports: None,
             idle_timeout: DEFAULT_IDLE_TIMEOUT_SECS,
             no_clobber: false,
+            secret: None,
+            worker_ttl: DEFAULT_WORKER_TTL,
         }
     }
 

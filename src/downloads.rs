@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Component, Path};
 use std::sync::Mutex;
@@ -27,7 +28,10 @@ impl fmt::Debug for Downloads {
 impl Default for Downloads {
     /// Counters that print their log lines on standard output, the server console.
     fn default() -> Self {
-        Downloads::new(|line| println!("{line}"))
+        // A closed stdout must not take the server down: write errors are ignored.
+        Downloads::new(|line| {
+            let _ = writeln!(std::io::stdout().lock(), "{line}");
+        })
     }
 }
 

@@ -59,6 +59,7 @@ pub struct FtpBackend {
     peer: SocketAddr,
     no_clobber: AtomicBool,
     last_stored: Mutex<Option<String>>,
+    challenge: Mutex<Option<String>>,
 }
 
 impl FtpBackend {
@@ -66,7 +67,7 @@ impl FtpBackend {
     pub fn open(folder: Arc<SharedFolder>, peer: SocketAddr) -> io::Result<Self> {
         let inner = Filesystem::new(folder.path.clone())?;
         let no_clobber = AtomicBool::new(folder.no_clobber);
-        Ok(FtpBackend { inner, folder, peer, no_clobber, last_stored: Mutex::default() })
+        Ok(FtpBackend { inner, folder, peer, no_clobber, last_stored: Mutex::default(), challenge: Mutex::default() })
     }
 
     /// Turns no-clobber uploads on or off for this session.
@@ -82,6 +83,18 @@ impl FtpBackend {
     /// The FTP path (`/dir/name_copy1.txt`) of the last file this session stored.
     pub fn last_stored(&self) -> Option<String> {
         self.last_stored.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
+    /// A new single-use registration challenge for this session (replacing any earlier one).
+    pub fn issue_challenge(&self) -> String {
+        let challenge = crate::secret::random_hex(16);
+        *self.challenge.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(challenge.clone());
+        challenge
+    }
+
+    /// Takes this session's challenge: each one answers one request.
+    pub fn take_challenge(&self) -> Option<String> {
+        self.challenge.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take()
     }
 
     /// The download counters.

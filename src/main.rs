@@ -8,7 +8,9 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use ftpcalc::client::{self, ClientConfig, DEFAULT_SERVER, DEFAULT_TIMEOUT};
-use ftpcalc::config::{DEFAULT_GRACE_PERIOD, DEFAULT_WORKER_TIMEOUT};
+use ftpcalc::config::{DEFAULT_GRACE_PERIOD, DEFAULT_HEARTBEAT, DEFAULT_WORKER_TIMEOUT, DEFAULT_WORKER_TTL};
+use ftpcalc::remote_worker::{Worker, WorkerConfig};
+use ftpcalc::secret::ClusterSecret;
 use ftpcalc::{Cluster, ClusterConfig, WorkerSpec, DEFAULT_LISTEN};
 
 /// A programmable FTP server: SITE services routed from a main server to worker servers.
@@ -25,6 +27,8 @@ enum Command {
     Server(ServerArgs),
     /// Talk to a cluster as NAME: run COMMAND once, or start a shell when there is none.
     Client(ClientArgs),
+    /// Start a worker NAME serving FOLDER in this process and join the main server at --join.
+    Worker(WorkerArgs),
 }
 
 #[derive(Debug, Args)]
@@ -55,6 +59,43 @@ struct ServerArgs {
     /// Port range for passive data connections, e.g. 40000-40999.
     #[arg(long, value_name = "FIRST-LAST", value_parser = parse_port_range)]
     passive_ports: Option<(u16, u16)>,
+    /// The cluster secret workers must prove to register (at least 16 characters); without
+    /// it one is generated and printed once.
+    #[arg(long, env = "FTPCALC_SECRET", hide_env_values = true)]
+    secret: Option<String>,
+    /// Seconds a remote worker's registration lasts without a heartbeat.
+    #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_WORKER_TTL.as_secs_f64())]
+    worker_ttl: f64,
+}
+
+#[derive(Debug, Args)]
+struct WorkerArgs {
+    /// The worker's name, e.g. SV7.
+    name: String,
+    /// The FTP folder it serves (created if missing).
+    folder: PathBuf,
+    /// The main server's address.
+    #[arg(long, value_name = "HOST:PORT")]
+    join: SocketAddr,
+    /// The services it offers, e.g. ADD,MUL.
+    #[arg(long, value_delimiter = ',', required = true)]
+    services: Vec<String>,
+    /// Where it listens.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: SocketAddr,
+    /// The address it registers, when the main server must reach it at another one (NAT,
+    /// several interfaces, a listener on 0.0.0.0).
+    #[arg(long, value_name = "HOST:PORT")]
+    advertise: Option<SocketAddr>,
+    /// The cluster secret printed by `ftpcalc server`.
+    #[arg(long, env = "FTPCALC_SECRET", hide_env_values = true)]
+    secret: String,
+    /// Seconds between heartbeats.
+    #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_HEARTBEAT.as_secs_f64())]
+    heartbeat: f64,
+    /// Seconds a shutdown waits for open connections.
+    #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_GRACE_PERIOD.as_secs_f64())]
+    grace: f64,
 }
 
 #[derive(Debug, Args)]
@@ -97,7 +138,8 @@ fn seconds(value: f64, what: &str) -> anyhow::Result<Duration> {
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Client(args) => client_main(args),
-        Command::Server(args) => server_main(args),
+        Command::Server(args) => with_runtime(serve(args)),
+        Command::Worker(args) => with_runtime(work(args)),
     }
 }
 
@@ -114,16 +156,16 @@ fn client_main(args: ClientArgs) -> ExitCode {
     ExitCode::from(client::run(config, &command))
 }
 
-fn server_main(args: ServerArgs) -> ExitCode {
+/// Sets up logging and runs `job` on a tokio runtime; errors exit with 2.
+fn with_runtime(job: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,libunftp=warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
-    let outcome = tokio::runtime::Runtime::new()
-        .context("cannot start the runtime")
-        .and_then(|runtime| runtime.block_on(serve(args)));
+    let outcome =
+        tokio::runtime::Runtime::new().context("cannot start the runtime").and_then(|runtime| runtime.block_on(job));
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -144,12 +186,64 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     config.grace_period = seconds(args.grace, "--grace")?;
     config.passive_ports = args.passive_ports.map(|(first, last)| first..=last);
     config.no_clobber = args.no_clobber;
+    config.worker_ttl = seconds(args.worker_ttl, "--worker-ttl")?;
+    let generated = match &args.secret {
+        Some(text) => {
+            config.secret = Some(ClusterSecret::new(text)?);
+            None
+        }
+        None => {
+            let (secret, text) = ClusterSecret::generate();
+            config.secret = Some(secret);
+            Some(text)
+        }
+    };
     let cluster = Cluster::new(config).start().await?;
-    print!("{}", cluster.table());
+    let mut console = cluster.table();
+    if let Some(text) = generated {
+        console.push_str(&format!("cluster secret for `ftpcalc worker --secret`: {text}\n"));
+    }
+    say(&console);
     shutdown_signal().await;
     eprintln!("ftpcalc: shutting down");
     cluster.shutdown().await;
     Ok(())
+}
+
+async fn work(args: WorkerArgs) -> anyhow::Result<()> {
+    let services: Vec<&str> = args.services.iter().map(String::as_str).collect();
+    let mut config =
+        WorkerConfig::new(&args.name, args.folder, args.join, &services, ClusterSecret::new(&args.secret)?);
+    config.listen = args.listen;
+    config.advertise = args.advertise;
+    config.heartbeat = seconds(args.heartbeat, "--heartbeat")?;
+    config.server.grace_period = seconds(args.grace, "--grace")?;
+    let heartbeat = config.heartbeat;
+    let worker = Worker::new(config).start().await?;
+    let identity = worker.identity();
+    println!("{:<8} {:<22} {:<7} SERVICES", "NAME", "ADDRESS", "ROLE");
+    println!(
+        "{:<8} {:<22} {:<7} {}",
+        identity.name,
+        identity.address.to_string(),
+        "worker",
+        identity.services.join(",")
+    );
+    match worker.main() {
+        Some(main) => println!("joined {} at {}", main.name, main.address),
+        None => println!("main server at {} not reachable yet; retrying every {heartbeat:?}", args.join),
+    }
+    shutdown_signal().await;
+    eprintln!("ftpcalc: shutting down");
+    worker.shutdown().await;
+    Ok(())
+}
+
+/// Prints `text` on stdout; a closed stdout is not a reason to stop serving.
+fn say(text: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush());
 }
 
 /// Completes on Ctrl-C or SIGTERM.

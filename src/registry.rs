@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use crate::services::is_valid_name;
 
@@ -69,11 +70,34 @@ pub enum RegistryError {
     TooManyServices,
 }
 
+/// A server in the table, with how long its registration lasts and whether it failed lately.
+#[derive(Debug)]
+struct Registration {
+    entry: ServerEntry,
+    /// When the registration lapses unless renewed; `None` for servers started in-process.
+    expires: Option<Instant>,
+    /// The worker failed a request; it is not picked again before this instant (or before it
+    /// renews its registration, which proves it is back).
+    failed_until: Option<Instant>,
+}
+
 #[derive(Debug, Default)]
 struct Table {
-    servers: Vec<ServerEntry>,
+    servers: Vec<Registration>,
     /// Counts picks, so that successive picks rotate over the workers of a service.
     picks: usize,
+}
+
+impl Table {
+    /// Drops registrations that lapsed.
+    fn purge(&mut self, now: Instant) {
+        self.servers.retain(|server| server.expires.is_none_or(|expires| expires > now));
+    }
+
+    fn live(&mut self) -> impl Iterator<Item = &ServerEntry> {
+        self.purge(Instant::now());
+        self.servers.iter().map(|server| &server.entry)
+    }
 }
 
 /// The directory of servers. Cloning shares the same table.
@@ -94,8 +118,19 @@ impl Registry {
         self.table.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Adds `entry`, or replaces the entry with the same name.
-    pub fn register(&self, mut entry: ServerEntry) -> Result<(), RegistryError> {
+    /// Adds `entry` for good (a server started in this process), or replaces the entry with the
+    /// same name.
+    pub fn register(&self, entry: ServerEntry) -> Result<(), RegistryError> {
+        self.insert(entry, None)
+    }
+
+    /// Adds or renews `entry` for `ttl`: unless renewed, it lapses after that. Renewing also
+    /// clears a failure mark.
+    pub fn register_for(&self, entry: ServerEntry, ttl: Duration) -> Result<(), RegistryError> {
+        self.insert(entry, Some(Instant::now() + ttl))
+    }
+
+    fn insert(&self, mut entry: ServerEntry, expires: Option<Instant>) -> Result<(), RegistryError> {
         if !is_valid_name(&entry.name) {
             return Err(RegistryError::InvalidName(entry.name));
         }
@@ -109,12 +144,14 @@ impl Registry {
         entry.services.sort();
         entry.services.dedup();
         let mut table = self.lock();
-        if let Some(existing) = table.servers.iter_mut().find(|server| server.name == entry.name) {
-            *existing = entry;
+        table.purge(Instant::now());
+        let registration = Registration { entry, expires, failed_until: None };
+        if let Some(existing) = table.servers.iter_mut().find(|server| server.entry.name == registration.entry.name) {
+            *existing = registration;
         } else if table.servers.len() >= MAX_SERVERS {
             return Err(RegistryError::Full);
         } else {
-            table.servers.push(entry);
+            table.servers.push(registration);
         }
         Ok(())
     }
@@ -123,32 +160,48 @@ impl Registry {
     pub fn deregister(&self, name: &str) -> bool {
         let mut table = self.lock();
         let before = table.servers.len();
-        table.servers.retain(|server| server.name != name);
+        table.servers.retain(|server| server.entry.name != name);
         table.servers.len() != before
     }
 
-    /// All servers, main server first, then in registration order.
+    /// Keeps the worker `name` from being picked for `pause`, after it failed a request.
+    pub fn mark_failed(&self, name: &str, pause: Duration) {
+        let mut table = self.lock();
+        if let Some(server) = table.servers.iter_mut().find(|server| server.entry.name == name) {
+            server.failed_until = Some(Instant::now() + pause);
+        }
+    }
+
+    /// All live servers, main server first, then in registration order.
     pub fn servers(&self) -> Vec<ServerEntry> {
-        let mut servers = self.lock().servers.clone();
+        let mut servers: Vec<ServerEntry> = self.lock().live().cloned().collect();
         servers.sort_by_key(|server| server.role != Role::Main);
         servers
     }
 
     /// The main server's entry, if registered.
     pub fn main(&self) -> Option<ServerEntry> {
-        self.lock().servers.iter().find(|server| server.role == Role::Main).cloned()
+        self.lock().live().find(|server| server.role == Role::Main).cloned()
     }
 
-    /// The servers that offer `service`.
+    /// The live servers that offer `service`.
     pub fn lookup(&self, service: &str) -> Vec<ServerEntry> {
-        self.lock().servers.iter().filter(|server| server.offers(service)).cloned().collect()
+        self.lock().live().filter(|server| server.offers(service)).cloned().collect()
     }
 
-    /// A worker that offers `service`, rotating over them on successive calls.
+    /// A live worker that offers `service` and has not failed lately, rotating over them on
+    /// successive calls.
     pub fn pick(&self, service: &str) -> Option<ServerEntry> {
         let mut table = self.lock();
-        let offering: Vec<&ServerEntry> =
-            table.servers.iter().filter(|server| server.role == Role::Worker && server.offers(service)).collect();
+        let now = Instant::now();
+        table.purge(now);
+        let offering: Vec<&ServerEntry> = table
+            .servers
+            .iter()
+            .filter(|server| server.failed_until.is_none_or(|until| until <= now))
+            .map(|server| &server.entry)
+            .filter(|server| server.role == Role::Worker && server.offers(service))
+            .collect();
         if offering.is_empty() {
             return None;
         }
@@ -157,9 +210,9 @@ impl Registry {
         Some(chosen)
     }
 
-    /// Every service some server offers.
+    /// Every service some live server offers.
     pub fn services(&self) -> BTreeSet<String> {
-        self.lock().servers.iter().flat_map(|server| server.services.iter().cloned()).collect()
+        self.lock().live().flat_map(|server| server.services.iter().cloned()).collect()
     }
 }
 
@@ -202,6 +255,26 @@ mod tests {
         assert!(registry.deregister("SV1"));
         assert!(!registry.deregister("SV1"));
         assert!(registry.servers().is_empty());
+    }
+
+    #[test]
+    fn registrations_lapse_and_failures_pause_picks() {
+        let registry = Registry::new();
+        registry.register(entry("SV1", 2122, Role::Worker, &["ADD"])).expect("valid");
+        registry.register_for(entry("SV2", 2123, Role::Worker, &["ADD"]), Duration::from_millis(50)).expect("valid");
+        assert_eq!(registry.lookup("ADD").len(), 2);
+        registry.mark_failed("SV1", Duration::from_secs(60));
+        assert!((0..4).all(|_| registry.pick("ADD").is_some_and(|server| server.name == "SV2")), "SV1 is paused");
+        assert_eq!(registry.lookup("ADD").len(), 2, "a paused worker is still registered");
+        std::thread::sleep(Duration::from_millis(80));
+        assert_eq!(registry.lookup("ADD").iter().map(|server| server.name.as_str()).collect::<Vec<_>>(), ["SV1"]);
+        assert!(registry.pick("ADD").is_none(), "SV2 lapsed and SV1 is paused");
+        registry.register(entry("SV1", 2122, Role::Worker, &["ADD"])).expect("valid");
+        assert_eq!(
+            registry.pick("ADD").map(|server| server.name),
+            Some("SV1".into()),
+            "registering again clears the pause"
+        );
     }
 
     #[test]

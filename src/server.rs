@@ -11,6 +11,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::ops::RangeInclusive;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,6 +24,7 @@ use unftp_core::auth::DefaultUser;
 
 use crate::ftp_backend::{FtpBackend, SharedFolder};
 use crate::registry::{Registry, ServerEntry};
+use crate::secret::ClusterSecret;
 use crate::services::ServiceSet;
 use crate::site_cmds::{verbs, Site};
 use crate::worker_client::WorkerClient;
@@ -36,6 +38,10 @@ pub enum ClusterView {
         registry: Registry,
         /// Its FTP client to the workers.
         workers: WorkerClient,
+        /// What workers must prove to register; `None` refuses every registration.
+        secret: Option<ClusterSecret>,
+        /// How long a registration lasts unless renewed.
+        worker_ttl: Duration,
     },
     /// A worker: knows where the main server is, to point clients there.
     Worker {
@@ -68,6 +74,8 @@ pub struct ServerContext {
     pub cluster: ClusterView,
     /// Settings shared with the other servers.
     pub settings: ServerSettings,
+    /// How many service requests this server computed itself.
+    pub computed: AtomicU64,
     greeting: &'static str,
 }
 
@@ -78,7 +86,7 @@ impl ServerContext {
         // per connection) is bounded.
         let greeting: &'static str =
             Box::leak(format!("ftpcalc {} ({}) ready", identity.name, identity.role).into_boxed_str());
-        ServerContext { identity, catalog, cluster, settings, greeting }
+        ServerContext { identity, catalog, cluster, settings, computed: AtomicU64::new(0), greeting }
     }
 }
 

@@ -11,10 +11,12 @@ use async_trait::async_trait;
 use libunftp::options::{Reply, ReplyCode, SiteCommandContext, SiteCommandHandler};
 use unftp_core::auth::DefaultUser;
 
+use crate::config::FAILED_WORKER_PAUSE;
 use crate::ftp_backend::FtpBackend;
 use crate::registry::{Role, ServerEntry};
 use crate::server::{ClusterView, ServerContext};
 use crate::services::{is_valid_name, plain_words, Service};
+use crate::site_cluster::{self, Membership, CHALLENGE, DEREGISTER, REGISTER};
 use crate::site_error::{one_line, SiteError};
 use crate::site_files::{self, NOCLOBBER, STATS, STORED};
 use crate::worker_client::{WorkerClient, WorkerReply};
@@ -28,7 +30,8 @@ pub const LOOKUP: &str = "LOOKUP";
 /// `SITE SERVERS`: every server in the registry (main server only).
 pub const SERVERS: &str = "SERVERS";
 /// SITE verbs that services may not use: the cluster's own, and libunftp's built-in `MD5`.
-pub const RESERVED: [&str; 8] = [HELP, INFO, LOOKUP, SERVERS, STATS, NOCLOBBER, STORED, "MD5"];
+pub const RESERVED: [&str; 11] =
+    [HELP, INFO, LOOKUP, SERVERS, STATS, NOCLOBBER, STORED, CHALLENGE, REGISTER, DEREGISTER, "MD5"];
 
 /// What a SITE verb does on this server.
 #[derive(Clone)]
@@ -41,6 +44,8 @@ pub enum Verb {
     Lookup,
     /// `SITE SERVERS`.
     Servers,
+    /// `SITE CHALLENGE`, `SITE REGISTER`, `SITE DEREGISTER` (main server only).
+    Membership(&'static str),
     /// `SITE STATS`.
     Stats,
     /// `SITE NOCLOBBER`.
@@ -64,6 +69,9 @@ pub fn verbs(server: &ServerContext) -> Vec<(String, Verb)> {
         (INFO.to_string(), Verb::Info),
         (LOOKUP.to_string(), Verb::Lookup),
         (SERVERS.to_string(), Verb::Servers),
+        (CHALLENGE.to_string(), Verb::Membership(CHALLENGE)),
+        (REGISTER.to_string(), Verb::Membership(REGISTER)),
+        (DEREGISTER.to_string(), Verb::Membership(DEREGISTER)),
         (STATS.to_string(), Verb::Stats),
         (NOCLOBBER.to_string(), Verb::NoClobber),
         (STORED.to_string(), Verb::Stored),
@@ -106,12 +114,14 @@ impl Site {
             Verb::Info => Ok(Reply::new_with_string(ReplyCode::CommandOkay, info(server))),
             Verb::Lookup => lookup(server, arguments),
             Verb::Servers => servers(server),
+            Verb::Membership(verb) => membership(server, verb, storage, arguments),
             Verb::Stats => site_files::stats(storage, arguments),
             Verb::NoClobber => site_files::no_clobber(storage, arguments),
             Verb::Stored => site_files::stored(storage),
             Verb::Compute(service) => {
                 let words = service.parse(arguments)?;
                 let answer = service.call(&words).await?;
+                server.computed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 Ok(Reply::new_with_string(
                     ReplyCode::CommandOkay,
                     one_line(&format!("{answer} (computed by {})", server.identity.name)),
@@ -140,6 +150,20 @@ impl std::fmt::Debug for Site {
     }
 }
 
+/// Registry changes, on the main server only.
+fn membership(server: &ServerContext, verb: &str, storage: &FtpBackend, arguments: &str) -> Result<Reply, SiteError> {
+    let ClusterView::Main { registry, secret, worker_ttl, .. } = &server.cluster else {
+        return Err(SiteError::MainOnly { verb: verb.to_string(), main: main_of(server) });
+    };
+    let membership =
+        Membership { registry, secret: secret.as_ref(), ttl: *worker_ttl, main_name: &server.identity.name };
+    match verb {
+        CHALLENGE => Ok(site_cluster::challenge(storage)),
+        REGISTER => site_cluster::register(&membership, storage, arguments),
+        _ => site_cluster::deregister(&membership, storage, arguments),
+    }
+}
+
 fn main_of(server: &ServerContext) -> Option<Box<ServerEntry>> {
     match &server.cluster {
         ClusterView::Main { .. } => Some(Box::new(server.identity.clone())),
@@ -158,6 +182,12 @@ fn help(server: &ServerContext) -> Reply {
             }
             Verb::Servers if server.identity.role == Role::Main => "SERVERS: every server of the cluster".to_string(),
             Verb::Lookup | Verb::Servers => format!("{name}: answered by the main server only"),
+            Verb::Membership(verb) if server.identity.role == Role::Main => match verb {
+                CHALLENGE => "CHALLENGE: a challenge for the next REGISTER or DEREGISTER".to_string(),
+                REGISTER => "REGISTER NAME HOST:PORT SERVICE[,SERVICE...] PROOF: add or renew a worker".to_string(),
+                _ => "DEREGISTER NAME PROOF: remove a worker".to_string(),
+            },
+            Verb::Membership(verb) => format!("{verb}: answered by the main server only"),
             Verb::Stats => "STATS [FILE]: download counts since start (paths from the root)".to_string(),
             Verb::NoClobber => "NOCLOBBER [ON|OFF]: uploads never replace files; X exists -> X_copy1".to_string(),
             Verb::Stored => "STORED: the path this session's last upload was stored under".to_string(),
@@ -185,13 +215,14 @@ fn info(server: &ServerContext) -> String {
         }
     };
     let mut text = format!(
-        "name={} role={} pid={} version={} address={} services={}",
+        "name={} role={} pid={} version={} address={} services={} computed={}",
         identity.name,
         identity.role,
         std::process::id(),
         env!("CARGO_PKG_VERSION"),
         identity.address,
-        list(&identity.services)
+        list(&identity.services),
+        server.computed.load(std::sync::atomic::Ordering::Relaxed)
     );
     match &server.cluster {
         ClusterView::Main { .. } => {
@@ -259,7 +290,7 @@ fn servers(server: &ServerContext) -> Result<Reply, SiteError> {
 /// Validates the request, then forwards it (rebuilt from the parsed words) to a worker that
 /// offers `service`, trying a second worker once when the first one fails.
 async fn route(server: &ServerContext, service: &str, arguments: &str) -> Result<Reply, SiteError> {
-    let ClusterView::Main { registry, workers } = &server.cluster else {
+    let ClusterView::Main { registry, workers, .. } = &server.cluster else {
         return Err(SiteError::NoWorker(service.to_string()));
     };
     let words = match server.catalog.get(service) {
@@ -272,10 +303,17 @@ async fn route(server: &ServerContext, service: &str, arguments: &str) -> Result
         Err(failure @ (SiteError::Worker { .. } | SiteError::WorkerRefused { .. })) => failure,
         answered => return answered,
     };
+    registry.mark_failed(&first.name, FAILED_WORKER_PAUSE);
+    workers.forget(first.address);
     match registry.pick(service).filter(|second| second.name != first.name) {
         Some(second) => {
             tracing::warn!(error = %failure, retry_on = %second.name, "retrying on another worker");
-            ask(workers, &second, service, &line).await
+            let answer = ask(workers, &second, service, &line).await;
+            if matches!(answer, Err(SiteError::Worker { .. } | SiteError::WorkerRefused { .. })) {
+                registry.mark_failed(&second.name, FAILED_WORKER_PAUSE);
+                workers.forget(second.address);
+            }
+            answer
         }
         None => Err(failure),
     }

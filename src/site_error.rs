@@ -37,6 +37,15 @@ pub enum SiteError {
     /// No server in the cluster knows the service (`504`).
     #[error("no server offers {0}")]
     UnknownService(String),
+    /// A registry change without a valid proof of the cluster secret (`530`).
+    #[error("{0}")]
+    Unauthorized(String),
+    /// A registry change before `SITE CHALLENGE` (`503`).
+    #[error("send SITE CHALLENGE first")]
+    NeedChallenge,
+    /// A request that is well-formed and allowed, but cannot be done (`550`).
+    #[error("{0}")]
+    NotTaken(String),
     /// `STATS FILE` for a file that does not exist (`550`).
     #[error("no such file: {0}")]
     NoSuchFile(String),
@@ -85,7 +94,9 @@ impl SiteError {
             SiteError::MainOnly { .. } => ReplyCode::CommandNotImplemented,
             SiteError::NotOffered { .. } | SiteError::UnknownService(_) => ReplyCode::CommandNotImplementedForParameter,
             SiteError::NoWorker(_) => ReplyCode::LocalError,
-            SiteError::NoSuchFile(_) | SiteError::NothingStored => ReplyCode::FileError,
+            SiteError::NoSuchFile(_) | SiteError::NothingStored | SiteError::NotTaken(_) => ReplyCode::FileError,
+            SiteError::Unauthorized(_) => ReplyCode::NotLoggedIn,
+            SiteError::NeedChallenge => ReplyCode::BadCommandSequence,
             SiteError::Worker { service, worker, .. } | SiteError::WorkerRefused { service, worker, .. } => {
                 tracing::warn!(error = %self, "worker request failed");
                 return Reply::new_with_string(

@@ -81,7 +81,10 @@ async fn server_prints_its_table_serves_and_exits_cleanly_on_sigterm() {
     let mut data = Vec::new();
     tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut data).await.expect("data");
     stream.finish().await.expect("226");
-    let line = tokio::task::spawn_blocking(move || console.next()).await.expect("read console");
+    let (secret, line) =
+        tokio::task::spawn_blocking(move || (console.next(), console.next())).await.expect("read console");
+    let secret = secret.expect("a console line").expect("utf-8");
+    assert!(secret.starts_with("cluster secret for `ftpcalc worker --secret`: "), "{secret}");
     let line = line.expect("a console line").expect("utf-8");
     assert_eq!(line, format!("/hello.txt|127.0.0.1|{port}|1"), "the download is logged on the console");
     let status = tokio::task::spawn_blocking(move || terminate(&mut child)).await.expect("terminated");

@@ -1,0 +1,175 @@
+//! A worker in a process of its own (`ftpcalc worker`): it serves the FTP folder, computes its
+//! services, joins a main server over the network and keeps its registration alive; on a
+//! clean shutdown it deregisters at once.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::cluster::{bind, entry, prepare_folder, ClusterError, RunningServer};
+use crate::config::{ClusterConfig, DEFAULT_HEARTBEAT};
+use crate::downloads::Downloads;
+use crate::join::Join;
+use crate::registry::{Role, ServerEntry};
+use crate::secret::ClusterSecret;
+use crate::server::{ClusterView, ServerContext, ServerSettings};
+use crate::services::{Service, ServiceSet};
+
+/// What a standalone worker needs.
+#[derive(Clone, Debug)]
+pub struct WorkerConfig {
+    /// The worker's name.
+    pub name: String,
+    /// The FTP folder it serves (created if missing).
+    pub root: PathBuf,
+    /// Where it listens.
+    pub listen: SocketAddr,
+    /// The address it registers, if other than the bound one (NAT, several interfaces, or a
+    /// listener on 0.0.0.0).
+    pub advertise: Option<SocketAddr>,
+    /// The main server's address.
+    pub join: SocketAddr,
+    /// The services it computes.
+    pub services: Vec<String>,
+    /// The cluster secret.
+    pub secret: ClusterSecret,
+    /// How often it renews its registration.
+    pub heartbeat: Duration,
+    /// Bound on each exchange with the main server.
+    pub timeout: Duration,
+    /// Server settings shared with `ClusterConfig`: grace period, passive ports, idle timeout,
+    /// no-clobber (its other fields are not used).
+    pub server: ClusterConfig,
+}
+
+impl WorkerConfig {
+    /// A worker `name` serving `root`, offering `services`, joining `join` with `secret`.
+    pub fn new(
+        name: &str,
+        root: impl Into<PathBuf>,
+        join: SocketAddr,
+        services: &[&str],
+        secret: ClusterSecret,
+    ) -> Self {
+        let root = root.into();
+        WorkerConfig {
+            name: name.to_string(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            advertise: None,
+            join,
+            services: services.iter().map(|service| service.to_ascii_uppercase()).collect(),
+            secret,
+            heartbeat: DEFAULT_HEARTBEAT,
+            timeout: Duration::from_secs(5),
+            server: ClusterConfig::new(name, &root),
+            root,
+        }
+    }
+}
+
+/// A worker to start: its configuration and the services it can compute.
+#[derive(Clone, Debug)]
+pub struct Worker {
+    config: WorkerConfig,
+    catalog: ServiceSet,
+}
+
+impl Worker {
+    /// A worker with the arithmetic services in its catalogue.
+    pub fn new(config: WorkerConfig) -> Self {
+        Worker { config, catalog: ServiceSet::arithmetic() }
+    }
+
+    /// Adds an embedder's service to the catalogue.
+    pub fn service(mut self, service: impl Service) -> Self {
+        self.catalog = self.catalog.with(service);
+        self
+    }
+
+    /// Binds, starts serving, and registers with the main server (if the main server cannot be
+    /// reached yet, the heartbeat keeps trying).
+    pub async fn start(self) -> Result<RunningWorker, ClusterError> {
+        let config = &self.config;
+        if let Some(unknown) = config.services.iter().find(|service| self.catalog.get(service).is_none()) {
+            return Err(ClusterError::Invalid(format!(
+                "{} offers {unknown}, which is not a known service",
+                config.name
+            )));
+        }
+        if !crate::services::is_valid_name(&config.name) {
+            return Err(ClusterError::Invalid(format!("{:?} cannot be a server name", config.name)));
+        }
+        let folder = prepare_folder(&config.root, Arc::new(Downloads::default()), config.server.no_clobber)?;
+        let listener = bind(&config.name, config.listen).await?;
+        let mut identity = entry(&config.name, &listener, Role::Worker, &config.services)?;
+        if let Some(advertise) = config.advertise {
+            identity.address = advertise;
+        }
+        let join = Join {
+            main: config.join,
+            worker: identity.clone(),
+            secret: config.secret.clone(),
+            timeout: config.timeout,
+        };
+        let main = match join.register().await {
+            Ok(main) => Some(main),
+            Err(error) => {
+                tracing::warn!(%error, "not registered yet; the heartbeat will retry");
+                None
+            }
+        };
+        let placeholder =
+            ServerEntry { name: "main".into(), address: config.join, role: Role::Main, services: Vec::new() };
+        let settings = ServerSettings {
+            folder: Arc::new(folder),
+            passive_ports: config.server.passive_ports.clone(),
+            grace_period: config.server.grace_period,
+            idle_timeout: config.server.idle_timeout,
+        };
+        let view = ClusterView::Worker { main: Some(main.clone().unwrap_or(placeholder)) };
+        let server =
+            RunningServer::spawn(listener, ServerContext::new(identity.clone(), self.catalog.clone(), view, settings));
+        let (stop_heartbeat, stopped) = watch::channel(false);
+        let beating = join.clone();
+        let interval = config.heartbeat;
+        let heartbeat = tokio::spawn(async move { beating.heartbeat(interval, stopped).await });
+        Ok(RunningWorker { identity, main, join, server, stop_heartbeat, heartbeat })
+    }
+}
+
+/// A started standalone worker.
+#[derive(Debug)]
+pub struct RunningWorker {
+    identity: ServerEntry,
+    main: Option<ServerEntry>,
+    join: Join,
+    server: RunningServer,
+    stop_heartbeat: watch::Sender<bool>,
+    heartbeat: JoinHandle<()>,
+}
+
+impl RunningWorker {
+    /// The worker's entry as registered (its reachable address).
+    pub fn identity(&self) -> &ServerEntry {
+        &self.identity
+    }
+
+    /// The main server, if the first registration succeeded.
+    pub fn main(&self) -> Option<&ServerEntry> {
+        self.main.as_ref()
+    }
+
+    /// Stops the heartbeat, deregisters, then stops serving (with the grace period).
+    pub async fn shutdown(mut self) {
+        let _ = self.stop_heartbeat.send(true);
+        let _ = (&mut self.heartbeat).await;
+        if let Err(error) = self.join.deregister().await {
+            tracing::warn!(%error, "could not deregister");
+        }
+        self.server.stop().await;
+    }
+}

@@ -1,0 +1,138 @@
+//! The SITE commands that change the registry (RFC 959 §4.1.3), answered by the main server
+//! only: `CHALLENGE`, `REGISTER NAME ADDRESS SERVICES PROOF` and `DEREGISTER NAME PROOF`.
+//!
+//! Being logged in is not enough: a request must carry the HMAC of the cluster secret over this
+//! session's last challenge and the request itself (see [`crate::secret`]), or the registry
+//! stays as it is.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use libunftp::options::{Reply, ReplyCode};
+
+use crate::ftp_backend::FtpBackend;
+use crate::registry::{Registry, Role, ServerEntry, MAX_SERVICES_PER_SERVER};
+use crate::secret::ClusterSecret;
+use crate::services::{is_valid_name, ServiceError};
+use crate::site_error::SiteError;
+
+/// `SITE CHALLENGE`: a single-use challenge for the next registry change of this session.
+pub const CHALLENGE: &str = "CHALLENGE";
+/// `SITE REGISTER NAME ADDRESS SERVICES PROOF`: add or renew a worker.
+pub const REGISTER: &str = "REGISTER";
+/// `SITE DEREGISTER NAME PROOF`: remove a worker.
+pub const DEREGISTER: &str = "DEREGISTER";
+
+/// Most bytes of arguments a registry change may have.
+const MAX_ARGUMENT_BYTES: usize = 4096;
+
+/// What the main server needs to change its registry.
+pub struct Membership<'a> {
+    /// The registry.
+    pub registry: &'a Registry,
+    /// The cluster secret, if registration is enabled.
+    pub secret: Option<&'a ClusterSecret>,
+    /// How long a registration lasts.
+    pub ttl: Duration,
+    /// The main server's own name, which no worker may take.
+    pub main_name: &'a str,
+}
+
+/// The request line a worker signs to register: `REGISTER NAME ADDRESS SERVICES`.
+pub fn register_request(name: &str, address: SocketAddr, services: &[String]) -> String {
+    format!("{REGISTER} {name} {address} {}", services.join(","))
+}
+
+/// The request line a worker signs to deregister: `DEREGISTER NAME`.
+pub fn deregister_request(name: &str) -> String {
+    format!("{DEREGISTER} {name}")
+}
+
+fn usage(usage: &str, message: &str) -> SiteError {
+    SiteError::Usage(ServiceError::Usage { message: message.to_string(), usage: usage.to_string() })
+}
+
+/// `CHALLENGE` → `200 <challenge>`.
+pub fn challenge(storage: &FtpBackend) -> Reply {
+    Reply::new_with_string(ReplyCode::CommandOkay, storage.issue_challenge())
+}
+
+/// Checks `proof` for `request` against the session's challenge (which it uses up).
+fn authorize(
+    membership: &Membership<'_>,
+    storage: &FtpBackend,
+    request: &str,
+    proof: Option<&str>,
+) -> Result<(), SiteError> {
+    let Some(secret) = membership.secret else {
+        return Err(SiteError::NotTaken("registration is disabled on this server".into()));
+    };
+    let Some(proof) = proof else {
+        return Err(SiteError::Unauthorized("changing the registry needs the cluster secret".into()));
+    };
+    let Some(challenge) = storage.take_challenge() else {
+        return Err(SiteError::NeedChallenge);
+    };
+    if !secret.verify(&challenge, request, proof) {
+        tracing::warn!(request, "registry change with a wrong proof refused");
+        return Err(SiteError::Unauthorized("wrong proof of the cluster secret".into()));
+    }
+    Ok(())
+}
+
+/// `REGISTER NAME ADDRESS SERVICES PROOF` → `200 registered NAME at ADDRESS for Ns`.
+pub fn register(membership: &Membership<'_>, storage: &FtpBackend, arguments: &str) -> Result<Reply, SiteError> {
+    const USAGE: &str = "REGISTER NAME HOST:PORT SERVICE[,SERVICE...] PROOF";
+    if arguments.len() > MAX_ARGUMENT_BYTES {
+        return Err(usage(USAGE, "arguments too long"));
+    }
+    let words: Vec<&str> = arguments.split_whitespace().collect();
+    let (name, address, services, proof) = match words.as_slice() {
+        [name, address, services] => (*name, *address, *services, None),
+        [name, address, services, proof] => (*name, *address, *services, Some(*proof)),
+        _ => return Err(usage(USAGE, "REGISTER takes a name, an address, services and a proof")),
+    };
+    if !is_valid_name(name) {
+        return Err(usage(USAGE, "a name has 1 to 32 letters, digits, - or _"));
+    }
+    let address: SocketAddr =
+        address.parse().map_err(|_| usage(USAGE, "the address must be HOST:PORT with a numeric host"))?;
+    let services: Vec<String> = services.split(',').map(str::to_ascii_uppercase).collect();
+    if services.len() > MAX_SERVICES_PER_SERVER || !services.iter().all(|service| is_valid_name(service)) {
+        return Err(usage(USAGE, "services are up to 64 comma-separated names"));
+    }
+    authorize(membership, storage, &register_request(name, address, &services), proof)?;
+    if name == membership.main_name {
+        return Err(SiteError::NotTaken(format!("{name} is the main server's name")));
+    }
+    let entry = ServerEntry { name: name.to_string(), address, role: Role::Worker, services };
+    membership.registry.register_for(entry, membership.ttl).map_err(|error| SiteError::NotTaken(error.to_string()))?;
+    tracing::info!(worker = name, %address, "worker registered");
+    Ok(Reply::new_with_string(
+        ReplyCode::CommandOkay,
+        format!("registered {name} at {address} for {}s", membership.ttl.as_secs()),
+    ))
+}
+
+/// `DEREGISTER NAME PROOF` → `200 deregistered NAME`.
+pub fn deregister(membership: &Membership<'_>, storage: &FtpBackend, arguments: &str) -> Result<Reply, SiteError> {
+    const USAGE: &str = "DEREGISTER NAME PROOF";
+    let words: Vec<&str> = arguments.split_whitespace().collect();
+    let (name, proof) = match words.as_slice() {
+        [name] => (*name, None),
+        [name, proof] => (*name, Some(*proof)),
+        _ => return Err(usage(USAGE, "DEREGISTER takes a name and a proof")),
+    };
+    if !is_valid_name(name) {
+        return Err(usage(USAGE, "a name has 1 to 32 letters, digits, - or _"));
+    }
+    authorize(membership, storage, &deregister_request(name), proof)?;
+    if name == membership.main_name {
+        return Err(SiteError::NotTaken(format!("{name} is the main server")));
+    }
+    if !membership.registry.deregister(name) {
+        return Err(SiteError::NotTaken(format!("no server {name} is registered")));
+    }
+    tracing::info!(worker = name, "worker deregistered");
+    Ok(Reply::new_with_string(ReplyCode::CommandOkay, format!("deregistered {name}")))
+}
