@@ -221,18 +221,14 @@ async fn work(args: WorkerArgs) -> anyhow::Result<()> {
     let heartbeat = config.heartbeat;
     let worker = Worker::new(config).start().await?;
     let identity = worker.identity();
-    println!("{:<8} {:<22} {:<7} SERVICES", "NAME", "ADDRESS", "ROLE");
-    println!(
-        "{:<8} {:<22} {:<7} {}",
-        identity.name,
-        identity.address.to_string(),
-        "worker",
-        identity.services.join(",")
-    );
-    match worker.main() {
-        Some(main) => println!("joined {} at {}", main.name, main.address),
-        None => println!("main server at {} not reachable yet; retrying every {heartbeat:?}", args.join),
-    }
+    let mut console = format!("{:<8} {:<22} {:<7} SERVICES\n", "NAME", "ADDRESS", "ROLE");
+    let address = identity.address.to_string();
+    console.push_str(&format!("{:<8} {address:<22} {:<7} {}\n", identity.name, "worker", identity.services.join(",")));
+    console.push_str(&match worker.main() {
+        Some(main) => format!("joined {} at {}\n", main.name, main.address),
+        None => format!("main server at {} not reachable yet; retrying every {heartbeat:?}\n", args.join),
+    });
+    say(&console);
     shutdown_signal().await;
     eprintln!("ftpcalc: shutting down");
     worker.shutdown().await;
