@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 use crate::cluster::{bind, entry, prepare_folder, ClusterError, RunningServer};
 use crate::config::{ClusterConfig, DEFAULT_HEARTBEAT};
 use crate::downloads::Downloads;
-use crate::join::Join;
+use crate::join::{Join, JoinError};
 use crate::registry::{Role, ServerEntry};
 use crate::secret::ClusterSecret;
 use crate::server::{ClusterView, ServerContext, ServerSettings};
@@ -90,8 +90,9 @@ impl Worker {
         self
     }
 
-    /// Binds, starts serving, and registers with the main server (if the main server cannot be
-    /// reached yet, the heartbeat keeps trying).
+    /// Binds, starts serving, and registers with the main server. If the main server cannot be
+    /// reached yet, the heartbeat keeps trying; if it refuses (wrong secret, bad name), the
+    /// worker does not start.
     pub async fn start(self) -> Result<RunningWorker, ClusterError> {
         let config = &self.config;
         if let Some(unknown) = config.services.iter().find(|service| self.catalog.get(service).is_none()) {
@@ -117,6 +118,9 @@ impl Worker {
         };
         let main = match join.register().await {
             Ok(main) => Some(main),
+            Err(error @ JoinError::Refused { .. }) => {
+                return Err(ClusterError::Invalid(format!("cannot join the cluster: {error}")));
+            }
             Err(error) => {
                 tracing::warn!(%error, "not registered yet; the heartbeat will retry");
                 None

@@ -9,3 +9,4 @@ mod files;
 mod site_commands;
 mod stock_clients;
 mod support;
+mod workers;

@@ -87,13 +87,14 @@ pub async fn connect(address: SocketAddr) -> AsyncFtpStream {
 }
 
 /// Every reply code a SITE command may get, so that `site` never fails on a refusal.
-const ANY_SITE_REPLY: [Status; 9] = [
+const ANY_SITE_REPLY: [Status; 10] = [
     Status::CommandOk,
     Status::Help,
     Status::ActionAborted,
     Status::BadCommand,
     Status::BadArguments,
     Status::NotImplemented,
+    Status::BadSequence,
     Status::NotImplementedParameter,
     Status::NotLoggedIn,
     Status::FileUnavailable,
@@ -220,4 +221,98 @@ pub fn names_in(folder: &Path) -> Vec<String> {
         .collect();
     names.sort();
     names
+}
+
+/// A running `ftpcalc` process whose stdout is read line by line; killed on drop.
+pub struct Process {
+    pub child: std::process::Child,
+    pub lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Process {
+    /// Starts `ftpcalc ARGS...` (or `PREFIX... ftpcalc ARGS...`, e.g. `ip netns exec NS`).
+    pub fn start(prefix: &[&str], args: &[&str]) -> Process {
+        let program = env!("CARGO_BIN_EXE_ftpcalc");
+        let mut command = match prefix.split_first() {
+            Some((first, rest)) => {
+                let mut command = std::process::Command::new(first);
+                command.args(rest).arg(program);
+                command
+            }
+            None => std::process::Command::new(program),
+        };
+        let mut child = command
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn ftpcalc");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (sender, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                if sender.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Process { child, lines }
+    }
+
+    /// The next stdout line (waits at most 20 s).
+    pub fn line(&self) -> String {
+        self.lines.recv_timeout(Duration::from_secs(20)).expect("a line on stdout within 20 s")
+    }
+
+    /// The address in the first row of the table the process printed (its own server).
+    pub fn address_from_table(&self) -> SocketAddr {
+        let header = self.line();
+        assert!(header.starts_with("NAME"), "{header}");
+        let row = self.line();
+        row.split_whitespace()
+            .nth(1)
+            .and_then(|address| address.parse().ok())
+            .unwrap_or_else(|| panic!("no address in {row:?}"))
+    }
+
+    /// Sends SIGKILL (no goodbye, no deregistration).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Sends SIGTERM and waits (at most 20 s) for the exit code.
+    pub fn terminate(&mut self) -> Option<i32> {
+        let _ = std::process::Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        for _ in 0..400 {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.kill();
+        None
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Polls `condition` every 100 ms for at most `limit`; true once it holds.
+pub async fn eventually(limit: Duration, mut condition: impl AsyncFnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if condition().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
