@@ -51,6 +51,7 @@
 //! # }
 //! ```
 
+pub mod bench;
 pub mod client;
 pub mod cluster;
 pub mod config;

@@ -29,6 +29,74 @@ enum Command {
     Client(ClientArgs),
     /// Start a worker NAME serving FOLDER in this process and join the main server at --join.
     Worker(WorkerArgs),
+    /// Measure an FTP server: command round trips, or file transfers.
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Args)]
+struct BenchArgs {
+    /// The server as HOST:PORT.
+    #[arg(long, default_value = DEFAULT_SERVER)]
+    server: String,
+    /// FTP user.
+    #[arg(long, default_value = "bench")]
+    user: String,
+    /// FTP password.
+    #[arg(long, default_value = "bench")]
+    password: String,
+    /// Seconds to wait for any single reply.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
+    timeout: f64,
+    #[command(subcommand)]
+    mode: BenchMode,
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchMode {
+    /// Send a command in a request/response loop on C connections: ops/s, latency p50/p99/max.
+    Cmd {
+        /// The command line, e.g. NOOP or "SITE ADD 2 3".
+        #[arg(long, default_value = "NOOP")]
+        command: String,
+        /// Logged-in connections.
+        #[arg(short = 'c', long, default_value_t = 1)]
+        connections: usize,
+        /// Seconds to run.
+        #[arg(short = 'd', long, default_value_t = 5.0)]
+        duration: f64,
+        /// Most requests in all.
+        #[arg(short = 'n', long, default_value_t = 10_000_000)]
+        requests: u64,
+    },
+    /// Download one file: MB/s.
+    Retr {
+        /// Its path on the server.
+        path: String,
+    },
+    /// Upload generated data to one file, then delete it: MB/s.
+    Stor {
+        /// Its path on the server.
+        #[arg(long, default_value = "ftpcalc-bench.bin")]
+        path: String,
+        /// MiB to upload.
+        #[arg(long, default_value_t = 256)]
+        mib: u64,
+        /// Keep the file instead of deleting it.
+        #[arg(long)]
+        keep: bool,
+    },
+    /// Download every file of a folder over one session: files/s.
+    Small {
+        /// The folder on the server.
+        #[arg(default_value = "")]
+        path: String,
+        /// Most files.
+        #[arg(long, default_value_t = 2000)]
+        max_files: usize,
+        /// Most seconds.
+        #[arg(short = 'd', long, default_value_t = 60.0)]
+        duration: f64,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -140,6 +208,7 @@ fn main() -> ExitCode {
         Command::Client(args) => client_main(args),
         Command::Server(args) => with_runtime(serve(args)),
         Command::Worker(args) => with_runtime(work(args)),
+        Command::Bench(args) => with_runtime(bench(args)),
     }
 }
 
@@ -233,6 +302,57 @@ async fn work(args: WorkerArgs) -> anyhow::Result<()> {
     eprintln!("ftpcalc: shutting down");
     worker.shutdown().await;
     Ok(())
+}
+
+async fn bench(args: BenchArgs) -> anyhow::Result<()> {
+    let address = tokio::net::lookup_host(&args.server)
+        .await?
+        .next()
+        .with_context(|| format!("{} has no address", args.server))?;
+    let target = ftpcalc::bench::Target {
+        address,
+        user: args.user,
+        password: args.password,
+        timeout: seconds(args.timeout, "--timeout")?,
+    };
+    let report = match args.mode {
+        BenchMode::Cmd { command, connections, duration, requests } => {
+            let report =
+                ftpcalc::bench::commands(&target, &command, connections, seconds(duration, "--duration")?, requests)
+                    .await?;
+            format!(
+                "command {command:?}: {connections} connections, {:.2} s\nrequests {}, errors {}, {:.0} ops/s\nlatency p50 {} us, p99 {} us, max {} us\n",
+                report.elapsed.as_secs_f64(),
+                report.requests,
+                report.errors,
+                report.rate(),
+                report.p50.as_micros(),
+                report.p99.as_micros(),
+                report.max.as_micros()
+            )
+        }
+        BenchMode::Retr { path } => transfer_report("retr", &ftpcalc::bench::download(&target, &path).await?),
+        BenchMode::Stor { path, mib, keep } => {
+            transfer_report("stor", &ftpcalc::bench::upload(&target, &path, mib << 20, keep).await?)
+        }
+        BenchMode::Small { path, max_files, duration } => transfer_report(
+            "small",
+            &ftpcalc::bench::small_files(&target, &path, max_files, seconds(duration, "--duration")?).await?,
+        ),
+    };
+    say(&report);
+    Ok(())
+}
+
+fn transfer_report(mode: &str, report: &ftpcalc::bench::TransferReport) -> String {
+    format!(
+        "{mode}: files {}, bytes {}, {:.3} s\n{:.1} MB/s, {:.0} files/s\n",
+        report.files,
+        report.bytes,
+        report.elapsed.as_secs_f64(),
+        report.megabytes_per_second(),
+        report.files_per_second()
+    )
 }
 
 /// Prints `text` on stdout; a closed stdout is not a reason to stop serving.

@@ -1,5 +1,6 @@
 //! Integration tests: real clusters on ephemeral loopback ports, real clients.
 
+mod bench;
 mod cli;
 mod client;
 mod concurrency;
