@@ -343,3 +343,70 @@ pub async fn small_files(
     }
     Ok(TransferReport { files, bytes, elapsed: start.elapsed() })
 }
+
+/// The outcome of an idle-sessions benchmark.
+#[derive(Clone, Debug)]
+pub struct IdleReport {
+    /// Sessions that logged in.
+    pub logged_in: usize,
+    /// Sessions that failed to connect or log in.
+    pub failed: usize,
+    /// Time to open all of them.
+    pub elapsed: Duration,
+    /// The server's resident memory (KiB) before and while holding them, when its pid was given.
+    pub rss_kib: Option<(u64, u64)>,
+}
+
+impl IdleReport {
+    /// Resident memory the server added per logged-in session, in KiB.
+    pub fn kib_per_session(&self) -> Option<f64> {
+        let (before, holding) = self.rss_kib?;
+        Some(holding.saturating_sub(before) as f64 / self.logged_in.max(1) as f64)
+    }
+}
+
+/// Resident memory of process `pid` in KiB (Linux `/proc`).
+pub fn resident_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| value.split_whitespace().next()?.parse().ok())
+}
+
+/// Opens `count` logged-in sessions (`concurrency` logins at a time, each bounded by the
+/// target's timeout), holds them for `hold`, measures the server's memory if `pid` is given,
+/// and closes them.
+pub async fn idle_sessions(
+    target: &Target,
+    count: usize,
+    concurrency: usize,
+    hold: Duration,
+    pid: Option<u32>,
+) -> IdleReport {
+    let before = pid.and_then(resident_kib);
+    let gate = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
+    let start = Instant::now();
+    let mut logins = tokio::task::JoinSet::new();
+    for _ in 0..count {
+        let (gate, target) = (gate.clone(), target.clone());
+        logins.spawn(async move {
+            let _permit = gate.acquire_owned().await.ok()?;
+            Control::login(&target).await.ok()
+        });
+    }
+    let mut sessions = Vec::with_capacity(count);
+    let mut failed = 0;
+    while let Some(result) = logins.join_next().await {
+        match result {
+            Ok(Some(control)) => sessions.push(control),
+            _ => failed += 1,
+        }
+    }
+    let elapsed = start.elapsed();
+    tokio::time::sleep(hold).await;
+    let holding = pid.and_then(resident_kib);
+    let logged_in = sessions.len();
+    drop(sessions);
+    IdleReport { logged_in, failed, elapsed, rss_kib: before.zip(holding) }
+}

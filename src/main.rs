@@ -85,6 +85,22 @@ enum BenchMode {
         #[arg(long)]
         keep: bool,
     },
+    /// Open N logged-in sessions and hold them: how many log in, and (with --pid) the server's
+    /// resident memory per session.
+    Idle {
+        /// Sessions to open.
+        #[arg(short = 'n', long, default_value_t = 1000)]
+        sessions: usize,
+        /// Logins in flight at once.
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        /// Seconds to hold them before measuring.
+        #[arg(long, default_value_t = 2.0)]
+        hold: f64,
+        /// The server's process id, to read its memory from /proc.
+        #[arg(long)]
+        pid: Option<u32>,
+    },
     /// Download every file of a folder over one session: files/s.
     Small {
         /// The folder on the server.
@@ -329,6 +345,22 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
                 report.p50.as_micros(),
                 report.p99.as_micros(),
                 report.max.as_micros()
+            )
+        }
+        BenchMode::Idle { sessions, concurrency, hold, pid } => {
+            let report =
+                ftpcalc::bench::idle_sessions(&target, sessions, concurrency, seconds(hold, "--hold")?, pid).await;
+            let memory = match (report.rss_kib, report.kib_per_session()) {
+                (Some((before, holding)), Some(per_session)) => {
+                    format!("server RSS {before} KiB before, {holding} KiB holding, {per_session:.1} KiB per session\n")
+                }
+                _ => String::new(),
+            };
+            format!(
+                "idle: {} of {sessions} sessions logged in, {} failed, opened in {:.2} s\n{memory}",
+                report.logged_in,
+                report.failed,
+                report.elapsed.as_secs_f64()
             )
         }
         BenchMode::Retr { path } => transfer_report("retr", &ftpcalc::bench::download(&target, &path).await?),

@@ -22,7 +22,8 @@ async fn bench(server: SocketAddr, args: &[&str]) -> (i32, String, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn command_mode_counts_requests_and_errors_exactly() {
     let cluster = TestCluster::start().await;
-    let (code, stdout, stderr) = bench(cluster.main(), &["cmd", "--command", "SITE ADD 2 3", "-c", "8", "-n", "300", "-d", "30"]).await;
+    let (code, stdout, stderr) =
+        bench(cluster.main(), &["cmd", "--command", "SITE ADD 2 3", "-c", "8", "-n", "300", "-d", "30"]).await;
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("command \"SITE ADD 2 3\": 8 connections"), "{stdout}");
     assert!(stdout.contains("requests 300, errors 0,"), "{stdout}");
@@ -65,4 +66,15 @@ async fn file_modes_report_the_bytes_and_files_moved() {
     let (code, _, stderr) = bench(cluster.main(), &["retr", "missing.bin"]).await;
     assert_eq!(code, 2, "a failed benchmark says so");
     assert!(stderr.contains("RETR missing.bin"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_mode_counts_the_sessions_it_holds() {
+    let cluster = TestCluster::start().await;
+    let pid = std::process::id().to_string();
+    let (code, stdout, stderr) =
+        bench(cluster.main(), &["idle", "-n", "150", "--concurrency", "16", "--hold", "0.2", "--pid", &pid]).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("idle: 150 of 150 sessions logged in, 0 failed"), "{stdout}");
+    assert!(stdout.contains("KiB per session"), "{stdout}");
 }
