@@ -112,6 +112,7 @@ impl Cluster {
             passive_ports: config.passive_ports.clone(),
             grace_period: config.grace_period,
             idle_timeout: config.idle_timeout,
+            close_on_stop: config.close_on_stop,
         };
         let main_listener = bind(&config.main_name, config.listen).await?;
         let main_entry = entry(&config.main_name, &main_listener, Role::Main, &config.main_services)?;

@@ -109,6 +109,9 @@ pub struct ClusterConfig {
     pub secret: Option<ClusterSecret>,
     /// How long a remote worker's registration lasts unless renewed.
     pub worker_ttl: Duration,
+    /// Close sessions still open when a shutdown's grace period is over (one extra file
+    /// descriptor per session); on by default, the binary turns it off because it exits.
+    pub close_on_stop: bool,
 }
 
 impl ClusterConfig {
@@ -128,6 +131,7 @@ impl ClusterConfig {
             no_clobber: false,
             secret: None,
             worker_ttl: DEFAULT_WORKER_TTL,
+            close_on_stop: true,
         }
     }
 

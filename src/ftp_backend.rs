@@ -30,7 +30,9 @@ const TRANSFER_BUFFER: usize = 1 << 20;
 /// and the upload policy.
 #[derive(Debug)]
 pub struct SharedFolder {
-    path: PathBuf,
+    /// One `Filesystem` for every session: it holds one open directory handle, so sessions
+    /// cost no file descriptor of their own for it.
+    filesystem: Filesystem,
     dir: Arc<Dir>,
     /// Counts completed downloads.
     pub downloads: Arc<Downloads>,
@@ -42,7 +44,8 @@ impl SharedFolder {
     /// Opens the folder at `path` (which must exist).
     pub fn open(path: &Path, downloads: Arc<Downloads>, no_clobber: bool) -> io::Result<Self> {
         let dir = Dir::open_ambient_dir(path, cap_std::ambient_authority())?;
-        Ok(SharedFolder { path: path.to_path_buf(), dir: Arc::new(dir), downloads, no_clobber })
+        let filesystem = Filesystem::new(path)?;
+        Ok(SharedFolder { filesystem, dir: Arc::new(dir), downloads, no_clobber })
     }
 
     /// Removes temporary upload files a crashed server left behind; returns how many.
@@ -54,7 +57,6 @@ impl SharedFolder {
 /// The storage back-end of one FTP session, rooted at the FTP folder.
 #[derive(Debug)]
 pub struct FtpBackend {
-    inner: Filesystem,
     folder: Arc<SharedFolder>,
     peer: SocketAddr,
     no_clobber: AtomicBool,
@@ -64,10 +66,13 @@ pub struct FtpBackend {
 
 impl FtpBackend {
     /// Opens the shared folder for the session of the client at `peer`.
-    pub fn open(folder: Arc<SharedFolder>, peer: SocketAddr) -> io::Result<Self> {
-        let inner = Filesystem::new(folder.path.clone())?;
+    pub fn open(folder: Arc<SharedFolder>, peer: SocketAddr) -> Self {
         let no_clobber = AtomicBool::new(folder.no_clobber);
-        Ok(FtpBackend { inner, folder, peer, no_clobber, last_stored: Mutex::default(), challenge: Mutex::default() })
+        FtpBackend { folder, peer, no_clobber, last_stored: Mutex::default(), challenge: Mutex::default() }
+    }
+
+    fn inner(&self) -> &Filesystem {
+        &self.folder.filesystem
     }
 
     /// Turns no-clobber uploads on or off for this session.
@@ -157,8 +162,9 @@ fn upload_error(error: io::Error) -> Error {
 impl StorageBackend<DefaultUser> for FtpBackend {
     type Metadata = Meta;
 
-    fn enter(&mut self, user: &DefaultUser) -> io::Result<()> {
-        StorageBackend::<DefaultUser>::enter(&mut self.inner, user)
+    fn enter(&mut self, _user: &DefaultUser) -> io::Result<()> {
+        // `DefaultUser` has no home folder: every session is rooted at the FTP folder.
+        Ok(())
     }
 
     fn name(&self) -> &str {
@@ -166,12 +172,12 @@ impl StorageBackend<DefaultUser> for FtpBackend {
     }
 
     fn supported_features(&self) -> u32 {
-        StorageBackend::<DefaultUser>::supported_features(&self.inner)
+        StorageBackend::<DefaultUser>::supported_features(self.inner())
     }
 
     async fn metadata<P: AsRef<Path> + Send + Debug>(&self, user: &DefaultUser, path: P) -> Result<Meta> {
         visible(path.as_ref())?;
-        self.inner.metadata(user, path).await
+        self.inner().metadata(user, path).await
     }
 
     async fn list<P: AsRef<Path> + Send + Debug>(
@@ -180,7 +186,7 @@ impl StorageBackend<DefaultUser> for FtpBackend {
         path: P,
     ) -> Result<Vec<Fileinfo<PathBuf, Meta>>> {
         visible(path.as_ref())?;
-        let mut entries = self.inner.list(user, path).await?;
+        let mut entries = self.inner().list(user, path).await?;
         entries.retain(|entry| !is_internal(&entry.path));
         Ok(entries)
     }
@@ -238,27 +244,27 @@ impl StorageBackend<DefaultUser> for FtpBackend {
 
     async fn del<P: AsRef<Path> + Send + Debug>(&self, user: &DefaultUser, path: P) -> Result<()> {
         visible(path.as_ref())?;
-        self.inner.del(user, path).await
+        self.inner().del(user, path).await
     }
 
     async fn mkd<P: AsRef<Path> + Send + Debug>(&self, user: &DefaultUser, path: P) -> Result<()> {
         visible(path.as_ref())?;
-        self.inner.mkd(user, path).await
+        self.inner().mkd(user, path).await
     }
 
     async fn rename<P: AsRef<Path> + Send + Debug>(&self, user: &DefaultUser, from: P, to: P) -> Result<()> {
         visible(from.as_ref())?;
         visible(to.as_ref())?;
-        self.inner.rename(user, from, to).await
+        self.inner().rename(user, from, to).await
     }
 
     async fn rmd<P: AsRef<Path> + Send + Debug>(&self, user: &DefaultUser, path: P) -> Result<()> {
         visible(path.as_ref())?;
-        self.inner.rmd(user, path).await
+        self.inner().rmd(user, path).await
     }
 
     async fn cwd<P: AsRef<Path> + Send + Debug>(&self, user: &DefaultUser, path: P) -> Result<()> {
         visible(path.as_ref())?;
-        self.inner.cwd(user, path).await
+        self.inner().cwd(user, path).await
     }
 }

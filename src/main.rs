@@ -271,6 +271,8 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     config.grace_period = seconds(args.grace, "--grace")?;
     config.passive_ports = args.passive_ports.map(|(first, last)| first..=last);
     config.no_clobber = args.no_clobber;
+    // The process exits after the shutdown: sessions need no second handle to be closed.
+    config.close_on_stop = false;
     config.worker_ttl = seconds(args.worker_ttl, "--worker-ttl")?;
     let generated = match &args.secret {
         Some(text) => {
@@ -303,6 +305,7 @@ async fn work(args: WorkerArgs) -> anyhow::Result<()> {
     config.advertise = args.advertise;
     config.heartbeat = seconds(args.heartbeat, "--heartbeat")?;
     config.server.grace_period = seconds(args.grace, "--grace")?;
+    config.server.close_on_stop = false;
     let heartbeat = config.heartbeat;
     let worker = Worker::new(config).start().await?;
     let identity = worker.identity();

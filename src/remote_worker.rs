@@ -133,6 +133,7 @@ impl Worker {
             passive_ports: config.server.passive_ports.clone(),
             grace_period: config.server.grace_period,
             idle_timeout: config.server.idle_timeout,
+            close_on_stop: config.server.close_on_stop,
         };
         let view = ClusterView::Worker { main: Some(main.clone().unwrap_or(placeholder)) };
         let server =

@@ -61,6 +61,10 @@ pub struct ServerSettings {
     pub grace_period: Duration,
     /// Seconds of inactivity after which a session is closed.
     pub idle_timeout: u64,
+    /// Close sessions still open when the grace period of a shutdown is over. It costs one
+    /// file descriptor per session (a second handle on its socket); a process that exits after
+    /// the shutdown anyway (the `ftpcalc` binary) can do without.
+    pub close_on_stop: bool,
 }
 
 /// Everything one server knows; shared by all its connections.
@@ -97,9 +101,8 @@ pub fn build_server(
 ) -> Result<Server<FtpBackend, DefaultUser>, libunftp::ServerError> {
     let folder = context.settings.folder.clone();
     let storage = Box::new(move || {
-        // The folder was opened at start-up; a failure here means it vanished while running.
-        // libunftp's generator cannot fail, and a session without storage is useless.
-        FtpBackend::open(folder.clone(), peer).expect("the FTP folder was opened at start-up and must stay")
+        // The folder was opened once at start-up; sessions share its handles.
+        FtpBackend::open(folder.clone(), peer)
     });
     let mut builder = ServerBuilder::new(storage)
         .greeting(context.greeting)
@@ -162,9 +165,13 @@ async fn run_connection(
     let _ = stream.set_nodelay(true);
     // libunftp runs the session in a task of its own, which dropping our future would not stop;
     // a second handle on the socket lets us shut the socket down under it.
-    let (stream, handle) = match split_handle(stream) {
-        Ok(pair) => pair,
-        Err(error) => return tracing::warn!(%peer, %error, "cannot set up connection"),
+    let (stream, handle) = if context.settings.close_on_stop {
+        match split_handle(stream) {
+            Ok((stream, handle)) => (stream, Some(handle)),
+            Err(error) => return tracing::warn!(%peer, %error, "cannot set up connection"),
+        }
+    } else {
+        (stream, None)
     };
     let server = match build_server(&context, peer) {
         Ok(server) => server,
@@ -174,7 +181,9 @@ async fn run_connection(
     tokio::select! {
         _ = server.service(stream) => {}
         _ = close.wait_for(|closing| *closing) => {
-            let _ = handle.shutdown(std::net::Shutdown::Both);
+            if let Some(handle) = handle {
+                let _ = handle.shutdown(std::net::Shutdown::Both);
+            }
         }
     }
 }
