@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use cap_std::fs::Dir;
-use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::io::BufReader;
 use unftp_core::auth::DefaultUser;
 use unftp_core::storage::{Error, ErrorKind, Fileinfo, Result, StorageBackend};
 use unftp_sbe_fs::{Filesystem, Meta};
@@ -148,6 +148,16 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> io::Result<T> + Send
     }
 }
 
+/// A file that cannot be opened is "not found" (550); anything later is a local error.
+fn download_error(error: io::Error) -> Error {
+    match error.kind() {
+        io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied | io::ErrorKind::InvalidInput => {
+            Error::new(ErrorKind::PermanentFileNotAvailable, error)
+        }
+        _ => Error::from(error),
+    }
+}
+
 fn upload_error(error: io::Error) -> Error {
     match error.kind() {
         io::ErrorKind::NotFound | io::ErrorKind::InvalidInput => {
@@ -203,12 +213,22 @@ impl StorageBackend<DefaultUser> for FtpBackend {
         P: AsRef<Path> + Send + Debug,
     {
         let path = path.as_ref().to_path_buf();
-        let mut reader = self.open_for_download(&path, start_pos).await?;
-        let copied = tokio::io::copy_buf(&mut reader, output).await?;
-        output.flush().await?;
+        visible(&path)?;
+        let dir = self.folder.dir.clone();
+        let target = relative(&path);
+        // Opening and one fstat are cheap path operations; `send_file` runs them in place.
+        let open = move || {
+            let file = dir.open(&target)?.into_std();
+            let metadata = file.metadata()?;
+            if metadata.is_dir() {
+                return Err(io::Error::new(io::ErrorKind::NotFound, "a directory"));
+            }
+            Ok((file, metadata.len()))
+        };
+        let sent = crate::file_io::send_file(open, start_pos, output).await.map_err(download_error)?;
         let count = self.folder.downloads.record(&path, self.peer);
         tracing::debug!(path = %normalize(&path), peer = %self.peer, count, "download completed");
-        Ok(copied)
+        Ok(sent)
     }
 
     async fn get<P: AsRef<Path> + Send + Debug>(
@@ -231,11 +251,9 @@ impl StorageBackend<DefaultUser> for FtpBackend {
         let dir = self.folder.dir.clone();
         let target = relative(path.as_ref());
         let (upload, file) = blocking(move || Upload::begin(dir, &target, start_pos)).await?;
-        let mut file = tokio::fs::File::from_std(file);
+        let mut input = input;
         // If this future is dropped or fails before the commit, `upload` removes the temporary file.
-        let written = tokio::io::copy_buf(&mut BufReader::with_capacity(TRANSFER_BUFFER, input), &mut file).await?;
-        file.flush().await?;
-        drop(file);
+        let written = crate::file_io::receive_file(&mut input, file).await?;
         let no_clobber = self.no_clobber();
         let stored = blocking(move || upload.commit(no_clobber)).await?;
         *self.last_stored.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(normalize(&stored));

@@ -56,6 +56,7 @@ pub mod client;
 pub mod cluster;
 pub mod config;
 pub mod downloads;
+pub mod file_io;
 pub mod ftp_backend;
 pub mod join;
 pub mod registry;

@@ -1,0 +1,128 @@
+//! Moving file bytes between the filesystem (blocking calls on tokio's blocking pool) and a
+//! data connection, in large chunks with one chunk in flight: while one chunk goes over the
+//! socket, the next one is read from (or written to) the disk.
+//!
+//! Small files take one trip to the blocking pool (open, read, close); big ones keep the disk
+//! and the socket busy at the same time. Both directions recycle two buffers.
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// The largest chunk moved at once.
+pub const CHUNK: usize = 1 << 20;
+
+/// Runs `work` on the blocking pool; a panicked or cancelled task is an I/O error.
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> io::Result<T> + Send + 'static) -> io::Result<T> {
+    tokio::task::spawn_blocking(work).await.map_err(io::Error::other)?
+}
+
+/// Reads from `file` until `buffer` (cleared first, keeping its capacity) is full or the file
+/// ends.
+fn fill_from_file(file: &mut File, buffer: &mut Vec<u8>, capacity: usize) -> io::Result<()> {
+    buffer.clear();
+    Read::by_ref(file).take(capacity as u64).read_to_end(buffer)?;
+    Ok(())
+}
+
+/// Files up to this size are opened and read on the async worker thread itself.
+///
+/// A trip to the blocking pool costs two thread wake-ups, which on this kind of machine is
+/// more than opening and reading a small file that is in the page cache (measured: 2,000 x
+/// 4 KiB RETR over one session went from ~2,500 to ~4,500 files/s). The price: on a cold disk
+/// such a read can hold one worker thread for one disk access.
+pub const INLINE_LIMIT: u64 = 64 * 1024;
+
+/// Sends the file `open` returns (with its size), from `start_pos`, to `output`; returns the
+/// bytes sent. `open` runs on the async thread (it should only open and stat); the reads of
+/// a file over [`INLINE_LIMIT`] run on the blocking pool.
+pub async fn send_file<W>(
+    open: impl FnOnce() -> io::Result<(File, u64)> + Send + 'static,
+    start_pos: u64,
+    output: &mut W,
+) -> io::Result<u64>
+where
+    W: AsyncWrite + Unpin + ?Sized,
+{
+    let (mut file, size) = open()?;
+    let left = size.saturating_sub(start_pos);
+    // A small file fits one buffer of its own size (plus one byte to see the end at once).
+    let capacity = usize::try_from(left).unwrap_or(CHUNK).saturating_add(1).min(CHUNK);
+    let first = move || {
+        if start_pos > 0 {
+            file.seek(SeekFrom::Start(start_pos))?;
+        }
+        let mut chunk = Vec::with_capacity(capacity);
+        fill_from_file(&mut file, &mut chunk, capacity)?;
+        Ok((file, chunk))
+    };
+    let (mut file, mut chunk) = if left <= INLINE_LIMIT { first()? } else { blocking(first).await? };
+    let mut spare = Vec::with_capacity(capacity);
+    let mut sent = 0u64;
+    loop {
+        let more = chunk.len() == capacity;
+        let next = more.then(|| {
+            let mut buffer = std::mem::take(&mut spare);
+            tokio::task::spawn_blocking(move || {
+                fill_from_file(&mut file, &mut buffer, capacity).map(|()| (file, buffer))
+            })
+        });
+        output.write_all(&chunk).await?;
+        sent += chunk.len() as u64;
+        let Some(next) = next else { break };
+        let (returned, filled) = next.await.map_err(io::Error::other)??;
+        file = returned;
+        spare = std::mem::replace(&mut chunk, filled);
+        if chunk.is_empty() {
+            break;
+        }
+    }
+    output.flush().await?;
+    Ok(sent)
+}
+
+/// Reads from `input` until `buffer` is full (`CHUNK` bytes) or the input ends.
+async fn fill_from_socket<R: AsyncRead + Unpin>(input: &mut R, buffer: &mut Vec<u8>) -> io::Result<()> {
+    buffer.clear();
+    while buffer.len() < CHUNK {
+        if input.read_buf(buffer).await? == 0 {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// A chunk being written on the blocking pool; it gives the file and the buffer back.
+type InFlight = tokio::task::JoinHandle<io::Result<(File, Vec<u8>)>>;
+
+/// Writes everything `input` sends into `file`; returns the bytes written.
+pub async fn receive_file<R>(input: &mut R, file: File) -> io::Result<u64>
+where
+    R: AsyncRead + Unpin,
+{
+    let mut file = Some(file);
+    let mut chunk = Vec::with_capacity(CHUNK);
+    let mut spare = Vec::with_capacity(CHUNK);
+    let mut writing: Option<InFlight> = None;
+    let mut received = 0u64;
+    loop {
+        fill_from_socket(input, &mut chunk).await?;
+        if let Some(previous) = writing.take() {
+            let (returned, buffer) = previous.await.map_err(io::Error::other)??;
+            file = Some(returned);
+            spare = buffer;
+        }
+        if chunk.is_empty() {
+            break;
+        }
+        received += chunk.len() as u64;
+        let mut target = file.take().ok_or_else(|| io::Error::other("file lost"))?;
+        let full = std::mem::replace(&mut chunk, std::mem::take(&mut spare));
+        writing = Some(tokio::task::spawn_blocking(move || target.write_all(&full).map(|()| (target, full))));
+    }
+    if let Some(mut file) = file {
+        blocking(move || file.flush()).await?;
+    }
+    Ok(received)
+}
