@@ -1,14 +1,11 @@
-//! Moving file bytes between the filesystem (blocking calls on tokio's blocking pool) and a
-//! data connection, in large chunks with one chunk in flight: while one chunk goes over the
-//! socket, the next one is read from (or written to) the disk.
-//!
-//! Small files take one trip to the blocking pool (open, read, close); big ones keep the disk
-//! and the socket busy at the same time. Both directions recycle two buffers.
+//! Sending files over a data connection in large chunks with one chunk in flight: while one
+//! chunk goes over the socket, the next one is read from the disk on tokio's blocking pool
+//! (two buffers, recycled). Small files are read in place (see [`INLINE_LIMIT`]).
 
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Seek, SeekFrom};
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 /// The largest chunk moved at once.
 pub const CHUNK: usize = 1 << 20;
@@ -80,49 +77,4 @@ where
     }
     output.flush().await?;
     Ok(sent)
-}
-
-/// Reads from `input` until `buffer` is full (`CHUNK` bytes) or the input ends.
-async fn fill_from_socket<R: AsyncRead + Unpin>(input: &mut R, buffer: &mut Vec<u8>) -> io::Result<()> {
-    buffer.clear();
-    while buffer.len() < CHUNK {
-        if input.read_buf(buffer).await? == 0 {
-            break;
-        }
-    }
-    Ok(())
-}
-
-/// A chunk being written on the blocking pool; it gives the file and the buffer back.
-type InFlight = tokio::task::JoinHandle<io::Result<(File, Vec<u8>)>>;
-
-/// Writes everything `input` sends into `file`; returns the bytes written.
-pub async fn receive_file<R>(input: &mut R, file: File) -> io::Result<u64>
-where
-    R: AsyncRead + Unpin,
-{
-    let mut file = Some(file);
-    let mut chunk = Vec::with_capacity(CHUNK);
-    let mut spare = Vec::with_capacity(CHUNK);
-    let mut writing: Option<InFlight> = None;
-    let mut received = 0u64;
-    loop {
-        fill_from_socket(input, &mut chunk).await?;
-        if let Some(previous) = writing.take() {
-            let (returned, buffer) = previous.await.map_err(io::Error::other)??;
-            file = Some(returned);
-            spare = buffer;
-        }
-        if chunk.is_empty() {
-            break;
-        }
-        received += chunk.len() as u64;
-        let mut target = file.take().ok_or_else(|| io::Error::other("file lost"))?;
-        let full = std::mem::replace(&mut chunk, std::mem::take(&mut spare));
-        writing = Some(tokio::task::spawn_blocking(move || target.write_all(&full).map(|()| (target, full))));
-    }
-    if let Some(mut file) = file {
-        blocking(move || file.flush()).await?;
-    }
-    Ok(received)
 }
