@@ -1,0 +1,140 @@
+//! What each subcommand does: turn its arguments into the library's configuration, run it,
+//! and print what the user needs on stdout.
+
+use anyhow::Context;
+use ftpcalc::remote_worker::{Worker, WorkerConfig};
+use ftpcalc::secret::ClusterSecret;
+use ftpcalc::{Cluster, ClusterConfig};
+
+use crate::args::{seconds, BenchArgs, BenchMode, ServerArgs, WorkerArgs};
+use crate::{say, shutdown_signal};
+
+pub async fn serve(args: ServerArgs) -> anyhow::Result<()> {
+    let mut config = ClusterConfig::new(args.name, args.folder).listen(args.listen);
+    if args.no_workers {
+        config.workers.clear();
+    } else if !args.workers.is_empty() {
+        config.workers = args.workers;
+    }
+    config.worker_timeout = seconds(args.worker_timeout, "--worker-timeout")?;
+    config.grace_period = seconds(args.grace, "--grace")?;
+    config.passive_ports = args.passive_ports.map(|(first, last)| first..=last);
+    config.no_clobber = args.no_clobber;
+    // The process exits after the shutdown: sessions need no second handle to be closed.
+    config.close_on_stop = false;
+    config.worker_ttl = seconds(args.worker_ttl, "--worker-ttl")?;
+    let generated = match &args.secret {
+        Some(text) => {
+            config.secret = Some(ClusterSecret::new(text)?);
+            None
+        }
+        None => {
+            let (secret, text) = ClusterSecret::generate();
+            config.secret = Some(secret);
+            Some(text)
+        }
+    };
+    let cluster = Cluster::new(config).start().await?;
+    let mut console = cluster.table();
+    if let Some(text) = generated {
+        console.push_str(&format!("cluster secret for `ftpcalc worker --secret`: {text}\n"));
+    }
+    say(&console);
+    shutdown_signal().await;
+    eprintln!("ftpcalc: shutting down");
+    cluster.shutdown().await;
+    Ok(())
+}
+
+pub async fn work(args: WorkerArgs) -> anyhow::Result<()> {
+    let services: Vec<&str> = args.services.iter().map(String::as_str).collect();
+    let mut config =
+        WorkerConfig::new(&args.name, args.folder, args.join, &services, ClusterSecret::new(&args.secret)?);
+    config.listen = args.listen;
+    config.advertise = args.advertise;
+    config.heartbeat = seconds(args.heartbeat, "--heartbeat")?;
+    config.server.grace_period = seconds(args.grace, "--grace")?;
+    config.server.close_on_stop = false;
+    let heartbeat = config.heartbeat;
+    let worker = Worker::new(config).start().await?;
+    let identity = worker.identity();
+    let mut console = format!("{:<8} {:<22} {:<7} SERVICES\n", "NAME", "ADDRESS", "ROLE");
+    let address = identity.address.to_string();
+    console.push_str(&format!("{:<8} {address:<22} {:<7} {}\n", identity.name, "worker", identity.services.join(",")));
+    console.push_str(&match worker.main() {
+        Some(main) => format!("joined {} at {}\n", main.name, main.address),
+        None => format!("main server at {} not reachable yet; retrying every {heartbeat:?}\n", args.join),
+    });
+    say(&console);
+    shutdown_signal().await;
+    eprintln!("ftpcalc: shutting down");
+    worker.shutdown().await;
+    Ok(())
+}
+
+pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
+    let address = tokio::net::lookup_host(&args.server)
+        .await?
+        .next()
+        .with_context(|| format!("{} has no address", args.server))?;
+    let target = ftpcalc::bench::Target {
+        address,
+        user: args.user,
+        password: args.password,
+        timeout: seconds(args.timeout, "--timeout")?,
+    };
+    let report = match args.mode {
+        BenchMode::Cmd { command, connections, duration, requests } => {
+            let report =
+                ftpcalc::bench::commands(&target, &command, connections, seconds(duration, "--duration")?, requests)
+                    .await?;
+            format!(
+                "command {command:?}: {connections} connections, {:.2} s\nrequests {}, errors {}, {:.0} ops/s\nlatency p50 {} us, p99 {} us, max {} us\n",
+                report.elapsed.as_secs_f64(),
+                report.requests,
+                report.errors,
+                report.rate(),
+                report.p50.as_micros(),
+                report.p99.as_micros(),
+                report.max.as_micros()
+            )
+        }
+        BenchMode::Idle { sessions, concurrency, hold, pid } => {
+            let report =
+                ftpcalc::bench::idle_sessions(&target, sessions, concurrency, seconds(hold, "--hold")?, pid).await;
+            let memory = match (report.rss_kib, report.kib_per_session()) {
+                (Some((before, holding)), Some(per_session)) => {
+                    format!("server RSS {before} KiB before, {holding} KiB holding, {per_session:.1} KiB per session\n")
+                }
+                _ => String::new(),
+            };
+            format!(
+                "idle: {} of {sessions} sessions logged in, {} failed, opened in {:.2} s\n{memory}",
+                report.logged_in,
+                report.failed,
+                report.elapsed.as_secs_f64()
+            )
+        }
+        BenchMode::Retr { path } => transfer_report("retr", &ftpcalc::bench::download(&target, &path).await?),
+        BenchMode::Stor { path, mib, keep } => {
+            transfer_report("stor", &ftpcalc::bench::upload(&target, &path, mib << 20, keep).await?)
+        }
+        BenchMode::Small { path, max_files, duration } => transfer_report(
+            "small",
+            &ftpcalc::bench::small_files(&target, &path, max_files, seconds(duration, "--duration")?).await?,
+        ),
+    };
+    say(&report);
+    Ok(())
+}
+
+fn transfer_report(mode: &str, report: &ftpcalc::bench::TransferReport) -> String {
+    format!(
+        "{mode}: files {}, bytes {}, {:.3} s\n{:.1} MB/s, {:.0} files/s\n",
+        report.files,
+        report.bytes,
+        report.elapsed.as_secs_f64(),
+        report.megabytes_per_second(),
+        report.files_per_second()
+    )
+}
