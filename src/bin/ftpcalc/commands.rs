@@ -34,13 +34,14 @@ pub async fn serve(args: ServerArgs) -> anyhow::Result<()> {
             Some(text)
         }
     };
+    let stop = shutdown_signal();
     let cluster = Cluster::new(config).start().await?;
     let mut console = cluster.table();
     if let Some(text) = generated {
         console.push_str(&format!("cluster secret for `ftpcalc worker --secret`: {text}\n"));
     }
     say(&console);
-    shutdown_signal().await;
+    stop.await;
     eprintln!("ftpcalc: shutting down");
     cluster.shutdown().await;
     Ok(())
@@ -56,6 +57,7 @@ pub async fn work(args: WorkerArgs) -> anyhow::Result<()> {
     config.server.grace_period = seconds(args.grace, "--grace")?;
     config.server.close_on_stop = false;
     let heartbeat = config.heartbeat;
+    let stop = shutdown_signal();
     let worker = Worker::new(config).start().await?;
     let identity = worker.identity();
     let mut console = format!("{:<8} {:<22} {:<7} SERVICES\n", "NAME", "ADDRESS", "ROLE");
@@ -66,7 +68,7 @@ pub async fn work(args: WorkerArgs) -> anyhow::Result<()> {
         None => format!("main server at {} not reachable yet; retrying every {heartbeat:?}\n", args.join),
     });
     say(&console);
-    shutdown_signal().await;
+    stop.await;
     eprintln!("ftpcalc: shutting down");
     worker.shutdown().await;
     Ok(())
