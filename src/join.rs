@@ -7,13 +7,14 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use suppaftp::tokio::AsyncFtpStream;
-use suppaftp::{FtpError, Status};
+use suppaftp::FtpError;
 use tokio::sync::watch;
 
 use crate::registry::{Role, ServerEntry};
 use crate::secret::ClusterSecret;
 use crate::site_cluster::{deregister_request, register_request, CHALLENGE};
 use crate::site_cmds::INFO;
+use crate::worker_client::SITE_REPLY_CODES;
 
 /// Why talking to the main server failed.
 #[derive(Debug, thiserror::Error)]
@@ -45,17 +46,6 @@ pub enum JoinError {
         timeout: Duration,
     },
 }
-
-const ANY_REPLY: [Status; 8] = [
-    Status::CommandOk,
-    Status::BadArguments,
-    Status::NotImplemented,
-    Status::BadSequence,
-    Status::NotImplementedParameter,
-    Status::NotLoggedIn,
-    Status::FileUnavailable,
-    Status::ActionAborted,
-];
 
 /// A worker's membership in a cluster.
 #[derive(Clone, Debug)]
@@ -91,7 +81,7 @@ impl Join {
     async fn site(&self, ftp: &mut AsyncFtpStream, line: &str) -> Result<String, JoinError> {
         let address = self.main;
         let response = ftp
-            .custom_command(format!("SITE {line}"), &ANY_REPLY)
+            .custom_command(format!("SITE {line}"), &SITE_REPLY_CODES)
             .await
             .map_err(|source| JoinError::Connect { address, source })?;
         let body = String::from_utf8_lossy(&response.body);

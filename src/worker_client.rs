@@ -55,14 +55,23 @@ pub struct WorkerReply {
     pub text: String,
 }
 
-/// The reply codes a worker may send to a SITE request; any other code is an exchange failure.
-const EXPECTED: [Status; 6] = [
+/// Every reply code an ftpcalc server may send to a SITE command (success, help, and each
+/// refusal `SiteError::to_reply` or libunftp can produce). FTP clients in this crate pass it to
+/// suppaftp's `custom_command`, so that a refusal is a reply to look at, not an error; any
+/// other code means the exchange went wrong.
+pub const SITE_REPLY_CODES: [Status; 12] = [
     Status::CommandOk,
+    Status::Help,
+    Status::NotAvailable,
+    Status::RequestFileActionIgnored,
     Status::ActionAborted,
+    Status::BadCommand,
     Status::BadArguments,
     Status::NotImplemented,
+    Status::BadSequence,
     Status::NotImplementedParameter,
     Status::NotLoggedIn,
+    Status::FileUnavailable,
 ];
 
 /// Calls workers over FTP. Cloning shares the connection pools.
@@ -144,7 +153,7 @@ impl WorkerClient {
 }
 
 async fn exchange(connection: &mut AsyncFtpStream, line: &str) -> Result<WorkerReply, FtpError> {
-    let response = connection.custom_command(format!("SITE {line}"), &EXPECTED).await?;
+    let response = connection.custom_command(format!("SITE {line}"), &SITE_REPLY_CODES).await?;
     let body = String::from_utf8_lossy(&response.body);
     Ok(WorkerReply { code: response.status.code(), text: reply_text(&body) })
 }

@@ -8,28 +8,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use suppaftp::types::FileType;
-use suppaftp::{FtpError, FtpStream, Status};
+use suppaftp::{FtpError, FtpStream};
 
 use crate::client::error::ClientError;
 use crate::client::progress::Progress;
 use crate::client::ClientConfig;
 use crate::site_files::{NOCLOBBER, STORED};
-
-/// Every reply code a SITE command may get; the answer decides success, not suppaftp.
-const ANY_REPLY: [Status; 12] = [
-    Status::CommandOk,
-    Status::Help,
-    Status::NotAvailable,
-    Status::ActionAborted,
-    Status::RequestFileActionIgnored,
-    Status::BadCommand,
-    Status::BadArguments,
-    Status::NotImplemented,
-    Status::BadSequence,
-    Status::NotImplementedParameter,
-    Status::NotLoggedIn,
-    Status::FileUnavailable,
-];
+use crate::worker_client::SITE_REPLY_CODES;
 
 /// Chunk size for transfers.
 const CHUNK: usize = 256 * 1024;
@@ -96,8 +81,10 @@ impl Session {
 
     /// Sends `SITE <line>`; a 2xx reply's text (without the code) is the answer.
     pub fn site(&mut self, line: &str, what: &str) -> Result<String, ClientError> {
-        let response =
-            self.ftp.custom_command(format!("SITE {line}"), &ANY_REPLY).map_err(|error| self.failure(what, error))?;
+        let response = self
+            .ftp
+            .custom_command(format!("SITE {line}"), &SITE_REPLY_CODES)
+            .map_err(|error| self.failure(what, error))?;
         let body = String::from_utf8_lossy(&response.body).into_owned();
         let text = body.lines().map(strip_code).collect::<Vec<_>>().join("\n");
         match response.status.code() {

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use ftpcalc::{Cluster, ClusterConfig, Downloads, RunningCluster};
 use suppaftp::tokio::AsyncFtpStream;
-use suppaftp::Status;
 use tempfile::TempDir;
 
 /// A running cluster with its own temporary FTP folder.
@@ -86,24 +85,10 @@ pub async fn connect(address: SocketAddr) -> AsyncFtpStream {
     ftp
 }
 
-/// Every reply code a SITE command may get, so that `site` never fails on a refusal.
-const ANY_SITE_REPLY: [Status; 10] = [
-    Status::CommandOk,
-    Status::Help,
-    Status::ActionAborted,
-    Status::BadCommand,
-    Status::BadArguments,
-    Status::NotImplemented,
-    Status::BadSequence,
-    Status::NotImplementedParameter,
-    Status::NotLoggedIn,
-    Status::FileUnavailable,
-];
-
 /// Sends `SITE <line>` and returns the reply code and its text (without the code).
 pub async fn site(ftp: &mut AsyncFtpStream, line: &str) -> (u32, String) {
     let response = ftp
-        .custom_command(format!("SITE {line}"), &ANY_SITE_REPLY)
+        .custom_command(format!("SITE {line}"), &ftpcalc::worker_client::SITE_REPLY_CODES)
         .await
         .unwrap_or_else(|error| panic!("SITE {line}: {error}"));
     let body = String::from_utf8_lossy(&response.body).trim_end().to_string();
