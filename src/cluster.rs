@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::config::ClusterConfig;
+use crate::config::{ClusterConfig, ServerOptions};
 use crate::downloads::Downloads;
 use crate::ftp_backend::SharedFolder;
 use crate::registry::{Registry, RegistryError, Role, ServerEntry};
@@ -106,14 +106,7 @@ impl Cluster {
     pub async fn start(self) -> Result<RunningCluster, ClusterError> {
         self.check()?;
         let config = &self.config;
-        let folder = prepare_folder(&config.root, self.downloads.clone(), config.no_clobber)?;
-        let settings = ServerSettings {
-            folder: Arc::new(folder),
-            passive_ports: config.passive_ports.clone(),
-            grace_period: config.grace_period,
-            idle_timeout: config.idle_timeout,
-            close_on_stop: config.close_on_stop,
-        };
+        let settings = settings(&config.root, self.downloads.clone(), &config.options)?;
         let main_listener = bind(&config.main_name, config.listen).await?;
         let main_entry = entry(&config.main_name, &main_listener, Role::Main, &config.main_services)?;
         let registry = Registry::new();
@@ -144,11 +137,24 @@ impl Cluster {
     }
 }
 
-pub(crate) fn prepare_folder(
+/// Opens (creating it if needed) the FTP folder at `root` and builds the settings every server
+/// started with `options` shares.
+pub(crate) fn settings(
     root: &PathBuf,
     downloads: Arc<Downloads>,
-    no_clobber: bool,
-) -> Result<SharedFolder, ClusterError> {
+    options: &ServerOptions,
+) -> Result<ServerSettings, ClusterError> {
+    let folder = prepare_folder(root, downloads, options.no_clobber)?;
+    Ok(ServerSettings {
+        folder: Arc::new(folder),
+        passive_ports: options.passive_ports.clone(),
+        grace_period: options.grace_period,
+        idle_timeout: options.idle_timeout,
+        close_on_stop: options.close_on_stop,
+    })
+}
+
+fn prepare_folder(root: &PathBuf, downloads: Arc<Downloads>, no_clobber: bool) -> Result<SharedFolder, ClusterError> {
     let folder_error = |source| ClusterError::Folder { path: root.clone(), source };
     std::fs::create_dir_all(root).map_err(folder_error)?;
     let root = root.canonicalize().map_err(folder_error)?;

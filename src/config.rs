@@ -95,6 +95,18 @@ pub struct ClusterConfig {
     pub workers: Vec<WorkerSpec>,
     /// How long the main server waits for a worker's answer.
     pub worker_timeout: Duration,
+    /// Settings every FTP server of the cluster shares.
+    pub options: ServerOptions,
+    /// The cluster secret workers in other processes prove to register; `None` refuses
+    /// every remote registration.
+    pub secret: Option<ClusterSecret>,
+    /// How long a remote worker's registration lasts unless renewed.
+    pub worker_ttl: Duration,
+}
+
+/// Settings of one FTP server, shared by the servers of a cluster and by standalone workers.
+#[derive(Clone, Debug)]
+pub struct ServerOptions {
     /// How long a shutdown waits for open connections.
     pub grace_period: Duration,
     /// Ports for passive data connections; `None` for libunftp's default (49152-65535).
@@ -104,14 +116,21 @@ pub struct ClusterConfig {
     /// Apply no-clobber to every upload (`STOR x` stores `x_copy1` when `x` exists); off by
     /// default, so that `STOR` replaces as RFC 959 says unless a session asks for no-clobber.
     pub no_clobber: bool,
-    /// The cluster secret workers in other processes prove to register; `None` refuses
-    /// every remote registration.
-    pub secret: Option<ClusterSecret>,
-    /// How long a remote worker's registration lasts unless renewed.
-    pub worker_ttl: Duration,
     /// Close sessions still open when a shutdown's grace period is over (one extra file
     /// descriptor per session); on by default, the binary turns it off because it exits.
     pub close_on_stop: bool,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            grace_period: DEFAULT_GRACE_PERIOD,
+            passive_ports: None,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT_SECS,
+            no_clobber: false,
+            close_on_stop: true,
+        }
+    }
 }
 
 impl ClusterConfig {
@@ -125,13 +144,9 @@ impl ClusterConfig {
             main_services: Vec::new(),
             workers: default_workers(),
             worker_timeout: DEFAULT_WORKER_TIMEOUT,
-            grace_period: DEFAULT_GRACE_PERIOD,
-            passive_ports: None,
-            idle_timeout: DEFAULT_IDLE_TIMEOUT_SECS,
-            no_clobber: false,
+            options: ServerOptions::default(),
             secret: None,
             worker_ttl: DEFAULT_WORKER_TTL,
-            close_on_stop: true,
         }
     }
 

@@ -72,7 +72,7 @@ pub mod upload;
 pub mod worker_client;
 
 pub use cluster::{Cluster, ClusterError, RunningCluster};
-pub use config::{ClusterConfig, WorkerSpec, DEFAULT_LISTEN, DEFAULT_MAIN_NAME};
+pub use config::{ClusterConfig, ServerOptions, WorkerSpec, DEFAULT_LISTEN, DEFAULT_MAIN_NAME};
 pub use downloads::Downloads;
 pub use registry::{Registry, Role, ServerEntry};
 pub use services::{Service, ServiceError, ServiceSet};

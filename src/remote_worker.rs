@@ -10,13 +10,13 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::cluster::{bind, entry, prepare_folder, ClusterError, RunningServer};
-use crate::config::{ClusterConfig, DEFAULT_HEARTBEAT};
+use crate::cluster::{bind, entry, settings, ClusterError, RunningServer};
+use crate::config::{ServerOptions, DEFAULT_HEARTBEAT};
 use crate::downloads::Downloads;
 use crate::join::{Join, JoinError};
 use crate::registry::{Role, ServerEntry};
 use crate::secret::ClusterSecret;
-use crate::server::{ClusterView, ServerContext, ServerSettings};
+use crate::server::{ClusterView, ServerContext};
 use crate::services::{Service, ServiceSet};
 
 /// What a standalone worker needs.
@@ -41,9 +41,8 @@ pub struct WorkerConfig {
     pub heartbeat: Duration,
     /// Bound on each exchange with the main server.
     pub timeout: Duration,
-    /// Server settings shared with `ClusterConfig`: grace period, passive ports, idle timeout,
-    /// no-clobber (its other fields are not used).
-    pub server: ClusterConfig,
+    /// Grace period, passive ports, idle timeout, no-clobber, closing on stop.
+    pub options: ServerOptions,
 }
 
 impl WorkerConfig {
@@ -65,7 +64,7 @@ impl WorkerConfig {
             secret,
             heartbeat: DEFAULT_HEARTBEAT,
             timeout: Duration::from_secs(5),
-            server: ClusterConfig::new(name, &root),
+            options: ServerOptions::default(),
             root,
         }
     }
@@ -104,7 +103,7 @@ impl Worker {
         if !crate::services::is_valid_name(&config.name) {
             return Err(ClusterError::Invalid(format!("{:?} cannot be a server name", config.name)));
         }
-        let folder = prepare_folder(&config.root, Arc::new(Downloads::default()), config.server.no_clobber)?;
+        let settings = settings(&config.root, Arc::new(Downloads::default()), &config.options)?;
         let listener = bind(&config.name, config.listen).await?;
         let mut identity = entry(&config.name, &listener, Role::Worker, &config.services)?;
         if let Some(advertise) = config.advertise {
@@ -128,13 +127,6 @@ impl Worker {
         };
         let placeholder =
             ServerEntry { name: "main".into(), address: config.join, role: Role::Main, services: Vec::new() };
-        let settings = ServerSettings {
-            folder: Arc::new(folder),
-            passive_ports: config.server.passive_ports.clone(),
-            grace_period: config.server.grace_period,
-            idle_timeout: config.server.idle_timeout,
-            close_on_stop: config.server.close_on_stop,
-        };
         let view = ClusterView::Worker { main: Some(main.clone().unwrap_or(placeholder)) };
         let server =
             RunningServer::spawn(listener, ServerContext::new(identity.clone(), self.catalog.clone(), view, settings));

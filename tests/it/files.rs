@@ -133,7 +133,7 @@ async fn stor_replaces_by_default_and_noclobber_is_per_session() {
 async fn the_operator_can_make_every_upload_no_clobber() {
     let cluster = TestCluster::start_config(
         |mut config| {
-            config.no_clobber = true;
+            config.options.no_clobber = true;
             config
         },
         |cluster| cluster,

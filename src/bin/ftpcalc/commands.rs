@@ -17,11 +17,11 @@ pub async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         config.workers = args.workers;
     }
     config.worker_timeout = seconds(args.worker_timeout, "--worker-timeout")?;
-    config.grace_period = seconds(args.grace, "--grace")?;
-    config.passive_ports = args.passive_ports.map(|(first, last)| first..=last);
-    config.no_clobber = args.no_clobber;
+    config.options.grace_period = seconds(args.grace, "--grace")?;
+    config.options.passive_ports = args.passive_ports.map(|(first, last)| first..=last);
+    config.options.no_clobber = args.no_clobber;
     // The process exits after the shutdown: sessions need no second handle to be closed.
-    config.close_on_stop = false;
+    config.options.close_on_stop = false;
     config.worker_ttl = seconds(args.worker_ttl, "--worker-ttl")?;
     let generated = match &args.secret {
         Some(text) => {
@@ -54,8 +54,8 @@ pub async fn work(args: WorkerArgs) -> anyhow::Result<()> {
     config.listen = args.listen;
     config.advertise = args.advertise;
     config.heartbeat = seconds(args.heartbeat, "--heartbeat")?;
-    config.server.grace_period = seconds(args.grace, "--grace")?;
-    config.server.close_on_stop = false;
+    config.options.grace_period = seconds(args.grace, "--grace")?;
+    config.options.close_on_stop = false;
     let heartbeat = config.heartbeat;
     let stop = shutdown_signal();
     let worker = Worker::new(config).start().await?;

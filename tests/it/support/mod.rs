@@ -22,7 +22,7 @@ pub struct TestCluster {
 /// SV2 SUB, SV3 MUL, SV4 INC) unless changed, a short grace period and worker timeout.
 pub fn test_config(root: &Path) -> ClusterConfig {
     let mut config = ClusterConfig::new("SV0", root).listen(loopback(0));
-    config.grace_period = Duration::from_millis(500);
+    config.options.grace_period = Duration::from_millis(500);
     config.worker_timeout = Duration::from_secs(2);
     config
 }
