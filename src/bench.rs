@@ -3,17 +3,19 @@
 //! modes: one big download or upload (MB/s) and many small downloads over one session
 //! (files/s). Every loop is bounded in count and in time.
 //!
-//! It speaks FTP over raw sockets (a few lines of protocol) so that the client costs as little
-//! as possible next to the server being measured.
+//! It speaks FTP through the cluster's own lean control connection
+//! ([`crate::cluster::control`]) so that the client costs as little as possible next to the
+//! server being measured.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+use crate::cluster::control::ControlError;
 
 /// Why a benchmark could not run.
 #[derive(Debug, thiserror::Error)]
@@ -47,74 +49,53 @@ pub struct Target {
     pub timeout: Duration,
 }
 
-/// One logged-in control connection over a raw socket.
+/// One logged-in control connection (the cluster's own lean client).
 pub struct Control {
-    reader: BufReader<OwnedReadHalf>,
-    writer: OwnedWriteHalf,
-    peer: SocketAddr,
+    control: crate::cluster::control::Control,
     timeout: Duration,
+}
+
+impl From<ControlError> for BenchError {
+    fn from(error: ControlError) -> Self {
+        match error {
+            ControlError::Io(error) => BenchError::Io(error),
+            ControlError::Unexpected(reply) => {
+                BenchError::Reply { command: "(login)".into(), reply: format!("{} {}", reply.code, reply.text()) }
+            }
+            other => BenchError::Io(std::io::Error::other(other.to_string())),
+        }
+    }
 }
 
 impl Control {
     /// Connects and logs in.
     pub async fn login(target: &Target) -> Result<Control, BenchError> {
-        let stream = tokio::time::timeout(target.timeout, TcpStream::connect(target.address))
-            .await
-            .map_err(|_| BenchError::Timeout(target.timeout))??;
-        stream.set_nodelay(true)?;
-        let (read, writer) = stream.into_split();
-        let mut control =
-            Control { reader: BufReader::new(read), writer, peer: target.address, timeout: target.timeout };
-        control.expect("(greeting)", 220).await?;
-        let (code, reply) = control.command(&format!("USER {}", target.user)).await?;
-        if code == 331 {
-            control.send(&format!("PASS {}", target.password)).await?;
-            control.expect("PASS", 230).await?;
-        } else if code != 230 {
-            return Err(BenchError::Reply { command: "USER".into(), reply });
-        }
-        control.command("TYPE I").await?;
-        Ok(control)
+        let timeout = target.timeout;
+        let login = async {
+            let mut control = crate::cluster::control::Control::connect(target.address).await?;
+            control.login(&target.user, &target.password).await?;
+            control.command("TYPE I").await?;
+            Ok::<_, BenchError>(control)
+        };
+        let control = tokio::time::timeout(timeout, login).await.map_err(|_| BenchError::Timeout(timeout))??;
+        Ok(Control { control, timeout })
     }
 
-    /// Sends one command line.
-    pub async fn send(&mut self, line: &str) -> Result<(), BenchError> {
-        self.writer.write_all(format!("{line}\r\n").as_bytes()).await?;
-        Ok(())
-    }
-
-    /// Reads one reply (multi-line replies whole): its code and its last line.
-    pub async fn reply(&mut self) -> Result<(u32, String), BenchError> {
-        let timeout = self.timeout;
-        tokio::time::timeout(timeout, async {
-            let mut line = String::new();
-            loop {
-                line.clear();
-                if self.reader.read_line(&mut line).await? == 0 {
-                    return Err(BenchError::Io(std::io::ErrorKind::UnexpectedEof.into()));
-                }
-                let bytes = line.as_bytes();
-                if bytes.len() >= 4 && bytes[..3].iter().all(u8::is_ascii_digit) && bytes[3] == b' ' {
-                    return Ok((line[..3].parse().unwrap_or(0), line.trim_end().to_string()));
-                }
-            }
-        })
-        .await
-        .map_err(|_| BenchError::Timeout(timeout))?
-    }
-
-    /// Sends a command and reads its reply.
+    /// Sends a command and reads its reply: its code and its text.
     pub async fn command(&mut self, line: &str) -> Result<(u32, String), BenchError> {
-        self.send(line).await?;
-        self.reply().await
+        let timeout = self.timeout;
+        let reply = tokio::time::timeout(timeout, self.control.command(line))
+            .await
+            .map_err(|_| BenchError::Timeout(timeout))??;
+        Ok((reply.code, reply.text()))
     }
 
-    async fn expect(&mut self, command: &str, code: u32) -> Result<String, BenchError> {
-        let (got, reply) = self.reply().await?;
-        if got != code {
-            return Err(BenchError::Reply { command: command.into(), reply });
-        }
-        Ok(reply)
+    /// Reads one more reply.
+    async fn reply(&mut self) -> Result<(u32, String), BenchError> {
+        let timeout = self.timeout;
+        let reply =
+            tokio::time::timeout(timeout, self.control.reply()).await.map_err(|_| BenchError::Timeout(timeout))??;
+        Ok((reply.code, reply.text()))
     }
 
     /// `EPSV`, then connects the data connection to the control connection's host.
@@ -123,7 +104,7 @@ impl Control {
         let port =
             reply.rsplit("|||").next().and_then(|rest| rest.split('|').next()).and_then(|port| port.parse().ok());
         match (code, port) {
-            (229, Some(port)) => Ok(TcpStream::connect(SocketAddr::new(self.peer.ip(), port)).await?),
+            (229, Some(port)) => Ok(TcpStream::connect(SocketAddr::new(self.control.peer().ip(), port)).await?),
             _ => Err(BenchError::Reply { command: "EPSV".into(), reply }),
         }
     }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-use crate::secret::ClusterSecret;
+use crate::cluster::secret::ClusterSecret;
 use crate::services::{is_valid_name, ADD, INC, MUL, SUB};
 
 /// Where the main server listens unless told otherwise: loopback, port 2121.
@@ -22,8 +22,6 @@ pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(5);
 pub const DEFAULT_WORKER_TTL: Duration = Duration::from_secs(10);
 /// How often a remote worker renews its registration.
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(3);
-/// How long a worker that failed a request is not picked (unless it renews its registration).
-pub const FAILED_WORKER_PAUSE: Duration = Duration::from_secs(2);
 /// Seconds of inactivity after which a session is closed (libunftp's default).
 pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 600;
 

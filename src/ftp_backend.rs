@@ -1,10 +1,15 @@
 //! [`FtpBackend`], the storage back-end of every session: it wraps `unftp_sbe_fs::Filesystem`,
 //! forwards most operations to it, and adds what the file service promises: atomic and
-//! optionally no-clobber uploads ([`crate::upload`]), download counters
-//! ([`crate::downloads`]), and hidden temporary files.
+//! optionally no-clobber uploads ([`upload`]), large-chunk sending ([`sending`]), download
+//! counters ([`downloads`]), and hidden temporary files. [`SharedFolder`] is what all sessions
+//! share.
 //!
 //! `unftp-sbe-fs` and cap-std confine every path to the FTP folder (no `..`, absolute path or
 //! symlink escapes it), so this module never joins client paths onto host paths itself.
+
+pub mod downloads;
+pub mod sending;
+pub mod upload;
 
 use std::fmt::Debug;
 use std::io;
@@ -20,8 +25,8 @@ use unftp_core::auth::DefaultUser;
 use unftp_core::storage::{Error, ErrorKind, Fileinfo, Result, StorageBackend};
 use unftp_sbe_fs::{Filesystem, Meta};
 
-use crate::downloads::{normalize, Downloads};
-use crate::upload::{is_internal, relative, Upload};
+use downloads::{normalize, Downloads};
+use upload::{is_internal, relative, Upload};
 
 /// Buffer size for file transfers: large buffers mean few trips to tokio's blocking pool.
 const TRANSFER_BUFFER: usize = 1 << 20;
@@ -48,9 +53,11 @@ impl SharedFolder {
         Ok(SharedFolder { filesystem, dir: Arc::new(dir), downloads, no_clobber })
     }
 
-    /// Removes temporary upload files a crashed server left behind; returns how many.
-    pub fn remove_stale_uploads(&self) -> io::Result<usize> {
-        crate::upload::remove_stale(&self.dir, 1_000_000)
+    /// Removes temporary upload files a crashed server left behind (on the blocking pool);
+    /// returns how many.
+    pub async fn remove_stale_uploads(&self) -> io::Result<usize> {
+        let dir = self.dir.clone();
+        tokio::task::spawn_blocking(move || upload::remove_stale(&dir, 1_000_000)).await.map_err(io::Error::other)?
     }
 }
 
@@ -92,7 +99,7 @@ impl FtpBackend {
 
     /// A new single-use registration challenge for this session (replacing any earlier one).
     pub fn issue_challenge(&self) -> String {
-        let challenge = crate::secret::random_hex(16);
+        let challenge = crate::cluster::secret::random_hex(16);
         *self.challenge.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(challenge.clone());
         challenge
     }
@@ -127,9 +134,14 @@ impl FtpBackend {
         Ok(BufReader::with_capacity(TRANSFER_BUFFER, file))
     }
 
-    /// True when `path` (from the folder's root) is a regular file.
-    pub fn is_file(&self, path: &Path) -> bool {
-        !is_internal(path) && self.folder.dir.metadata(relative(path)).is_ok_and(|metadata| metadata.is_file())
+    /// True when `path` (from the folder's root) is a regular file (checked on the blocking
+    /// pool).
+    pub async fn is_file(&self, path: &Path) -> bool {
+        if is_internal(path) {
+            return false;
+        }
+        let (dir, target) = (self.folder.dir.clone(), relative(path));
+        blocking(move || dir.metadata(target)).await.is_ok_and(|metadata| metadata.is_file())
     }
 }
 
@@ -225,7 +237,7 @@ impl StorageBackend<DefaultUser> for FtpBackend {
             }
             Ok((file, metadata.len()))
         };
-        let sent = crate::file_io::send_file(open, start_pos, output).await.map_err(download_error)?;
+        let sent = sending::send_file(open, start_pos, output).await.map_err(download_error)?;
         let count = self.folder.downloads.record(&path, self.peer);
         tracing::debug!(path = %normalize(&path), peer = %self.peer, count, "download completed");
         Ok(sent)

@@ -5,17 +5,25 @@
 //!
 //! # Layout
 //!
-//! - [`config`]: [`ClusterConfig`] and [`WorkerSpec`], the defaults of the command line.
-//! - [`cluster`]: bootstrapping; [`Cluster::start`] binds, registers and starts every server.
-//! - [`server`]: one FTP server: its context, the per-connection libunftp server, the accept
-//!   loop with graceful shutdown.
-//! - [`site_cmds`]: the SITE command handlers; [`site_error`]: their errors and the one mapping
-//!   to FTP reply codes; [`site_files`]: the file-service SITE commands (STATS, NOCLOBBER, STORED).
-//! - [`services`]: the [`Service`] trait and the arithmetic services (pure, no I/O).
-//! - [`registry`]: which server offers which service (no I/O).
-//! - [`worker_client`]: the only code that talks FTP from the main server to workers.
-//! - [`ftp_backend`]: the storage back-end around `unftp_sbe_fs`; [`upload`]: atomic and
-//!   no-clobber uploads; [`downloads`]: download counters and their log.
+//! - [`protocol`]: what both ends of our FTP hops share: SITE verb names, reply codes, request
+//!   lines, the one reply parser.
+//! - [`services`]: the [`Service`] trait and, in [`services::arithmetic`], the shipped
+//!   services (pure, no I/O).
+//! - [`config`]: [`ClusterConfig`], [`ServerOptions`] and [`WorkerSpec`], the defaults of the
+//!   command line.
+//! - [`cluster`]: the parts below the FTP servers: the [`Registry`] (no I/O), the cluster
+//!   secret, our lean FTP control connection, the main server's worker client and router
+//!   (the one retry policy), a worker's join.
+//! - [`ftp_backend`]: the storage back-end around `unftp_sbe_fs`: atomic and no-clobber
+//!   uploads, sending in large chunks, download counters.
+//! - [`site_cmds`]: the SITE command handlers (parse, act, reply) and the one mapping of their
+//!   errors to FTP reply codes.
+//! - [`server`]: one FTP server: the per-connection libunftp server and the accept loop with
+//!   graceful shutdown.
+//! - [`bootstrap`]: [`Cluster::start`] binds, registers and starts every server of a cluster in
+//!   order; [`Worker::start`] starts a standalone worker that joins one over the network.
+//! - `client` and `bench` (with the default `cli` feature): the `ftpcalc client` and
+//!   `ftpcalc bench` commands, as library code behind the thin binary.
 //!
 //! # Embedding
 //!
@@ -51,28 +59,23 @@
 //! # }
 //! ```
 
+#[cfg(feature = "cli")]
 pub mod bench;
+pub mod bootstrap;
+#[cfg(feature = "cli")]
 pub mod client;
 pub mod cluster;
 pub mod config;
-pub mod downloads;
-pub mod file_io;
 pub mod ftp_backend;
-pub mod join;
-pub mod registry;
-pub mod remote_worker;
-pub mod secret;
+pub mod protocol;
 pub mod server;
 pub mod services;
-pub mod site_cluster;
 pub mod site_cmds;
-pub mod site_error;
-pub mod site_files;
-pub mod upload;
-pub mod worker_client;
 
-pub use cluster::{Cluster, ClusterError, RunningCluster};
+pub use bootstrap::worker::{RunningWorker, Worker, WorkerConfig};
+pub use bootstrap::{Cluster, ClusterError, RunningCluster};
+pub use cluster::registry::{Registry, Role, ServerEntry};
+pub use cluster::secret::ClusterSecret;
 pub use config::{ClusterConfig, ServerOptions, WorkerSpec, DEFAULT_LISTEN, DEFAULT_MAIN_NAME};
-pub use downloads::Downloads;
-pub use registry::{Registry, Role, ServerEntry};
+pub use ftp_backend::downloads::Downloads;
 pub use services::{Service, ServiceError, ServiceSet};

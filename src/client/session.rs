@@ -13,8 +13,7 @@ use suppaftp::{FtpError, FtpStream};
 use crate::client::error::ClientError;
 use crate::client::progress::Progress;
 use crate::client::ClientConfig;
-use crate::site_files::{NOCLOBBER, STORED};
-use crate::worker_client::SITE_REPLY_CODES;
+use crate::protocol::{reply_lines, strip_code, NOCLOBBER, SITE_REPLY_CODES, STORED};
 
 /// Chunk size for transfers.
 const CHUNK: usize = 256 * 1024;
@@ -65,7 +64,11 @@ impl Session {
         match error {
             FtpError::UnexpectedResponse(response) => {
                 let line = reply_line(&response.body);
-                ClientError::Refused { what: what.to_string(), code: response.status.code(), text: strip_code(&line) }
+                ClientError::Refused {
+                    what: what.to_string(),
+                    code: response.status.code(),
+                    text: strip_code(&line).to_string(),
+                }
             }
             other => self.broken(other),
         }
@@ -86,7 +89,7 @@ impl Session {
             .custom_command(format!("SITE {line}"), &SITE_REPLY_CODES)
             .map_err(|error| self.failure(what, error))?;
         let body = String::from_utf8_lossy(&response.body).into_owned();
-        let text = body.lines().map(strip_code).collect::<Vec<_>>().join("\n");
+        let text = reply_lines(&body).join("\n");
         match response.status.code() {
             200..=299 => Ok(text),
             code => Err(ClientError::Refused { what: what.to_string(), code, text: text.replace('\n', " ") }),
@@ -205,16 +208,4 @@ impl Session {
 /// The first line of a reply.
 fn reply_line(body: &[u8]) -> String {
     String::from_utf8_lossy(body).lines().next().unwrap_or_default().trim_end().to_string()
-}
-
-/// `200 text` → `text`; `200-text` → `text`; other lines unchanged (trimmed).
-fn strip_code(line: &str) -> String {
-    let line = line.trim_end();
-    let bytes = line.as_bytes();
-    if bytes.len() >= 3 && bytes[..3].iter().all(u8::is_ascii_digit) && matches!(bytes.get(3), None | Some(b' ' | b'-'))
-    {
-        line.get(4..).unwrap_or_default().to_string()
-    } else {
-        line.trim_start().to_string()
-    }
 }

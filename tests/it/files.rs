@@ -28,7 +28,7 @@ async fn upload(ftp: &mut AsyncFtpStream, name: &str, data: &[u8]) {
 
 /// No temporary upload file anywhere in `folder` (one level).
 fn no_temporaries(folder: &std::path::Path) -> bool {
-    names_in(folder).iter().all(|name| !name.starts_with(ftpcalc::upload::TEMP_PREFIX))
+    names_in(folder).iter().all(|name| !name.starts_with(ftpcalc::ftp_backend::upload::TEMP_PREFIX))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -265,7 +265,7 @@ async fn missing_files_and_paths_outside_the_folder_are_refused() {
     let (code, text) = raw.command("CWD ../..").await;
     assert!(code == 550 || code / 100 == 2, "CWD above the root is refused or stays at the root: {text}");
     assert!(raw.command("PWD").await.1.contains("\"/\""));
-    let (code, text) = raw.command(&format!("SIZE {}", ftpcalc::upload::TEMP_PREFIX)).await;
+    let (code, text) = raw.command(&format!("SIZE {}", ftpcalc::ftp_backend::upload::TEMP_PREFIX)).await;
     assert_eq!(code, 550, "temporary names are unreachable: {text}");
     assert_eq!(cluster.download_log.lock().expect("log").len(), 0, "no refused download is counted");
 }

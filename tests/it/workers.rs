@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use ftpcalc::secret::ClusterSecret;
+use ftpcalc::ClusterSecret;
 
 use crate::support::{answer_and_server, connect, eventually, site, Process, TestCluster};
 

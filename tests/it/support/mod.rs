@@ -88,7 +88,7 @@ pub async fn connect(address: SocketAddr) -> AsyncFtpStream {
 /// Sends `SITE <line>` and returns the reply code and its text (without the code).
 pub async fn site(ftp: &mut AsyncFtpStream, line: &str) -> (u32, String) {
     let response = ftp
-        .custom_command(format!("SITE {line}"), &ftpcalc::worker_client::SITE_REPLY_CODES)
+        .custom_command(format!("SITE {line}"), &ftpcalc::protocol::SITE_REPLY_CODES)
         .await
         .unwrap_or_else(|error| panic!("SITE {line}: {error}"));
     let body = String::from_utf8_lossy(&response.body).trim_end().to_string();

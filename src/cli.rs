@@ -1,4 +1,6 @@
-//! The `ftpcalc` binary: parses the command line and calls the library.
+//! The command line of the `ftpcalc` binary: [`args`] (clap types), [`commands`] (arguments to
+//! library configurations, console output), and here the dispatch, the runtime, logging and the
+//! shutdown signal. Part of the binary, not of the library.
 
 mod args;
 mod commands;
@@ -11,15 +13,8 @@ use ftpcalc::client::{self, ClientConfig};
 
 use args::{seconds, Cli, ClientArgs, Command};
 
-/// jemalloc: the routed `SITE ADD` allocates on every hop, and with glibc's allocator 13% of
-/// the server's samples were malloc/free. Measured with `ftpcalc bench cmd --command
-/// "SITE ADD 2 3" -c 64`: 46k ops/s with glibc, 61k with jemalloc (mimalloc: 58k, but 31 KiB
-/// instead of 23 KiB per idle session; jemalloc keeps 23). The library leaves the choice to
-/// embedders.
-#[global_allocator]
-static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-
-fn main() -> ExitCode {
+/// Parses the command line and runs the subcommand.
+pub fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Client(args) => client_main(args),
         Command::Server(args) => with_runtime(commands::serve(args)),

@@ -6,38 +6,39 @@ use std::path::Path;
 
 use libunftp::options::{Reply, ReplyCode};
 
-use crate::downloads::normalize;
+use crate::ftp_backend::downloads::{normalize, MAX_LISTED};
 use crate::ftp_backend::FtpBackend;
 use crate::services::{ServiceError, MAX_WORD_CHARS};
-use crate::site_error::{one_line, SiteError};
-
-/// `SITE STATS [FILE]`: download counts since the server started.
-pub const STATS: &str = "STATS";
-/// `SITE NOCLOBBER [ON|OFF]`: no-clobber uploads for this session.
-pub const NOCLOBBER: &str = "NOCLOBBER";
-/// `SITE STORED`: where this session's last upload was stored.
-pub const STORED: &str = "STORED";
+use crate::site_cmds::{one_line, SiteError};
 
 fn usage(usage: &str, message: &str) -> SiteError {
-    SiteError::Usage(ServiceError::Usage { message: message.to_string(), usage: usage.to_string() })
+    SiteError::Service(ServiceError::Usage { message: message.to_string(), usage: usage.to_string() })
 }
 
-/// `STATS` → multi-line `200`, one `PATH COUNT` line per downloaded file;
-/// `STATS FILE` → `200 /FILE COUNT` (paths from the FTP root).
-pub fn stats(storage: &FtpBackend, arguments: &str) -> Result<Reply, SiteError> {
+/// `STATS` → multi-line `200`, one `PATH COUNT` line per downloaded file (at most
+/// [`MAX_LISTED`], the rest summed up in the last line); `STATS FILE` → `200 /FILE COUNT`
+/// (paths from the FTP root).
+pub async fn stats(storage: &FtpBackend, arguments: &str) -> Result<Reply, SiteError> {
     let path = arguments.trim();
     if path.is_empty() {
-        let all = storage.downloads().all();
+        let (listed, total) = storage.downloads().first(MAX_LISTED);
         let mut lines = vec!["Downloads since start (path count):".to_string()];
-        lines.extend(all.iter().map(|(path, count)| format!(" {} {count}", one_line(path))));
-        lines.push(format!("{} files downloaded", all.len()));
+        lines.extend(listed.iter().map(|(path, count)| format!(" {} {count}", one_line(path))));
+        if total > listed.len() {
+            lines.push(format!(
+                "{total} files downloaded; the first {} are listed, ask with SITE STATS FILE for the others",
+                listed.len()
+            ));
+        } else {
+            lines.push(format!("{total} files downloaded"));
+        }
         return Ok(Reply::new_multiline(ReplyCode::CommandOkay, lines));
     }
     if path.chars().count() > MAX_WORD_CHARS {
         return Err(usage("STATS [FILE]", "the path is too long"));
     }
     let count = storage.downloads().count(Path::new(path));
-    if count == 0 && !storage.is_file(Path::new(path)) {
+    if count == 0 && !storage.is_file(Path::new(path)).await {
         return Err(SiteError::NoSuchFile(normalize(Path::new(path))));
     }
     Ok(Reply::new_with_string(ReplyCode::CommandOkay, one_line(&format!("{} {count}", normalize(Path::new(path))))))

@@ -47,6 +47,8 @@ pub struct Upload {
     dir: Arc<Dir>,
     temp: PathBuf,
     target: PathBuf,
+    /// Began with a prefix of the existing target (REST + STOR, APPE).
+    resumed: bool,
 }
 
 impl Upload {
@@ -57,7 +59,7 @@ impl Upload {
         target.file_name().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
         let temp = target.with_file_name(format!("{TEMP_PREFIX}{}", unique_suffix()));
         let file = dir.open_with(&temp, OpenOptions::new().write(true).create_new(true))?;
-        let mut upload = Upload { dir, temp, target: target.to_path_buf() };
+        let mut upload = Upload { dir, temp, target: target.to_path_buf(), resumed: start_pos > 0 };
         let mut file = file.into_std();
         if start_pos > 0 {
             upload.copy_prefix(&mut file, start_pos)?;
@@ -77,9 +79,11 @@ impl Upload {
 
     /// Puts the finished file in place and returns the path (relative to the folder) it was
     /// stored under: the target itself (replacing any file there), or with `no_clobber` the
-    /// first free name among the target and its `_copyN` variants.
+    /// first free name among the target and its `_copyN` variants. A resumed upload (it began
+    /// with a prefix of the target) always replaces the target: it continues that file, so
+    /// no-clobber does not apply.
     pub fn commit(self, no_clobber: bool) -> io::Result<PathBuf> {
-        if no_clobber {
+        if no_clobber && !self.resumed {
             self.link_first_free()
         } else {
             self.replace()
@@ -112,8 +116,16 @@ impl Upload {
 impl Drop for Upload {
     fn drop(&mut self) {
         // After a rename the temporary name is gone already (and never reused: the names are
-        // unique); otherwise (failed, cut off, or hard-linked) it must go.
-        let _ = self.dir.remove_file(&self.temp);
+        // unique); otherwise (failed, cut off, or hard-linked) it must go. Dropped on an async
+        // worker thread (a transfer cut off), the unlink runs on the blocking pool instead.
+        let (dir, temp) = (self.dir.clone(), std::mem::take(&mut self.temp));
+        let remove = move || {
+            let _ = dir.remove_file(&temp);
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn_blocking(remove)),
+            Err(_) => remove(),
+        }
     }
 }
 
@@ -215,6 +227,17 @@ mod tests {
         assert_eq!(dir.read_to_string("r.bin").expect("read"), "abcXYZ123");
         assert!(upload(&dir, "r.bin", 100, b"x", false).is_err(), "offset beyond the end");
         assert!(upload(&dir, "missing.bin", 1, b"x", false).is_err(), "nothing to resume");
+        assert_eq!(names(&dir), ["r.bin"]);
+    }
+
+    #[test]
+    fn a_resume_continues_the_file_even_under_no_clobber() {
+        // Issue 9: REST + STOR and APPE under no-clobber stored NAME_copy1 and left the
+        // original unchanged.
+        let (_temp, dir) = folder();
+        upload(&dir, "r.bin", 0, b"abc", true).expect("upload");
+        assert_eq!(upload(&dir, "r.bin", 3, b"def", true).expect("resume"), Path::new("r.bin"));
+        assert_eq!(dir.read_to_string("r.bin").expect("read"), "abcdef");
         assert_eq!(names(&dir), ["r.bin"]);
     }
 

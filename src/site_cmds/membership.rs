@@ -10,18 +10,12 @@ use std::time::Duration;
 
 use libunftp::options::{Reply, ReplyCode};
 
+use crate::cluster::registry::{Registry, Role, ServerEntry, MAX_SERVICES_PER_SERVER};
+use crate::cluster::secret::ClusterSecret;
 use crate::ftp_backend::FtpBackend;
-use crate::registry::{Registry, Role, ServerEntry, MAX_SERVICES_PER_SERVER};
-use crate::secret::ClusterSecret;
+use crate::protocol::{deregister_request, register_request, CHALLENGE, REGISTER};
 use crate::services::{is_valid_name, ServiceError};
-use crate::site_error::SiteError;
-
-/// `SITE CHALLENGE`: a single-use challenge for the next registry change of this session.
-pub const CHALLENGE: &str = "CHALLENGE";
-/// `SITE REGISTER NAME ADDRESS SERVICES PROOF`: add or renew a worker.
-pub const REGISTER: &str = "REGISTER";
-/// `SITE DEREGISTER NAME PROOF`: remove a worker.
-pub const DEREGISTER: &str = "DEREGISTER";
+use crate::site_cmds::{ClusterView, SiteContext, SiteError};
 
 /// Most bytes of arguments a registry change may have.
 const MAX_ARGUMENT_BYTES: usize = 4096;
@@ -38,18 +32,22 @@ pub struct Membership<'a> {
     pub main_name: &'a str,
 }
 
-/// The request line a worker signs to register: `REGISTER NAME ADDRESS SERVICES`.
-pub fn register_request(name: &str, address: SocketAddr, services: &[String]) -> String {
-    format!("{REGISTER} {name} {address} {}", services.join(","))
-}
-
-/// The request line a worker signs to deregister: `DEREGISTER NAME`.
-pub fn deregister_request(name: &str) -> String {
-    format!("{DEREGISTER} {name}")
+/// Answers a registry change on the main server; workers refuse it, naming the main server.
+pub fn answer(server: &SiteContext, verb: &str, storage: &FtpBackend, arguments: &str) -> Result<Reply, SiteError> {
+    let ClusterView::Main { registry, secret, worker_ttl, .. } = &server.cluster else {
+        return Err(SiteError::MainOnly { verb: verb.to_string(), main: server.main_server() });
+    };
+    let membership =
+        Membership { registry, secret: secret.as_ref(), ttl: *worker_ttl, main_name: &server.identity.name };
+    match verb {
+        CHALLENGE => Ok(challenge(storage)),
+        REGISTER => register(&membership, storage, arguments),
+        _ => deregister(&membership, storage, arguments),
+    }
 }
 
 fn usage(usage: &str, message: &str) -> SiteError {
-    SiteError::Usage(ServiceError::Usage { message: message.to_string(), usage: usage.to_string() })
+    SiteError::Service(ServiceError::Usage { message: message.to_string(), usage: usage.to_string() })
 }
 
 /// `CHALLENGE` → `200 <challenge>`.

@@ -10,14 +10,16 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::cluster::{bind, entry, settings, ClusterError, RunningServer};
+use crate::bootstrap::running::RunningServer;
+use crate::bootstrap::{bind, entry, settings, ClusterError};
+use crate::cluster::join::{Join, JoinError, KnownMain};
+use crate::cluster::registry::{Role, ServerEntry};
+use crate::cluster::secret::ClusterSecret;
 use crate::config::{ServerOptions, DEFAULT_HEARTBEAT};
-use crate::downloads::Downloads;
-use crate::join::{Join, JoinError};
-use crate::registry::{Role, ServerEntry};
-use crate::secret::ClusterSecret;
-use crate::server::{ClusterView, ServerContext};
+use crate::ftp_backend::downloads::Downloads;
+use crate::server::ServerContext;
 use crate::services::{Service, ServiceSet};
+use crate::site_cmds::{ClusterView, SiteContext};
 
 /// What a standalone worker needs.
 #[derive(Clone, Debug)]
@@ -103,17 +105,19 @@ impl Worker {
         if !crate::services::is_valid_name(&config.name) {
             return Err(ClusterError::Invalid(format!("{:?} cannot be a server name", config.name)));
         }
-        let settings = settings(&config.root, Arc::new(Downloads::default()), &config.options)?;
+        let settings = settings(&config.root, Arc::new(Downloads::default()), &config.options).await?;
         let listener = bind(&config.name, config.listen).await?;
         let mut identity = entry(&config.name, &listener, Role::Worker, &config.services)?;
         if let Some(advertise) = config.advertise {
             identity.address = advertise;
         }
+        let known = KnownMain::default();
         let join = Join {
             main: config.join,
             worker: identity.clone(),
             secret: config.secret.clone(),
             timeout: config.timeout,
+            known: known.clone(),
         };
         let main = match join.register().await {
             Ok(main) => Some(main),
@@ -125,15 +129,23 @@ impl Worker {
                 None
             }
         };
-        let placeholder =
-            ServerEntry { name: "main".into(), address: config.join, role: Role::Main, services: Vec::new() };
-        let view = ClusterView::Worker { main: Some(main.clone().unwrap_or(placeholder)) };
-        let server =
-            RunningServer::spawn(listener, ServerContext::new(identity.clone(), self.catalog.clone(), view, settings));
+        // Until the main server answers, its address is known but not its name; the heartbeat
+        // fills in the rest at the first registration that succeeds.
+        if main.is_none() {
+            known.set(ServerEntry {
+                name: "main".into(),
+                address: config.join,
+                role: Role::Main,
+                services: Vec::new(),
+            });
+        }
+        let site = SiteContext::new(identity.clone(), self.catalog.clone(), ClusterView::Worker { main: known });
+        let server = RunningServer::spawn(listener, ServerContext::new(site, settings));
         let (stop_heartbeat, stopped) = watch::channel(false);
         let beating = join.clone();
         let interval = config.heartbeat;
-        let heartbeat = tokio::spawn(async move { beating.heartbeat(interval, stopped).await });
+        let registered = main.is_some();
+        let heartbeat = tokio::spawn(async move { beating.heartbeat(interval, registered, stopped).await });
         Ok(RunningWorker { identity, main, join, server, stop_heartbeat, heartbeat })
     }
 }

@@ -14,8 +14,7 @@ pub mod shell;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::site_cmds::{INFO, LOOKUP, SERVERS};
-use crate::site_files::STATS;
+use crate::protocol::{parse_lookup, split_answer, INFO, LOOKUP, SERVERS, STATS};
 use command::Request;
 pub use error::ClientError;
 use session::Session;
@@ -141,21 +140,11 @@ fn create_folder(folder: &Path) -> Result<(), ClientError> {
     std::fs::create_dir_all(folder).map_err(|source| ClientError::Local { path: folder.to_path_buf(), source })
 }
 
-/// `5 (computed by SV1)` → (`5`, Some(`SV1`)).
-pub fn split_answer(text: &str) -> (&str, Option<&str>) {
-    match text.rsplit_once(" (computed by ") {
-        Some((answer, server)) => (answer, server.strip_suffix(')')),
-        None => (text, None),
-    }
-}
-
 /// `ADD SV1=127.0.0.1:2122 SV5=…` as a table.
 fn print_lookup(text: &str) {
-    let mut words = text.split_whitespace();
-    let service = words.next().unwrap_or_default();
+    let (service, places) = parse_lookup(text);
     println!("{:<10} {:<10} ADDRESS", "SERVICE", "SERVER");
-    for place in words {
-        let (server, address) = place.split_once('=').unwrap_or((place, "?"));
+    for (server, address) in places {
         println!("{service:<10} {server:<10} {address}");
     }
 }
@@ -212,17 +201,5 @@ pub fn run(config: ClientConfig, words: &[String]) -> u8 {
             eprintln!("ftpcalc: {error:#}");
             error.exit_code()
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::split_answer;
-
-    #[test]
-    fn answers_split_from_their_server() {
-        assert_eq!(split_answer("5 (computed by SV1)"), ("5", Some("SV1")));
-        assert_eq!(split_answer("a b (computed by W-2)"), ("a b", Some("W-2")));
-        assert_eq!(split_answer("plain"), ("plain", None));
     }
 }

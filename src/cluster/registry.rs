@@ -4,11 +4,14 @@
 //! out what they need and the lock is never held across an `.await`. The main server owns it;
 //! `SITE LOOKUP` and `SITE SERVERS` read it, and the router picks workers from it.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+// tokio's clock, so that tests can pause and advance time instead of sleeping.
+use tokio::time::Instant;
 
 use crate::services::is_valid_name;
 
@@ -76,22 +79,29 @@ struct Registration {
     entry: ServerEntry,
     /// When the registration lapses unless renewed; `None` for servers started in-process.
     expires: Option<Instant>,
-    /// The worker failed a request; it is not picked again before this instant (or before it
-    /// renews its registration, which proves it is back).
-    failed_until: Option<Instant>,
+    /// The worker failed a request: it is not picked until it is found healthy again (a health
+    /// probe answered, or it renewed its registration).
+    failed: bool,
 }
 
 #[derive(Debug, Default)]
 struct Table {
     servers: Vec<Registration>,
-    /// Counts picks, so that successive picks rotate over the workers of a service.
-    picks: usize,
+    /// Picks per service, so that successive picks of one service rotate over its workers
+    /// whatever other services are picked in between. Bounded: entries exist only for
+    /// services some registered server offers (pruned in `purge`).
+    picks: HashMap<String, usize>,
 }
 
 impl Table {
-    /// Drops registrations that lapsed.
+    /// Drops registrations that lapsed, and the pick counters of services nobody offers.
     fn purge(&mut self, now: Instant) {
+        let before = self.servers.len();
         self.servers.retain(|server| server.expires.is_none_or(|expires| expires > now));
+        if self.servers.len() != before || self.picks.len() > MAX_SERVICES_PER_SERVER {
+            let servers = &self.servers;
+            self.picks.retain(|service, _| servers.iter().any(|server| server.entry.offers(service)));
+        }
     }
 
     fn live(&mut self) -> impl Iterator<Item = &ServerEntry> {
@@ -125,7 +135,7 @@ impl Registry {
     }
 
     /// Adds or renews `entry` for `ttl`: unless renewed, it lapses after that. Renewing also
-    /// clears a failure mark.
+    /// clears a failure mark (the worker proved it is alive).
     pub fn register_for(&self, entry: ServerEntry, ttl: Duration) -> Result<(), RegistryError> {
         self.insert(entry, Some(Instant::now() + ttl))
     }
@@ -145,7 +155,7 @@ impl Registry {
         entry.services.dedup();
         let mut table = self.lock();
         table.purge(Instant::now());
-        let registration = Registration { entry, expires, failed_until: None };
+        let registration = Registration { entry, expires, failed: false };
         if let Some(existing) = table.servers.iter_mut().find(|server| server.entry.name == registration.entry.name) {
             *existing = registration;
         } else if table.servers.len() >= MAX_SERVERS {
@@ -164,12 +174,43 @@ impl Registry {
         table.servers.len() != before
     }
 
-    /// Keeps the worker `name` from being picked for `pause`, after it failed a request.
-    pub fn mark_failed(&self, name: &str, pause: Duration) {
+    /// Keeps the worker `name` from being picked after it failed a request, until
+    /// [`Registry::mark_healthy`] or a renewed registration. True when this call marked it (it
+    /// was registered and not marked yet), so that one caller starts probing it.
+    pub fn mark_failed(&self, name: &str) -> bool {
+        let mut table = self.lock();
+        match table.servers.iter_mut().find(|server| server.entry.name == name) {
+            Some(server) if !server.failed => {
+                server.failed = true;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Lets the worker `name` be picked again (a health probe answered).
+    pub fn mark_healthy(&self, name: &str) {
         let mut table = self.lock();
         if let Some(server) = table.servers.iter_mut().find(|server| server.entry.name == name) {
-            server.failed_until = Some(Instant::now() + pause);
+            server.failed = false;
         }
+    }
+
+    /// The live entry of the worker `name` and whether it is marked failed; `None` once it
+    /// left the registry.
+    pub fn state(&self, name: &str) -> Option<(ServerEntry, bool)> {
+        let mut table = self.lock();
+        table.purge(Instant::now());
+        table
+            .servers
+            .iter()
+            .find(|server| server.entry.name == name)
+            .map(|server| (server.entry.clone(), server.failed))
+    }
+
+    /// The addresses of every live server.
+    pub fn addresses(&self) -> Vec<SocketAddr> {
+        self.lock().live().map(|server| server.address).collect()
     }
 
     /// All live servers, main server first, then in registration order.
@@ -189,25 +230,31 @@ impl Registry {
         self.lock().live().filter(|server| server.offers(service)).cloned().collect()
     }
 
-    /// A live worker that offers `service` and has not failed lately, rotating over them on
-    /// successive calls.
-    pub fn pick(&self, service: &str) -> Option<ServerEntry> {
+    /// A live worker that offers `service`, is not marked failed and is not called `except`,
+    /// rotating over them on successive calls for the same service.
+    pub fn pick(&self, service: &str, except: Option<&str>) -> Option<ServerEntry> {
         let mut table = self.lock();
-        let now = Instant::now();
-        table.purge(now);
-        let offering: Vec<&ServerEntry> = table
-            .servers
-            .iter()
-            .filter(|server| server.failed_until.is_none_or(|until| until <= now))
-            .map(|server| &server.entry)
-            .filter(|server| server.role == Role::Worker && server.offers(service))
-            .collect();
-        if offering.is_empty() {
+        table.purge(Instant::now());
+        let Table { servers, picks } = &mut *table;
+        let offering = || {
+            servers.iter().filter(|server| {
+                !server.failed
+                    && server.entry.role == Role::Worker
+                    && server.entry.offers(service)
+                    && except.is_none_or(|except| server.entry.name != except)
+            })
+        };
+        let count = offering().count();
+        if count == 0 {
             return None;
         }
-        let chosen = offering[table.picks % offering.len()].clone();
-        table.picks = table.picks.wrapping_add(1);
-        Some(chosen)
+        let turn = match picks.get_mut(service) {
+            Some(turn) => turn,
+            None => picks.entry(service.to_ascii_uppercase()).or_insert(0),
+        };
+        let chosen = offering().nth(*turn % count).map(|server| server.entry.clone());
+        *turn = turn.wrapping_add(1);
+        chosen
     }
 
     /// Every service some live server offers.
@@ -237,10 +284,11 @@ mod tests {
         registry.register(entry("SV2", 2123, Role::Worker, &["ADD"])).expect("valid");
         assert_eq!(registry.lookup("ADD").len(), 2);
         assert_eq!(registry.lookup("sub")[0].name, "SV1");
-        let picked: Vec<String> = (0..4).filter_map(|_| registry.pick("ADD")).map(|server| server.name).collect();
+        let picked: Vec<String> = (0..4).filter_map(|_| registry.pick("ADD", None)).map(|server| server.name).collect();
         assert_eq!(picked.iter().filter(|name| *name == "SV1").count(), 2);
         assert_eq!(picked.iter().filter(|name| *name == "SV2").count(), 2);
-        assert!(registry.pick("MUL").is_none());
+        assert!(registry.pick("MUL", None).is_none());
+        assert_eq!(registry.pick("ADD", Some("SV1")).map(|server| server.name), Some("SV2".into()));
         assert_eq!(registry.main().map(|server| server.name), Some("SV0".to_string()));
         assert_eq!(registry.services().into_iter().collect::<Vec<_>>(), vec!["ADD", "SUB"]);
     }
@@ -251,30 +299,53 @@ mod tests {
         registry.register(entry("SV1", 2122, Role::Worker, &["ADD"])).expect("valid");
         registry.register(entry("SV1", 2130, Role::Worker, &["MUL"])).expect("valid");
         assert_eq!(registry.servers().len(), 1);
-        assert!(registry.pick("ADD").is_none());
+        assert!(registry.pick("ADD", None).is_none());
         assert!(registry.deregister("SV1"));
         assert!(!registry.deregister("SV1"));
         assert!(registry.servers().is_empty());
     }
 
     #[test]
-    fn registrations_lapse_and_failures_pause_picks() {
+    fn round_robin_is_per_service() {
+        // Issue 9: one counter shared by all services sent every ADD to the same worker when
+        // MUL requests were interleaved.
+        let registry = Registry::new();
+        registry.register(entry("W1", 2122, Role::Worker, &["ADD", "MUL"])).expect("valid");
+        registry.register(entry("W2", 2123, Role::Worker, &["ADD", "MUL"])).expect("valid");
+        let mut adds = HashMap::new();
+        let mut muls = HashMap::new();
+        for _ in 0..100 {
+            *adds.entry(registry.pick("ADD", None).expect("a worker").name).or_insert(0) += 1;
+            *muls.entry(registry.pick("MUL", None).expect("a worker").name).or_insert(0) += 1;
+        }
+        assert_eq!(adds, HashMap::from([("W1".to_string(), 50), ("W2".to_string(), 50)]));
+        assert_eq!(muls, HashMap::from([("W1".to_string(), 50), ("W2".to_string(), 50)]));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn registrations_lapse_and_failed_workers_wait_for_a_sign_of_life() {
         let registry = Registry::new();
         registry.register(entry("SV1", 2122, Role::Worker, &["ADD"])).expect("valid");
-        registry.register_for(entry("SV2", 2123, Role::Worker, &["ADD"]), Duration::from_millis(50)).expect("valid");
+        registry.register_for(entry("SV2", 2123, Role::Worker, &["ADD"]), Duration::from_secs(10)).expect("valid");
         assert_eq!(registry.lookup("ADD").len(), 2);
-        registry.mark_failed("SV1", Duration::from_secs(60));
-        assert!((0..4).all(|_| registry.pick("ADD").is_some_and(|server| server.name == "SV2")), "SV1 is paused");
-        assert_eq!(registry.lookup("ADD").len(), 2, "a paused worker is still registered");
-        std::thread::sleep(Duration::from_millis(80));
-        assert_eq!(registry.lookup("ADD").iter().map(|server| server.name.as_str()).collect::<Vec<_>>(), ["SV1"]);
-        assert!(registry.pick("ADD").is_none(), "SV2 lapsed and SV1 is paused");
-        registry.register(entry("SV1", 2122, Role::Worker, &["ADD"])).expect("valid");
-        assert_eq!(
-            registry.pick("ADD").map(|server| server.name),
-            Some("SV1".into()),
-            "registering again clears the pause"
+        assert!(registry.mark_failed("SV1"), "first mark");
+        assert!(!registry.mark_failed("SV1"), "already marked: nobody else starts a probe");
+        assert!(
+            (0..4).all(|_| registry.pick("ADD", None).is_some_and(|server| server.name == "SV2")),
+            "SV1 is not picked"
         );
+        assert_eq!(registry.lookup("ADD").len(), 2, "a failed worker is still registered");
+        tokio::time::advance(Duration::from_secs(3600)).await;
+        assert_eq!(registry.state("SV1").map(|(_, failed)| failed), Some(true), "no pause ends by itself");
+        assert_eq!(registry.lookup("ADD").iter().map(|server| server.name.as_str()).collect::<Vec<_>>(), ["SV1"]);
+        assert!(registry.pick("ADD", None).is_none(), "SV2 lapsed and SV1 is marked failed");
+        registry.mark_healthy("SV1");
+        assert_eq!(registry.pick("ADD", None).map(|server| server.name), Some("SV1".into()));
+        registry.register_for(entry("SV2", 2123, Role::Worker, &["ADD"]), Duration::from_secs(10)).expect("valid");
+        assert!(registry.mark_failed("SV2"));
+        registry.register_for(entry("SV2", 2123, Role::Worker, &["ADD"]), Duration::from_secs(10)).expect("valid");
+        assert_eq!(registry.state("SV2").map(|(_, failed)| failed), Some(false), "renewal clears the mark");
+        assert!(registry.state("NOPE").is_none());
     }
 
     #[test]

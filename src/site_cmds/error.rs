@@ -3,19 +3,22 @@
 
 use libunftp::options::{Reply, ReplyCode};
 
-use crate::registry::ServerEntry;
+use crate::cluster::registry::ServerEntry;
+use crate::cluster::worker_client::WorkerError;
 use crate::services::ServiceError;
-use crate::worker_client::{WorkerError, WorkerReply};
 
 /// Why a SITE command did not produce an answer.
 #[derive(Debug, thiserror::Error)]
 pub enum SiteError {
-    /// The arguments are malformed (`501`).
+    /// The service refused: malformed arguments (`501`) or a transient outage (`451`).
     #[error(transparent)]
-    Usage(#[from] ServiceError),
+    Service(#[from] ServiceError),
     /// A worker refused the arguments the main server forwarded (`501`, its text relayed).
     #[error("{0}")]
     WorkerUsage(String),
+    /// A worker's service said "try again later" (`451`, its text relayed).
+    #[error("{0}")]
+    WorkerTransient(String),
     /// A command that only the main server answers was sent to a worker (`502`).
     #[error("{verb} is answered by the main server{}", main_hint(.main))]
     MainOnly {
@@ -52,7 +55,7 @@ pub enum SiteError {
     /// `STORED` before this session stored anything (`550`).
     #[error("nothing stored in this session yet")]
     NothingStored,
-    /// The service exists but no worker offering it is registered right now (`451`).
+    /// The service exists but no worker offering it is available right now (`451`).
     #[error("no worker available for {0}, try again later")]
     NoWorker(String),
     /// The worker chosen for the service failed or timed out (`451`).
@@ -66,14 +69,16 @@ pub enum SiteError {
         source: WorkerError,
     },
     /// The worker answered with an error the main server cannot relay (`451`).
-    #[error("worker {worker} refused {service}: {} {}", .reply.code, .reply.text)]
+    #[error("worker {worker} refused {service}: {code} {text}")]
     WorkerRefused {
         /// The service asked for.
         service: String,
         /// The worker's name.
         worker: String,
-        /// The worker's reply.
-        reply: WorkerReply,
+        /// The worker's reply code.
+        code: u32,
+        /// The worker's reply text.
+        text: String,
     },
 }
 
@@ -90,10 +95,14 @@ impl SiteError {
     /// Worker failures are transient (`451`) and their details go to the log, not to the client.
     pub fn to_reply(&self) -> Reply {
         let code = match self {
-            SiteError::Usage(_) | SiteError::WorkerUsage(_) => ReplyCode::ParameterSyntaxError,
+            SiteError::Service(ServiceError::Usage { .. }) | SiteError::WorkerUsage(_) => {
+                ReplyCode::ParameterSyntaxError
+            }
+            SiteError::Service(ServiceError::Transient(_)) | SiteError::WorkerTransient(_) | SiteError::NoWorker(_) => {
+                ReplyCode::LocalError
+            }
             SiteError::MainOnly { .. } => ReplyCode::CommandNotImplemented,
             SiteError::NotOffered { .. } | SiteError::UnknownService(_) => ReplyCode::CommandNotImplementedForParameter,
-            SiteError::NoWorker(_) => ReplyCode::LocalError,
             SiteError::NoSuchFile(_) | SiteError::NothingStored | SiteError::NotTaken(_) => ReplyCode::FileError,
             SiteError::Unauthorized(_) => ReplyCode::NotLoggedIn,
             SiteError::NeedChallenge => ReplyCode::BadCommandSequence,
@@ -118,7 +127,7 @@ pub fn one_line(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registry::Role;
+    use crate::cluster::registry::Role;
 
     fn code_of(error: SiteError) -> (u32, String) {
         match error.to_reply() {
@@ -136,7 +145,9 @@ mod tests {
             services: vec![],
         }));
         let usage = ServiceError::Usage { message: "bad".into(), usage: "ADD A B".into() };
-        assert_eq!(code_of(SiteError::Usage(usage)).0, 501);
+        assert_eq!(code_of(SiteError::Service(usage)).0, 501);
+        let (code, text) = code_of(SiteError::Service(ServiceError::Transient("the printer is on fire".into())));
+        assert_eq!((code, text.as_str()), (451, "the printer is on fire"));
         let (code, text) = code_of(SiteError::MainOnly { verb: "LOOKUP".into(), main: main.clone() });
         assert_eq!((code, text.as_str()), (502, "LOOKUP is answered by the main server SV0 at 127.0.0.1:2121"));
         let (code, text) = code_of(SiteError::NotOffered { server: "SV2".into(), service: "ADD".into(), main });
@@ -144,9 +155,13 @@ mod tests {
         assert!(text.contains("SV0 at 127.0.0.1:2121"), "{text}");
         assert_eq!(code_of(SiteError::UnknownService("FOO".into())).0, 504);
         assert_eq!(code_of(SiteError::NoWorker("ADD".into())).0, 451);
-        let refused = WorkerReply { code: 502, text: "secret\r\ndetail".into() };
-        let (code, text) =
-            code_of(SiteError::WorkerRefused { service: "ADD".into(), worker: "SV1".into(), reply: refused });
+        let refused = SiteError::WorkerRefused {
+            service: "ADD".into(),
+            worker: "SV1".into(),
+            code: 502,
+            text: "secret\r\ndetail".into(),
+        };
+        let (code, text) = code_of(refused);
         assert_eq!(code, 451);
         assert!(!text.contains("secret"), "details stay in the log: {text}");
     }

@@ -2,12 +2,12 @@
 //! and print what the user needs on stdout.
 
 use anyhow::Context;
-use ftpcalc::remote_worker::{Worker, WorkerConfig};
-use ftpcalc::secret::ClusterSecret;
+use ftpcalc::ClusterSecret;
 use ftpcalc::{Cluster, ClusterConfig};
+use ftpcalc::{Worker, WorkerConfig};
 
-use crate::args::{seconds, BenchArgs, BenchMode, ServerArgs, WorkerArgs};
-use crate::{say, shutdown_signal};
+use crate::cli::args::{seconds, BenchArgs, BenchMode, ServerArgs, WorkerArgs};
+use crate::cli::{say, shutdown_signal};
 
 pub async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     let mut config = ClusterConfig::new(args.name, args.folder).listen(args.listen);

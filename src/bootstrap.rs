@@ -1,0 +1,209 @@
+//! Bootstrapping: [`Cluster`] checks a [`ClusterConfig`], binds every listener, fills the
+//! registry and starts the main server and its workers in the right order;
+//! [`RunningCluster`] ([`running`]) reports their addresses and shuts them down; [`worker`]
+//! starts a standalone worker that joins a main server over the network.
+
+pub mod running;
+pub mod worker;
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+use crate::cluster::join::KnownMain;
+use crate::cluster::registry::{Registry, RegistryError, Role, ServerEntry};
+use crate::cluster::router::Router;
+use crate::cluster::worker_client::{WorkerClient, DEFAULT_MAX_PER_WORKER};
+use crate::config::{ClusterConfig, ServerOptions};
+use crate::ftp_backend::downloads::Downloads;
+use crate::ftp_backend::SharedFolder;
+use crate::protocol::RESERVED;
+use crate::server::{ServerContext, ServerSettings};
+use crate::services::{is_valid_name, Service, ServiceSet};
+use crate::site_cmds::{ClusterView, SiteContext};
+pub use running::RunningCluster;
+use running::RunningServer;
+
+/// Why a cluster could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// The FTP folder cannot be created or opened.
+    #[error("cannot use FTP folder {path:?}: {source}")]
+    Folder {
+        /// The folder.
+        path: PathBuf,
+        /// What failed.
+        source: io::Error,
+    },
+    /// A listener cannot bind its address.
+    #[error("{name} cannot listen on {address}: {source}")]
+    Bind {
+        /// The server's name.
+        name: String,
+        /// The address.
+        address: SocketAddr,
+        /// What failed.
+        source: io::Error,
+    },
+    /// The configuration contradicts itself.
+    #[error("invalid cluster configuration: {0}")]
+    Invalid(String),
+    /// The registry refused a server.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+}
+
+/// A cluster to start: its configuration and the catalogue of services its servers can offer.
+#[derive(Clone, Debug)]
+pub struct Cluster {
+    config: ClusterConfig,
+    catalog: ServiceSet,
+    downloads: Arc<Downloads>,
+}
+
+impl Cluster {
+    /// A cluster with the arithmetic services in its catalogue.
+    pub fn new(config: ClusterConfig) -> Self {
+        Cluster { config, catalog: ServiceSet::arithmetic(), downloads: Arc::default() }
+    }
+
+    /// Uses `downloads` for the download counters (by default they log to standard output).
+    pub fn downloads(mut self, downloads: Arc<Downloads>) -> Self {
+        self.downloads = downloads;
+        self
+    }
+
+    /// Adds an embedder's service to the catalogue; offer it by naming it in a worker's
+    /// services (or in the main server's `main_services`).
+    pub fn service(mut self, service: impl Service) -> Self {
+        self.catalog = self.catalog.with(service);
+        self
+    }
+
+    fn check(&self) -> Result<(), ClusterError> {
+        let invalid = |message: String| Err(ClusterError::Invalid(message));
+        for name in self.catalog.names() {
+            if !is_valid_name(&name) || RESERVED.contains(&name.as_str()) {
+                return invalid(format!("{name:?} cannot be a service name"));
+            }
+        }
+        let mut names = vec![&self.config.main_name];
+        names.extend(self.config.workers.iter().map(|worker| &worker.name));
+        for (position, name) in names.iter().enumerate() {
+            if !is_valid_name(name) {
+                return invalid(format!("{name:?} cannot be a server name"));
+            }
+            if names[..position].contains(name) {
+                return invalid(format!("two servers are called {name}"));
+            }
+        }
+        let offered = self.config.workers.iter().map(|worker| (&worker.name, &worker.services));
+        for (server, services) in offered.chain([(&self.config.main_name, &self.config.main_services)]) {
+            if let Some(unknown) = services.iter().find(|service| self.catalog.get(service).is_none()) {
+                return invalid(format!("{server} offers {unknown}, which is not a known service"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts the workers and the main server; returns once all of them accept connections.
+    pub async fn start(self) -> Result<RunningCluster, ClusterError> {
+        self.check()?;
+        let config = &self.config;
+        let settings = settings(&config.root, self.downloads.clone(), &config.options).await?;
+        let main_listener = bind(&config.main_name, config.listen).await?;
+        let main_entry = entry(&config.main_name, &main_listener, Role::Main, &config.main_services)?;
+        let registry = Registry::new();
+        registry.register(main_entry.clone())?;
+        let mut workers = Vec::new();
+        for (position, spec) in config.workers.iter().enumerate() {
+            let listener = bind(&spec.name, config.worker_address(position)).await?;
+            let worker_entry = entry(&spec.name, &listener, Role::Worker, &spec.services)?;
+            registry.register(worker_entry.clone())?;
+            workers.push((worker_entry, listener));
+        }
+
+        let mut started = Vec::new();
+        for (identity, listener) in workers {
+            let known = KnownMain::default();
+            known.set(main_entry.clone());
+            let site = SiteContext::new(identity, self.catalog.clone(), ClusterView::Worker { main: known });
+            started.push(RunningServer::spawn(listener, ServerContext::new(site, settings.clone())));
+        }
+        let workers = WorkerClient::new(config.main_name.clone(), "ftpcalc", DEFAULT_MAX_PER_WORKER);
+        let router = Router::new(registry.clone(), workers, config.worker_timeout);
+        let view = ClusterView::Main {
+            registry: registry.clone(),
+            router: router.clone(),
+            secret: config.secret.clone(),
+            worker_ttl: config.worker_ttl,
+        };
+        let site = SiteContext::new(main_entry, self.catalog.clone(), view);
+        started.insert(0, RunningServer::spawn(main_listener, ServerContext::new(site, settings)));
+        Ok(RunningCluster::new(registry, router, started))
+    }
+}
+
+/// Opens (creating it if needed) the FTP folder at `root` and builds the settings every server
+/// started with `options` shares.
+pub(crate) async fn settings(
+    root: &Path,
+    downloads: Arc<Downloads>,
+    options: &ServerOptions,
+) -> Result<ServerSettings, ClusterError> {
+    let folder = prepare_folder(root, downloads, options.no_clobber).await?;
+    Ok(ServerSettings {
+        folder: Arc::new(folder),
+        passive_ports: options.passive_ports.clone(),
+        grace_period: options.grace_period,
+        idle_timeout: options.idle_timeout,
+        close_on_stop: options.close_on_stop,
+    })
+}
+
+async fn prepare_folder(
+    root: &Path,
+    downloads: Arc<Downloads>,
+    no_clobber: bool,
+) -> Result<SharedFolder, ClusterError> {
+    let folder_error = |source| ClusterError::Folder { path: root.to_path_buf(), source };
+    let path = root.to_path_buf();
+    let opened = tokio::task::spawn_blocking(move || {
+        std::fs::create_dir_all(&path)?;
+        let root = path.canonicalize()?;
+        SharedFolder::open(&root, downloads, no_clobber)
+    })
+    .await
+    .map_err(|error| folder_error(io::Error::other(error)))?;
+    let folder = opened.map_err(folder_error)?;
+    match folder.remove_stale_uploads().await {
+        Ok(0) => {}
+        Ok(removed) => tracing::info!(removed, "removed temporary files of interrupted uploads"),
+        Err(error) => tracing::warn!(%error, "cannot look for temporary upload files"),
+    }
+    Ok(folder)
+}
+
+pub(crate) async fn bind(name: &str, address: SocketAddr) -> Result<TcpListener, ClusterError> {
+    TcpListener::bind(address).await.map_err(|source| ClusterError::Bind { name: name.to_string(), address, source })
+}
+
+pub(crate) fn entry(
+    name: &str,
+    listener: &TcpListener,
+    role: Role,
+    services: &[String],
+) -> Result<ServerEntry, ClusterError> {
+    let address = listener.local_addr().map_err(|source| ClusterError::Bind {
+        name: name.to_string(),
+        address: SocketAddr::from(([0, 0, 0, 0], 0)),
+        source,
+    })?;
+    let mut services: Vec<String> = services.iter().map(|service| service.to_ascii_uppercase()).collect();
+    services.sort();
+    services.dedup();
+    Ok(ServerEntry { name: name.to_string(), address, role, services })
+}

@@ -1,0 +1,182 @@
+//! A lean FTP control connection for the cluster's own hops (main server → worker, worker →
+//! main server) and the bench: connect, read the greeting, log in, send a line, read one reply.
+//!
+//! It is ours rather than suppaftp's because the hop is on the hot path of every routed request
+//! (one buffered socket, no locks, no per-command allocation beyond the reply), because it must
+//! bound what a misbehaving peer can make it buffer, and because a pooled connection can be
+//! checked for health before reuse without sending anything. Replies are parsed by
+//! [`crate::protocol`], like everywhere else.
+
+use std::io;
+use std::net::SocketAddr;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+use crate::protocol::{final_code, strip_code};
+
+/// Longest reply line accepted from a peer (a `SITE MUL` answer of 64,000 digits fits).
+pub const MAX_LINE_BYTES: u64 = 256 * 1024;
+/// Most lines in one reply.
+pub const MAX_REPLY_LINES: usize = 4096;
+
+/// Why an exchange on a control connection failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// The socket failed.
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    /// The peer closed the connection.
+    #[error("the connection was closed")]
+    Closed,
+    /// The peer sent something that is not an FTP reply, or one over the bounds.
+    #[error("malformed reply: {0}")]
+    Malformed(String),
+    /// The peer answered with a code other than the one expected.
+    #[error("unexpected reply {}: {}", .0.code, .0.text())]
+    Unexpected(Reply),
+}
+
+/// One reply: its code and its text lines without codes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reply {
+    /// The reply code, e.g. 200.
+    pub code: u32,
+    /// The text of each line, codes removed.
+    pub lines: Vec<String>,
+}
+
+impl Reply {
+    /// The text on one line (lines joined by spaces, empty ones dropped).
+    pub fn text(&self) -> String {
+        let lines: Vec<&str> = self.lines.iter().map(String::as_str).filter(|line| !line.is_empty()).collect();
+        lines.join(" ")
+    }
+}
+
+/// An open control connection.
+#[derive(Debug)]
+pub struct Control {
+    stream: BufReader<TcpStream>,
+    peer: SocketAddr,
+    greeting: Reply,
+}
+
+impl Control {
+    /// Connects to `address` and reads the `220` greeting.
+    pub async fn connect(address: SocketAddr) -> Result<Control, ControlError> {
+        let socket = TcpStream::connect(address).await?;
+        // Requests are single short lines: send them at once rather than wait for Nagle.
+        socket.set_nodelay(true)?;
+        let mut control = Control { stream: BufReader::new(socket), peer: address, greeting: empty_reply() };
+        let greeting = control.reply().await?;
+        if greeting.code != 220 {
+            return Err(ControlError::Unexpected(greeting));
+        }
+        control.greeting = greeting;
+        Ok(control)
+    }
+
+    /// The server's greeting.
+    pub fn greeting(&self) -> &Reply {
+        &self.greeting
+    }
+
+    /// The address this connection goes to.
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// `USER` and, when asked for, `PASS`; anything but `230` in the end is an error.
+    pub async fn login(&mut self, user: &str, password: &str) -> Result<(), ControlError> {
+        let mut reply = self.command(&format!("USER {user}")).await?;
+        if reply.code == 331 {
+            reply = self.command(&format!("PASS {password}")).await?;
+        }
+        match reply.code {
+            230 => Ok(()),
+            _ => Err(ControlError::Unexpected(reply)),
+        }
+    }
+
+    /// Sends one command line (CR and LF in it are refused) and reads its reply.
+    pub async fn command(&mut self, line: &str) -> Result<Reply, ControlError> {
+        self.send(line).await?;
+        self.reply().await
+    }
+
+    /// Sends one command line; CR or LF inside it would smuggle a second command, so they are
+    /// refused.
+    pub async fn send(&mut self, line: &str) -> Result<(), ControlError> {
+        if line.contains(['\r', '\n']) {
+            return Err(ControlError::Io(io::Error::new(io::ErrorKind::InvalidInput, "a line break in a command")));
+        }
+        let mut bytes = Vec::with_capacity(line.len() + 2);
+        bytes.extend_from_slice(line.as_bytes());
+        bytes.extend_from_slice(b"\r\n");
+        self.stream.get_mut().write_all(&bytes).await?;
+        Ok(())
+    }
+
+    /// Reads one reply, single- or multi-line (RFC 959 §4.2: `ddd-` opens it, `ddd ` with the
+    /// same code ends it), within [`MAX_LINE_BYTES`] per line and [`MAX_REPLY_LINES`] lines.
+    pub async fn reply(&mut self) -> Result<Reply, ControlError> {
+        let first = self.line().await?;
+        let code = match first.as_bytes().get(..3) {
+            Some(digits) if digits.iter().all(u8::is_ascii_digit) => first[..3].to_string(),
+            _ => return Err(ControlError::Malformed(first.chars().take(80).collect())),
+        };
+        let mut lines = vec![strip_code(&first).to_string()];
+        if first.as_bytes().get(3) != Some(&b'-') {
+            return Ok(Reply { code: code.parse().unwrap_or(0), lines });
+        }
+        loop {
+            if lines.len() >= MAX_REPLY_LINES {
+                return Err(ControlError::Malformed(format!("a reply over {MAX_REPLY_LINES} lines")));
+            }
+            let line = self.line().await?;
+            let last = line.starts_with(&code) && final_code(&line).is_some();
+            lines.push(strip_code(&line).to_string());
+            if last {
+                return Ok(Reply { code: code.parse().unwrap_or(0), lines });
+            }
+        }
+    }
+
+    /// One line of the peer's, without its line end.
+    async fn line(&mut self) -> Result<String, ControlError> {
+        let mut line = Vec::new();
+        let read = (&mut self.stream).take(MAX_LINE_BYTES).read_until(b'\n', &mut line).await?;
+        if read == 0 {
+            return Err(ControlError::Closed);
+        }
+        if line.last() != Some(&b'\n') {
+            return Err(ControlError::Malformed(format!("a reply line over {MAX_LINE_BYTES} bytes")));
+        }
+        Ok(String::from_utf8_lossy(&line).trim_end_matches(['\r', '\n']).to_string())
+    }
+
+    /// True when the connection can carry another request: nothing unread is waiting and the
+    /// peer has not closed it (checked without blocking and without sending anything).
+    pub fn is_reusable(&self) -> bool {
+        if !self.stream.buffer().is_empty() {
+            return false;
+        }
+        let mut probe = [0u8; 1];
+        matches!(self.stream.get_ref().try_read(&mut probe), Err(error) if error.kind() == io::ErrorKind::WouldBlock)
+    }
+
+    /// Sends `QUIT` and reads the goodbye, ignoring failures.
+    pub async fn quit(mut self) {
+        let _ = self.command("QUIT").await;
+    }
+
+    /// The socket, for the bench's data connections.
+    pub fn socket(&self) -> &TcpStream {
+        self.stream.get_ref()
+    }
+}
+
+fn empty_reply() -> Reply {
+    Reply { code: 0, lines: Vec::new() }
+}

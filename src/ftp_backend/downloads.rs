@@ -1,0 +1,221 @@
+//! Download counters: every completed RETR, counted per file since the server started, exactly,
+//! under any concurrency; each one is also logged as `/<path>|<client ip>|<client port>|<count>`.
+//!
+//! One [`Downloads`] is shared by every server of a cluster started in one process, so counts
+//! are per cluster process, whichever server delivered the file.
+//!
+//! Bounded: at most [`MAX_TRACKED_FILES`] paths are counted; when a new path arrives with the
+//! table full, the path with the fewest downloads is forgotten (its count starts again from 0
+//! if it comes back). In the log line the path is percent-encoded where it could mislead a
+//! reader of the console: `%`, `|` and control characters (so a file named `x|10.9.9.9|1|999`
+//! cannot print a line that claims another client).
+
+use std::collections::BTreeMap;
+use std::fmt::{self, Write as _};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Component, Path};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+
+/// Most files counted at once.
+pub const MAX_TRACKED_FILES: usize = 100_000;
+/// Most files `SITE STATS` lists in one reply.
+pub const MAX_LISTED: usize = 1000;
+/// Console lines waiting for a slow stdout before new ones are dropped (and counted).
+pub const CONSOLE_QUEUE: usize = 8192;
+
+type LogLine = Box<dyn Fn(&str) + Send + Sync>;
+
+/// The download counters and where their log lines go.
+pub struct Downloads {
+    counts: Mutex<BTreeMap<String, u64>>,
+    log: LogLine,
+}
+
+impl fmt::Debug for Downloads {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let files = self.counts.lock().map(|counts| counts.len()).unwrap_or(0);
+        formatter.debug_struct("Downloads").field("files", &files).finish()
+    }
+}
+
+impl Default for Downloads {
+    /// Counters that print their log lines on standard output, the server console, through
+    /// [`console`].
+    fn default() -> Self {
+        Downloads::new(console())
+    }
+}
+
+impl Downloads {
+    /// Counters that hand each log line to `log`.
+    pub fn new(log: impl Fn(&str) + Send + Sync + 'static) -> Self {
+        Downloads { counts: Mutex::default(), log: Box::new(log) }
+    }
+
+    /// Counts one completed download of `path` by the client whose control connection comes
+    /// from `peer`, logs it, and returns the file's count including this download.
+    pub fn record(&self, path: &Path, peer: SocketAddr) -> u64 {
+        let path = normalize(path);
+        let count = {
+            let mut counts = self.counts.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            if counts.len() >= MAX_TRACKED_FILES && !counts.contains_key(&path) {
+                evict_least_downloaded(&mut counts);
+            }
+            let count = counts.entry(path.clone()).or_insert(0);
+            *count += 1;
+            *count
+        };
+        (self.log)(&format!("{}|{}|{}|{count}", escape(&path), peer.ip(), peer.port()));
+        count
+    }
+
+    /// How often `path` was downloaded.
+    pub fn count(&self, path: &Path) -> u64 {
+        let counts = self.counts.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        counts.get(&normalize(path)).copied().unwrap_or(0)
+    }
+
+    /// Every downloaded file with its count, sorted by path.
+    pub fn all(&self) -> Vec<(String, u64)> {
+        self.first(usize::MAX).0
+    }
+
+    /// The first `limit` downloaded files by path with their counts, and how many files there
+    /// are in all.
+    pub fn first(&self, limit: usize) -> (Vec<(String, u64)>, usize) {
+        let counts = self.counts.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        (counts.iter().take(limit).map(|(path, count)| (path.clone(), *count)).collect(), counts.len())
+    }
+}
+
+fn evict_least_downloaded(counts: &mut BTreeMap<String, u64>) {
+    if let Some(path) = counts.iter().min_by_key(|(_, count)| **count).map(|(path, _)| path.clone()) {
+        counts.remove(&path);
+    }
+}
+
+/// `path` with `%`, `|` and control characters percent-encoded (UTF-8 bytes), for the log line.
+pub fn escape(path: &str) -> String {
+    let mut escaped = String::with_capacity(path.len());
+    for character in path.chars() {
+        if character == '%' || character == '|' || character.is_control() {
+            let mut bytes = [0u8; 4];
+            for byte in character.encode_utf8(&mut bytes).bytes() {
+                let _ = write!(escaped, "%{byte:02X}");
+            }
+        } else {
+            escaped.push(character);
+        }
+    }
+    escaped
+}
+
+/// A log sink that prints lines on standard output from a thread of its own, through a queue
+/// of [`CONSOLE_QUEUE`] lines: a slow reader of stdout (a pipe nobody drains) never blocks a
+/// transfer. Lines that find the queue full are dropped and counted; the count is printed (on
+/// stderr) once the queue drains. A closed stdout is ignored.
+pub fn console() -> impl Fn(&str) + Send + Sync + 'static {
+    let (sender, lines) = sync_channel::<String>(CONSOLE_QUEUE);
+    let dropped = Arc::new(AtomicU64::new(0));
+    let dropped_seen = dropped.clone();
+    let spawned = std::thread::Builder::new().name("ftpcalc-console".into()).spawn(move || {
+        for line in lines {
+            let mut stdout = std::io::stdout().lock();
+            let _ = writeln!(stdout, "{line}");
+            let _ = stdout.flush();
+            let lost = dropped_seen.swap(0, Ordering::Relaxed);
+            if lost > 0 {
+                tracing::warn!(lost, "console lines dropped: standard output was not read fast enough");
+            }
+        }
+    });
+    let sender: Option<SyncSender<String>> = spawned.ok().map(|_| sender);
+    move |line: &str| match &sender {
+        Some(sender) => {
+            if let Err(TrySendError::Full(_)) = sender.try_send(line.to_string()) {
+                dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        None => {
+            let _ = writeln!(std::io::stdout().lock(), "{line}");
+        }
+    }
+}
+
+/// `path` as an absolute FTP path (`/a/b.txt`): `.` dropped, `..` applied, never above `/`.
+pub fn normalize(path: &Path) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for component in path.components() {
+        match component {
+            Component::Normal(part) => parts.push(part.to_string_lossy().into_owned()),
+            Component::ParentDir => {
+                parts.pop();
+            }
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_normalised() {
+        assert_eq!(normalize(Path::new("/a/./b/../c.txt")), "/a/c.txt");
+        assert_eq!(normalize(Path::new("c.txt")), "/c.txt");
+        assert_eq!(normalize(Path::new("/../../etc")), "/etc");
+        assert_eq!(normalize(Path::new("/")), "/");
+    }
+
+    fn collecting() -> (Downloads, Arc<Mutex<Vec<String>>>) {
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        (Downloads::new(move |line| sink.lock().expect("lock").push(line.to_string())), lines)
+    }
+
+    #[test]
+    fn records_count_and_log() {
+        let (downloads, lines) = collecting();
+        let peer: SocketAddr = "127.0.0.1:40001".parse().expect("literal");
+        assert_eq!(downloads.record(Path::new("/x/a.txt"), peer), 1);
+        assert_eq!(downloads.record(Path::new("x/./a.txt"), peer), 2);
+        assert_eq!(downloads.count(Path::new("/x/a.txt")), 2);
+        assert_eq!(downloads.count(Path::new("/nothing")), 0);
+        assert_eq!(downloads.all(), vec![("/x/a.txt".to_string(), 2)]);
+        assert_eq!(*lines.lock().expect("lock"), ["/x/a.txt|127.0.0.1|40001|1", "/x/a.txt|127.0.0.1|40001|2"]);
+    }
+
+    #[test]
+    fn a_file_name_cannot_forge_a_log_line() {
+        // Issue 9: a file named `x|10.9.9.9|1|999` printed a line that claimed another client.
+        let (downloads, lines) = collecting();
+        let peer: SocketAddr = "127.0.0.1:40001".parse().expect("literal");
+        downloads.record(Path::new("/x|10.9.9.9|1|999"), peer);
+        downloads.record(Path::new("/100%\nfake|1.2.3.4|5|6\u{85}"), peer);
+        let lines = lines.lock().expect("lock");
+        assert_eq!(lines[0], "/x%7C10.9.9.9%7C1%7C999|127.0.0.1|40001|1");
+        assert_eq!(lines[1], "/100%25%0Afake%7C1.2.3.4%7C5%7C6%C2%85|127.0.0.1|40001|1");
+        assert!(lines.iter().all(|line| line.split('|').count() == 4));
+        assert_eq!(escape("plain/ü.txt"), "plain/ü.txt");
+    }
+
+    #[test]
+    fn the_table_is_bounded_and_keeps_the_popular_files() {
+        let (downloads, _lines) = collecting();
+        let peer: SocketAddr = "127.0.0.1:1".parse().expect("literal");
+        downloads.record(Path::new("/popular"), peer);
+        downloads.record(Path::new("/popular"), peer);
+        for index in 0..MAX_TRACKED_FILES + 10 {
+            downloads.record(Path::new(&format!("/f{index}")), peer);
+        }
+        let (listed, total) = downloads.first(3);
+        assert_eq!(total, MAX_TRACKED_FILES);
+        assert_eq!(listed.len(), 3);
+        assert_eq!(downloads.count(Path::new("/popular")), 2, "the most downloaded file stays counted");
+    }
+}

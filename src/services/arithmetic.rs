@@ -1,0 +1,188 @@
+//! The shipped arithmetic services, `ADD`, `SUB`, `MUL` and `INC`, on integers of any size
+//! (`num_bigint::BigInt`), with bounds that keep every request cheap.
+
+use async_trait::async_trait;
+use num_bigint::BigInt;
+
+use super::{excerpt, Service, ServiceError, ADD, INC, MAX_ARGUMENT_BYTES, MUL, SUB};
+
+/// Most decimal digits one operand may have (a sign does not count).
+///
+/// The bound keeps every arithmetic request cheap: 64 operands of 1,000 digits multiply in well
+/// under a millisecond, and a reply stays far below any client's line limit.
+pub const MAX_OPERAND_DIGITS: usize = 1000;
+/// Most operands one arithmetic request may have.
+pub const MAX_OPERANDS: usize = 64;
+
+/// The arithmetic operation of an [`Arithmetic`] service.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Operation {
+    /// Sum of two or more integers.
+    Add,
+    /// The first integer minus all the others.
+    Sub,
+    /// Product of two or more integers.
+    Mul,
+    /// One integer plus one.
+    Inc,
+}
+
+/// One of the shipped arithmetic services, on integers of any size.
+#[derive(Clone, Copy, Debug)]
+pub struct Arithmetic {
+    operation: Operation,
+}
+
+impl Arithmetic {
+    /// The service for `operation`.
+    pub fn new(operation: Operation) -> Self {
+        Arithmetic { operation }
+    }
+
+    fn operand_bounds(&self) -> (usize, usize) {
+        match self.operation {
+            Operation::Inc => (1, 1),
+            _ => (2, MAX_OPERANDS),
+        }
+    }
+
+    /// Parses and checks the operands of a request.
+    pub fn operands(&self, arguments: &str) -> Result<Vec<BigInt>, ServiceError> {
+        if arguments.len() > MAX_ARGUMENT_BYTES {
+            return Err(ServiceError::usage(self, format!("arguments longer than {MAX_ARGUMENT_BYTES} bytes")));
+        }
+        let words: Vec<&str> = arguments.split_whitespace().collect();
+        let (min, max) = self.operand_bounds();
+        if words.len() < min || words.len() > max {
+            let wanted = if min == max { format!("exactly {min}") } else { format!("{min} to {max}") };
+            return Err(ServiceError::usage(
+                self,
+                format!("{} takes {wanted} operands, got {}", self.name(), words.len()),
+            ));
+        }
+        words.iter().enumerate().map(|(index, word)| self.operand(index + 1, word)).collect()
+    }
+
+    fn operand(&self, position: usize, word: &str) -> Result<BigInt, ServiceError> {
+        let digits = word.strip_prefix(['+', '-']).unwrap_or(word);
+        if digits.is_empty() || !digits.bytes().all(|byte| byte.is_ascii_digit()) {
+            return Err(ServiceError::usage(self, format!("operand {position} ({}) is not an integer", excerpt(word))));
+        }
+        if digits.len() > MAX_OPERAND_DIGITS {
+            return Err(ServiceError::usage(
+                self,
+                format!("operand {position} has {} digits, the limit is {MAX_OPERAND_DIGITS}", digits.len()),
+            ));
+        }
+        word.parse::<BigInt>()
+            .map_err(|_| ServiceError::usage(self, format!("operand {position} ({}) is not an integer", excerpt(word))))
+    }
+
+    /// Computes the answer for checked operands.
+    pub fn compute(&self, operands: &[BigInt]) -> BigInt {
+        let mut rest = operands.iter();
+        let first = rest.next().cloned().unwrap_or_default();
+        match self.operation {
+            Operation::Add => rest.fold(first, |sum, operand| sum + operand),
+            Operation::Sub => rest.fold(first, |difference, operand| difference - operand),
+            Operation::Mul => rest.fold(first, |product, operand| product * operand),
+            Operation::Inc => first + 1,
+        }
+    }
+}
+
+#[async_trait]
+impl Service for Arithmetic {
+    fn name(&self) -> &str {
+        match self.operation {
+            Operation::Add => ADD,
+            Operation::Sub => SUB,
+            Operation::Mul => MUL,
+            Operation::Inc => INC,
+        }
+    }
+
+    fn usage(&self) -> &str {
+        match self.operation {
+            Operation::Add => "ADD A B [C ...]: sum of integers",
+            Operation::Sub => "SUB A B [C ...]: A minus the others",
+            Operation::Mul => "MUL A B [C ...]: product of integers",
+            Operation::Inc => "INC A: A plus one",
+        }
+    }
+
+    fn parse(&self, arguments: &str) -> Result<Vec<String>, ServiceError> {
+        Ok(self.operands(arguments)?.iter().map(BigInt::to_string).collect())
+    }
+
+    async fn call(&self, words: &[String]) -> Result<String, ServiceError> {
+        let operands = self.operands(&words.join(" "))?;
+        Ok(self.compute(&operands).to_string())
+    }
+
+    /// Arithmetic changes nothing: computing twice gives the same answer.
+    fn idempotent(&self) -> bool {
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[track_caller]
+    fn check(operation: Operation, arguments: &str, expected: Result<&str, &str>) {
+        let service = Arithmetic::new(operation);
+        let answer = service.operands(arguments).map(|operands| service.compute(&operands).to_string());
+        match (answer, expected) {
+            (Ok(got), Ok(want)) => assert_eq!(got, want),
+            (Err(ServiceError::Usage { message, .. }), Err(want)) => {
+                assert!(message.contains(want), "{message:?} lacks {want:?}")
+            }
+            (got, want) => panic!("{arguments:?}: got {got:?}, want {want:?}"),
+        }
+    }
+
+    #[test]
+    fn arithmetic_answers() {
+        check(Operation::Add, "2 3", Ok("5"));
+        check(Operation::Add, "  2\t3  4 ", Ok("9"));
+        check(Operation::Add, "-7 +2", Ok("-5"));
+        check(Operation::Sub, "10 3 2", Ok("5"));
+        check(
+            Operation::Mul,
+            "99999999999999999999 99999999999999999999",
+            Ok("9999999999999999999800000000000000000001"),
+        );
+        check(Operation::Inc, "18446744073709551615", Ok("18446744073709551616"));
+        check(Operation::Inc, "-1", Ok("0"));
+    }
+
+    #[test]
+    fn arithmetic_refuses_bad_operands() {
+        check(Operation::Add, "", Err("takes 2 to 64 operands, got 0"));
+        check(Operation::Add, "2", Err("got 1"));
+        check(Operation::Inc, "1 2", Err("exactly 1"));
+        check(Operation::Add, "2 x", Err("operand 2 (x) is not an integer"));
+        check(Operation::Add, "2 -", Err("operand 2 (-) is not an integer"));
+        check(Operation::Add, "2 1.5", Err("not an integer"));
+        check(Operation::Add, "2 ３", Err("not an integer"));
+        check(Operation::Add, &format!("1 {}", "9".repeat(MAX_OPERAND_DIGITS + 1)), Err("has 1001 digits"));
+        check(Operation::Add, &vec!["1"; MAX_OPERANDS + 1].join(" "), Err("got 65"));
+        check(Operation::Add, &"1 ".repeat(MAX_ARGUMENT_BYTES), Err("longer than"));
+    }
+
+    #[test]
+    fn largest_operands_are_accepted() {
+        let big = "9".repeat(MAX_OPERAND_DIGITS);
+        let service = Arithmetic::new(Operation::Mul);
+        let words = service.parse(&vec![big.as_str(); MAX_OPERANDS].join(" ")).expect("within bounds");
+        assert_eq!(words.len(), MAX_OPERANDS);
+    }
+
+    #[test]
+    fn parse_returns_canonical_words() {
+        let service = Arithmetic::new(Operation::Add);
+        assert_eq!(service.parse("+007 -0").expect("valid"), vec!["7", "0"]);
+    }
+}
