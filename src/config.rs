@@ -56,6 +56,17 @@ impl WorkerSpec {
     }
 }
 
+impl std::fmt::Display for WorkerSpec {
+    /// `NAME=SERVICE[+SERVICE...][@HOST:PORT]`, the form [`WorkerSpec::from_str`] parses.
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(formatter, "{}={}", self.name, self.services.join("+"))?;
+        match self.listen {
+            Some(address) => write!(formatter, "@{address}"),
+            None => Ok(()),
+        }
+    }
+}
+
 impl FromStr for WorkerSpec {
     type Err = WorkerSpecError;
 
@@ -185,6 +196,7 @@ pub fn default_workers() -> Vec<WorkerSpec> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn worker_specs_parse() {
@@ -206,5 +218,19 @@ mod tests {
         assert_eq!(config.worker_address(3).port(), 2125);
         let ephemeral = config.listen("127.0.0.1:0".parse().expect("literal"));
         assert_eq!(ephemeral.worker_address(2).port(), 0);
+    }
+
+    proptest! {
+        #[test]
+        fn any_worker_spec_parses_or_is_refused_without_panic(spec in "\\PC{0,80}") {
+            let _ = spec.parse::<WorkerSpec>();
+        }
+
+        #[test]
+        fn worker_specs_round_trip(name in "[A-Za-z0-9_-]{1,32}", services in proptest::collection::vec("[A-Z0-9_-]{1,32}", 1..6), port in proptest::option::of(1u16..)) {
+            let listen = port.map(|port| SocketAddr::from(([127, 0, 0, 1], port)));
+            let spec = WorkerSpec { name, services, listen };
+            prop_assert_eq!(spec.to_string().parse::<WorkerSpec>().expect("valid"), spec);
+        }
     }
 }

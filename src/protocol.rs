@@ -141,6 +141,7 @@ pub fn parse_lookup(text: &str) -> (&str, Vec<(&str, &str)>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn reply_text_strips_codes_and_joins_lines() {
@@ -172,5 +173,22 @@ mod tests {
         assert_eq!(field("name=SV0 role=main pid=7", "role"), Some("main"));
         assert_eq!(field("name=SV0", "nam"), None);
         assert_eq!(service_line("ADD", &["7".into(), "1".into()]), "ADD 7 1");
+    }
+
+    proptest! {
+        #[test]
+        fn reply_parsing_never_panics(body in "\\PC{0,200}|([0-9]{3}[ -][^\\r\\n]{0,20}\\r\\n){0,5}") {
+            let _ = reply_text(&body);
+            for line in body.lines() {
+                let _ = (final_code(line), strip_code(line));
+            }
+            let _ = (parse_lookup(&body), split_answer(&body), field(&body, "name"));
+        }
+
+        #[test]
+        fn answers_round_trip(answer in "[^()]{0,40}", server in "[A-Za-z0-9_-]{1,32}") {
+            let text = computed_by(&answer, &server);
+            prop_assert_eq!(split_answer(&text), (answer.as_str(), Some(server.as_str())));
+        }
     }
 }

@@ -182,6 +182,7 @@ impl ServiceSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn names_are_checked() {
@@ -214,5 +215,23 @@ mod tests {
         assert!(!Plain.idempotent());
         assert!(plain_words(&Plain, "a\u{7}b").is_err());
         assert_eq!(plain_words(&Plain, " a  b ").expect("words"), ["a", "b"]);
+    }
+
+    proptest! {
+        #[test]
+        fn plain_words_are_printable_and_never_panic(arguments in "\\PC{0,300}|[\\x00-\\x7f]{0,100}") {
+            struct Words;
+            #[async_trait]
+            impl Service for Words {
+                fn name(&self) -> &str { "WORDS" }
+                fn usage(&self) -> &str { "WORDS" }
+                fn parse(&self, arguments: &str) -> Result<Vec<String>, ServiceError> { plain_words(self, arguments) }
+                async fn call(&self, words: &[String]) -> Result<String, ServiceError> { Ok(words.join(" ")) }
+            }
+            if let Ok(words) = plain_words(&Words, &arguments) {
+                prop_assert!(words.iter().all(|word| !word.is_empty() && !word.chars().any(|c| c.is_control() || c.is_whitespace())));
+                prop_assert_eq!(plain_words(&Words, &words.join(" ")).expect("again"), words);
+            }
+        }
     }
 }

@@ -198,3 +198,113 @@ impl std::fmt::Debug for Site {
         formatter.debug_struct("Site").field("server", &self.server.identity.name).finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The handlers without sockets: a context, a session's storage back-end, and `answer`.
+
+    use super::*;
+    use crate::cluster::registry::Role;
+    use crate::cluster::worker_client::WorkerClient;
+    use crate::ftp_backend::downloads::Downloads;
+    use crate::ftp_backend::SharedFolder;
+
+    fn entry(name: &str, port: u16, role: Role, services: &[&str]) -> ServerEntry {
+        let services = services.iter().map(|service| service.to_string()).collect();
+        ServerEntry { name: name.into(), address: ([127, 0, 0, 1], port).into(), role, services }
+    }
+
+    fn storage(folder: &tempfile::TempDir) -> FtpBackend {
+        let shared = SharedFolder::open(folder.path(), Arc::new(Downloads::new(|_| {})), false).expect("folder");
+        FtpBackend::open(Arc::new(shared), ([127, 0, 0, 1], 40000).into())
+    }
+
+    fn worker() -> Arc<SiteContext> {
+        let main = KnownMain::default();
+        main.set(entry("SV0", 2121, Role::Main, &[]));
+        let view = ClusterView::Worker { main };
+        Arc::new(SiteContext::new(entry("SV1", 2122, Role::Worker, &["ADD"]), ServiceSet::arithmetic(), view))
+    }
+
+    fn main_server(registry: &Registry) -> Arc<SiteContext> {
+        let router = Router::new(registry.clone(), WorkerClient::new("SV0", "x", 1), Duration::from_secs(1));
+        let view =
+            ClusterView::Main { registry: registry.clone(), router, secret: None, worker_ttl: Duration::from_secs(1) };
+        Arc::new(SiteContext::new(entry("SV0", 2121, Role::Main, &[]), ServiceSet::arithmetic(), view))
+    }
+
+    fn verb(server: &Arc<SiteContext>, name: &str) -> Site {
+        let (_, verb) = verbs(server).into_iter().find(|(verb, _)| verb == name).expect("a verb");
+        Site::new(server.clone(), verb)
+    }
+
+    #[track_caller]
+    fn reply_text(reply: Result<Reply, SiteError>) -> (u32, String) {
+        match reply.unwrap_or_else(|error| error.to_reply()) {
+            Reply::CodeAndMsg { code, msg } => (code as u32, msg),
+            Reply::MultiLine { code, lines } => (code as u32, lines.join("\n")),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_worker_computes_its_services_and_points_to_the_main_server_for_others() {
+        let folder = tempfile::tempdir().expect("folder");
+        let storage = storage(&folder);
+        let server = worker();
+        let answer = verb(&server, "ADD").answer("2 3", &storage).await;
+        assert_eq!(reply_text(answer), (200, "5 (computed by SV1)".into()));
+        let (code, text) = reply_text(verb(&server, "MUL").answer("2 3", &storage).await);
+        assert_eq!(code, 504);
+        assert!(text.contains("SV0 at 127.0.0.1:2121"), "{text}");
+        assert_eq!(reply_text(verb(&server, "LOOKUP").answer("ADD", &storage).await).0, 502);
+        assert_eq!(reply_text(verb(&server, "ADD").answer("2 x", &storage).await).0, 501);
+        let (code, help) = reply_text(verb(&server, "HELP").answer("", &storage).await);
+        assert_eq!(code, 214);
+        assert!(help.contains("ADD A B [C ...]: sum of integers") && help.contains("MUL: not offered here"), "{help}");
+        let (_, info) = reply_text(verb(&server, "INFO").answer("", &storage).await);
+        assert!(
+            info.starts_with("name=SV1 role=worker") && info.contains("computed=1 main=SV0@127.0.0.1:2121"),
+            "{info}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_main_server_looks_up_and_lists_and_refuses_what_cannot_be_routed() {
+        let folder = tempfile::tempdir().expect("folder");
+        let storage = storage(&folder);
+        let registry = Registry::new();
+        registry.register(entry("SV0", 2121, Role::Main, &[])).expect("register");
+        registry.register(entry("W1", 2200, Role::Worker, &["ADD"])).expect("register");
+        let server = main_server(&registry);
+        let lookup = verb(&server, "LOOKUP");
+        assert_eq!(reply_text(lookup.answer("add", &storage).await), (200, "ADD W1=127.0.0.1:2200".into()));
+        assert_eq!(reply_text(lookup.answer("MUL", &storage).await).0, 451, "known service, no worker");
+        assert_eq!(reply_text(lookup.answer("NOPE", &storage).await).0, 504);
+        let (code, servers) = reply_text(verb(&server, "SERVERS").answer("", &storage).await);
+        assert_eq!(code, 200);
+        assert!(servers.contains(" W1 127.0.0.1:2200 worker ADD") && servers.ends_with("2 servers"), "{servers}");
+        assert_eq!(reply_text(verb(&server, "MUL").answer("2 3", &storage).await).0, 451, "no worker for MUL");
+        assert_eq!(reply_text(verb(&server, "MUL").answer("2", &storage).await).0, 501, "checked before routing");
+        let (code, text) = reply_text(verb(&server, "REGISTER").answer("W2 127.0.0.1:1 ADD 00", &storage).await);
+        assert_eq!((code, text.as_str()), (550, "registration is disabled on this server"));
+    }
+
+    #[tokio::test]
+    async fn the_file_verbs_keep_session_state() {
+        let folder = tempfile::tempdir().expect("folder");
+        let storage = storage(&folder);
+        let server = worker();
+        assert_eq!(reply_text(verb(&server, "STORED").answer("", &storage).await).0, 550);
+        assert_eq!(
+            reply_text(verb(&server, "NOCLOBBER").answer("on", &storage).await),
+            (200, "no-clobber uploads on".into())
+        );
+        assert!(storage.no_clobber());
+        assert_eq!(reply_text(verb(&server, "NOCLOBBER").answer("maybe", &storage).await).0, 501);
+        let (code, text) = reply_text(verb(&server, "STATS").answer("missing.txt", &storage).await);
+        assert_eq!((code, text.as_str()), (550, "no such file: /missing.txt"));
+        std::fs::write(folder.path().join("here.txt"), b"x").expect("write");
+        assert_eq!(reply_text(verb(&server, "STATS").answer("here.txt", &storage).await), (200, "/here.txt 0".into()));
+    }
+}

@@ -191,4 +191,19 @@ mod tests {
         refused("what?!", "unknown command");
         refused("site", "SITE verb");
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_line_splits_and_parses_or_is_refused_without_panic(line in "\\PC{0,120}") {
+            if let Ok(words) = split(&line) {
+                let _ = parse(&words);
+            }
+        }
+
+        #[test]
+        fn quoted_words_split_back(words in proptest::collection::vec("[^\"]{0,12}", 1..6)) {
+            let line: Vec<String> = words.iter().map(|word| format!("\"{word}\"")).collect();
+            proptest::prop_assert_eq!(split(&line.join(" ")).expect("balanced"), words);
+        }
+    }
 }

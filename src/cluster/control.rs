@@ -180,3 +180,61 @@ impl Control {
 fn empty_reply() -> Reply {
     Reply { code: 0, lines: Vec::new() }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpListener;
+
+    /// A peer that sends `script` after the connection opens, then holds the connection.
+    async fn peer(script: Vec<u8>) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("address");
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.expect("accept");
+            let _ = stream.write_all(&script).await;
+            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+        });
+        address
+    }
+
+    #[tokio::test]
+    async fn replies_are_read_whole_and_bounded() {
+        let script =
+            b"220-welcome\r\n nonce 1\r\n220 ready\r\n200-a\r\n 200 is not the end\r\n201 nor this\r\n200 end\r\n"
+                .to_vec();
+        let mut control = Control::connect(peer(script).await).await.expect("greeting");
+        assert_eq!(control.greeting().lines, ["welcome", "nonce 1", "ready"]);
+        let reply = control.reply().await.expect("reply");
+        assert_eq!((reply.code, reply.text()), (200, "a 200 is not the end nor this end".to_string()));
+        assert!(control.is_reusable(), "nothing unread, not closed");
+
+        let mut long = b"220 hi\r\n200 ".to_vec();
+        long.extend(std::iter::repeat_n(b'9', MAX_LINE_BYTES as usize));
+        let mut control = Control::connect(peer(long).await).await.expect("greeting");
+        assert!(matches!(control.reply().await, Err(ControlError::Malformed(_))));
+
+        let garbage = Control::connect(peer(b"hello there\r\n".to_vec()).await).await;
+        assert!(matches!(garbage, Err(ControlError::Malformed(_))));
+        let refused = Control::connect(peer(b"421 go away\r\n".to_vec()).await).await;
+        assert!(matches!(refused, Err(ControlError::Unexpected(Reply { code: 421, .. }))));
+    }
+
+    #[tokio::test]
+    async fn a_connection_with_unread_data_or_closed_is_not_reused() {
+        let mut control = Control::connect(peer(b"220 hi\r\n200 stray\r\n".to_vec()).await).await.expect("greeting");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(!control.is_reusable(), "a stray reply is waiting");
+        assert!(control.send("NOOP\r\nDELE x").await.is_err(), "no command smuggling");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("address");
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.expect("accept");
+            let _ = stream.write_all(b"220 hi\r\n").await;
+        });
+        let control = Control::connect(address).await.expect("greeting");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(!control.is_reusable(), "the peer closed it");
+    }
+}

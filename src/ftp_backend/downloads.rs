@@ -163,6 +163,7 @@ pub fn normalize(path: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn paths_are_normalised() {
@@ -217,5 +218,30 @@ mod tests {
         assert_eq!(total, MAX_TRACKED_FILES);
         assert_eq!(listed.len(), 3);
         assert_eq!(downloads.count(Path::new("/popular")), 2, "the most downloaded file stays counted");
+    }
+
+    fn unescape(text: &str) -> String {
+        let bytes = text.as_bytes();
+        let mut out = Vec::new();
+        let mut index = 0;
+        while index < bytes.len() {
+            if bytes[index] == b'%' {
+                out.push(u8::from_str_radix(&text[index + 1..index + 3], 16).expect("hex"));
+                index += 3;
+            } else {
+                out.push(bytes[index]);
+                index += 1;
+            }
+        }
+        String::from_utf8(out).expect("utf-8")
+    }
+
+    proptest! {
+        #[test]
+        fn escaped_paths_have_no_separator_or_control_and_decode_back(path in "\\PC{0,60}|[\\x00-\\x7f|%]{0,40}") {
+            let escaped = escape(&path);
+            prop_assert!(!escaped.contains('|') && !escaped.chars().any(char::is_control));
+            prop_assert_eq!(unescape(&escaped), path);
+        }
     }
 }

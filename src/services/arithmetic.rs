@@ -129,6 +129,7 @@ impl Service for Arithmetic {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[track_caller]
     fn check(operation: Operation, arguments: &str, expected: Result<&str, &str>) {
@@ -184,5 +185,23 @@ mod tests {
     fn parse_returns_canonical_words() {
         let service = Arithmetic::new(Operation::Add);
         assert_eq!(service.parse("+007 -0").expect("valid"), vec!["7", "0"]);
+    }
+
+    proptest! {
+        #[test]
+        fn any_arguments_parse_or_are_refused_without_panic(arguments in "\\PC{0,300}") {
+            for operation in [Operation::Add, Operation::Sub, Operation::Mul, Operation::Inc] {
+                let _ = Arithmetic::new(operation).parse(&arguments);
+            }
+        }
+
+        #[test]
+        fn canonical_words_parse_to_themselves(operands in proptest::collection::vec("[+-]?[0-9]{1,60}", 2..10)) {
+            let service = Arithmetic::new(Operation::Add);
+            let words = service.parse(&operands.join(" \t ")).expect("valid operands");
+            prop_assert_eq!(service.parse(&words.join(" ")).expect("canonical"), words.clone());
+            let expected: BigInt = operands.iter().map(|operand| operand.parse::<BigInt>().expect("integer")).sum();
+            prop_assert_eq!(service.compute(&service.operands(&words.join(" ")).expect("operands")), expected);
+        }
     }
 }

@@ -124,6 +124,7 @@ pub fn servers(server: &SiteContext) -> Result<Reply, SiteError> {
 #[cfg(test)]
 mod tests {
     use super::parse_lookup;
+    use proptest::prelude::*;
 
     #[test]
     fn lookup_takes_one_service_name() {
@@ -131,5 +132,13 @@ mod tests {
         assert!(parse_lookup("").is_err());
         assert!(parse_lookup("ADD SUB").is_err());
         assert!(parse_lookup("A;B").is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn lookup_arguments_never_panic_and_names_come_back_upper_case(arguments in "\\PC{0,100}", name in "[A-Za-z0-9_-]{1,32}") {
+            let _ = parse_lookup(&arguments);
+            prop_assert_eq!(parse_lookup(&format!("  {name} ")).expect("valid"), name.to_ascii_uppercase());
+        }
     }
 }

@@ -78,34 +78,54 @@ fn authorize(
     Ok(())
 }
 
-/// `REGISTER NAME ADDRESS SERVICES PROOF` → `200 registered NAME at ADDRESS for Ns`.
-pub fn register(membership: &Membership<'_>, storage: &FtpBackend, arguments: &str) -> Result<Reply, SiteError> {
-    const USAGE: &str = "REGISTER NAME HOST:PORT SERVICE[,SERVICE...] PROOF";
+/// A parsed `REGISTER NAME ADDRESS SERVICES [PROOF]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RegisterRequest {
+    /// The worker's name.
+    pub name: String,
+    /// Where it listens.
+    pub address: SocketAddr,
+    /// The services it offers, upper case.
+    pub services: Vec<String>,
+    /// The proof of the cluster secret, if given.
+    pub proof: Option<String>,
+}
+
+const REGISTER_USAGE: &str = "REGISTER NAME HOST:PORT SERVICE[,SERVICE...] PROOF";
+
+/// Parses the arguments of `REGISTER` (pure).
+pub fn parse_register(arguments: &str) -> Result<RegisterRequest, SiteError> {
     if arguments.len() > MAX_ARGUMENT_BYTES {
-        return Err(usage(USAGE, "arguments too long"));
+        return Err(usage(REGISTER_USAGE, "arguments too long"));
     }
     let words: Vec<&str> = arguments.split_whitespace().collect();
     let (name, address, services, proof) = match words.as_slice() {
         [name, address, services] => (*name, *address, *services, None),
-        [name, address, services, proof] => (*name, *address, *services, Some(*proof)),
-        _ => return Err(usage(USAGE, "REGISTER takes a name, an address, services and a proof")),
+        [name, address, services, proof] => (*name, *address, *services, Some(proof.to_string())),
+        _ => return Err(usage(REGISTER_USAGE, "REGISTER takes a name, an address, services and a proof")),
     };
     if !is_valid_name(name) {
-        return Err(usage(USAGE, "a name has 1 to 32 letters, digits, - or _"));
+        return Err(usage(REGISTER_USAGE, "a name has 1 to 32 letters, digits, - or _"));
     }
     let address: SocketAddr =
-        address.parse().map_err(|_| usage(USAGE, "the address must be HOST:PORT with a numeric host"))?;
+        address.parse().map_err(|_| usage(REGISTER_USAGE, "the address must be HOST:PORT with a numeric host"))?;
     let services: Vec<String> = services.split(',').map(str::to_ascii_uppercase).collect();
     if services.len() > MAX_SERVICES_PER_SERVER || !services.iter().all(|service| is_valid_name(service)) {
-        return Err(usage(USAGE, "services are up to 64 comma-separated names"));
+        return Err(usage(REGISTER_USAGE, "services are up to 64 comma-separated names"));
     }
-    authorize(membership, storage, &register_request(name, address, &services), proof)?;
+    Ok(RegisterRequest { name: name.to_string(), address, services, proof })
+}
+
+/// `REGISTER NAME ADDRESS SERVICES PROOF` → `200 registered NAME at ADDRESS for Ns`.
+pub fn register(membership: &Membership<'_>, storage: &FtpBackend, arguments: &str) -> Result<Reply, SiteError> {
+    let RegisterRequest { name, address, services, proof } = parse_register(arguments)?;
+    authorize(membership, storage, &register_request(&name, address, &services), proof.as_deref())?;
     if name == membership.main_name {
         return Err(SiteError::NotTaken(format!("{name} is the main server's name")));
     }
-    let entry = ServerEntry { name: name.to_string(), address, role: Role::Worker, services };
+    let entry = ServerEntry { name: name.clone(), address, role: Role::Worker, services };
     membership.registry.register_for(entry, membership.ttl).map_err(|error| SiteError::NotTaken(error.to_string()))?;
-    tracing::info!(worker = name, %address, "worker registered");
+    tracing::info!(worker = %name, %address, "worker registered");
     Ok(Reply::new_with_string(
         ReplyCode::CommandOkay,
         format!("registered {name} at {address} for {}s", membership.ttl.as_secs()),
@@ -133,4 +153,37 @@ pub fn deregister(membership: &Membership<'_>, storage: &FtpBackend, arguments: 
     }
     tracing::info!(worker = name, "worker deregistered");
     Ok(Reply::new_with_string(ReplyCode::CommandOkay, format!("deregistered {name}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn register_requests_parse() {
+        let parsed = parse_register("W1 127.0.0.1:2200 add,MUL 00ff").expect("valid");
+        assert_eq!(parsed.name, "W1");
+        assert_eq!(parsed.services, ["ADD", "MUL"]);
+        assert_eq!(parsed.proof.as_deref(), Some("00ff"));
+        for bad in ["", "W1", "W1 here ADD", "W1 127.0.0.1:1 A;B", "W/1 127.0.0.1:1 ADD", "a b c d e"] {
+            assert!(parse_register(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn any_register_arguments_parse_or_are_refused_without_panic(arguments in "\\PC{0,200}") {
+            let _ = parse_register(&arguments);
+        }
+
+        #[test]
+        fn a_signed_request_line_parses_back(name in "[A-Za-z0-9_-]{1,32}", port in 1u16.., services in proptest::collection::vec("[A-Z0-9_-]{1,32}", 1..8)) {
+            let address = SocketAddr::from(([127, 0, 0, 1], port));
+            let line = register_request(&name, address, &services);
+            let arguments = line.strip_prefix("REGISTER ").expect("verb");
+            let parsed = parse_register(&format!("{arguments} ab")).expect("valid");
+            prop_assert_eq!(parsed, RegisterRequest { name, address, services, proof: Some("ab".into()) });
+        }
+    }
 }

@@ -5,13 +5,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ftpcalc::{Role, ServerEntry};
-use tokio::net::TcpListener;
+use crate::support::{answer_and_server, connect, site, Fake, FakeWorker, TestCluster};
 
-use crate::support::{answer_and_server, connect, loopback, site, TestCluster};
-
-/// Longest any single request may take here: the test worker timeout (2 s) twice (a retry on a
-/// second worker) plus slack for a loaded machine. A request slower than that counts as a hang.
+/// Longest any single request may take here: the test worker timeout (2 s, the whole budget of
+/// a request, a retry on a second worker included) plus ample slack for a loaded machine. A
+/// request slower than that counts as a hang.
 const HANG: Duration = Duration::from_secs(10);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -69,26 +67,11 @@ async fn stopping_a_worker_mid_traffic_fails_only_its_service_and_only_with_451(
     assert_eq!((code, text.as_str()), (200, "4 (computed by SV2)"));
 }
 
-/// A TCP listener that accepts connections and never says anything: a hung worker.
-async fn silent_worker() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
-    let listener = TcpListener::bind(loopback(0)).await.expect("bind");
-    let address = listener.local_addr().expect("address");
-    let task = tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((stream, _)) = listener.accept().await {
-            held.push(stream);
-        }
-    });
-    (address, task)
-}
-
-fn worker_entry(name: &str, address: std::net::SocketAddr, services: &[&str]) -> ServerEntry {
-    ServerEntry {
-        name: name.into(),
-        address,
-        role: Role::Worker,
-        services: services.iter().map(|s| s.to_string()).collect(),
-    }
+/// A worker that accepts connections and never says anything (a stopped process).
+async fn silent_worker() -> FakeWorker {
+    let worker = FakeWorker::start(Fake::Add).await;
+    worker.freeze();
+    worker
 }
 
 #[tokio::test]
@@ -98,8 +81,8 @@ async fn a_hung_worker_gets_451_after_the_timeout_and_others_keep_working() {
         |cluster| cluster,
     )
     .await;
-    let (address, silent) = silent_worker().await;
-    cluster.cluster.registry().register(worker_entry("SV9", address, &["INC"])).expect("register");
+    let silent = silent_worker().await;
+    cluster.cluster.registry().register(silent.entry("SV9", &["INC"])).expect("register");
     let mut hung = connect(cluster.main()).await;
     let mut healthy = connect(cluster.main()).await;
     let (hung_reply, healthy_reply) = tokio::join!(
@@ -110,21 +93,19 @@ async fn a_hung_worker_gets_451_after_the_timeout_and_others_keep_working() {
     assert_eq!(code, 451, "{text}");
     assert!(text.contains("SV9") && text.contains("try again later"), "{text}");
     assert_eq!(healthy_reply.expect("ADD is not delayed"), (200, "2 (computed by SV1)".to_string()));
-    silent.abort();
 }
 
 #[tokio::test]
 async fn a_failing_worker_is_retried_once_on_another_worker() {
     let cluster = TestCluster::start().await;
-    let (address, silent) = silent_worker().await;
-    cluster.cluster.registry().register(worker_entry("SV9", address, &["ADD"])).expect("register");
+    let silent = silent_worker().await;
+    cluster.cluster.registry().register(silent.entry("SV9", &["ADD"])).expect("register");
     let mut ftp = connect(cluster.main()).await;
     for request in 0..4u32 {
         let (code, text) =
             tokio::time::timeout(HANG, site(&mut ftp, &format!("ADD {request} 1"))).await.expect("no hang");
         assert_eq!((code, answer_and_server(&text)), (200, ((request + 1).to_string().as_str(), "SV1")), "{text}");
     }
-    silent.abort();
 }
 
 #[tokio::test]

@@ -243,6 +243,83 @@ async fn uploads_resume_with_rest_and_appe() {
 }
 
 #[tokio::test]
+async fn resumed_uploads_continue_the_same_file_under_no_clobber() {
+    // Issue 9: REST + STOR and APPE under SITE NOCLOBBER ON stored NAME_copy1 and left the
+    // original unchanged.
+    let cluster = TestCluster::start().await;
+    let contents = payload(5, 500_001);
+    let (head, rest) = contents.split_at(200_000);
+    let (middle, tail) = rest.split_at(100_000);
+    let mut ftp = connect(cluster.main()).await;
+    assert_eq!(site(&mut ftp, "NOCLOBBER ON").await.0, 200);
+    upload(&mut ftp, "grow.bin", head).await;
+    ftp.resume_transfer(head.len()).await.expect("REST");
+    upload(&mut ftp, "grow.bin", middle).await;
+    assert_eq!(site(&mut ftp, "STORED").await, (200, "/grow.bin".to_string()));
+    ftp.append_file("grow.bin", &mut &tail[..]).await.expect("APPE");
+    assert_eq!(site(&mut ftp, "STORED").await, (200, "/grow.bin".to_string()));
+    assert!(std::fs::read(cluster.root.path().join("grow.bin")).expect("file") == contents);
+    assert_eq!(names_in(cluster.root.path()), ["grow.bin"], "no copy was made");
+    upload(&mut ftp, "grow.bin", b"new").await;
+    assert_eq!(
+        site(&mut ftp, "STORED").await,
+        (200, "/grow_copy1.bin".to_string()),
+        "a fresh STOR still never replaces"
+    );
+}
+
+#[tokio::test]
+async fn stale_temporary_files_are_removed_at_start_and_never_listed() {
+    let root = tempfile::tempdir().expect("temporary folder");
+    let prefix = ftpcalc::ftp_backend::upload::TEMP_PREFIX;
+    std::fs::create_dir(root.path().join("sub")).expect("mkdir");
+    std::fs::write(root.path().join(format!("{prefix}crashed.1")), b"half").expect("write");
+    std::fs::write(root.path().join(format!("sub/{prefix}crashed.2")), b"half").expect("write");
+    std::fs::write(root.path().join("kept.txt"), b"kept").expect("write");
+    let config = crate::support::test_config(root.path());
+    let cluster = ftpcalc::Cluster::new(config).start().await.expect("starts");
+    assert_eq!(names_in(root.path()), ["kept.txt", "sub"]);
+    assert!(names_in(&root.path().join("sub")).is_empty());
+    // One that appears while the server runs (an upload under way) is hidden from every command.
+    std::fs::write(root.path().join(format!("{prefix}live.3")), b"in flight").expect("write");
+    let mut ftp = connect(cluster.main_address()).await;
+    assert_eq!(ftp.nlst(None).await.expect("NLST"), ["kept.txt", "sub"]);
+    let listing = ftp.list(None).await.expect("LIST");
+    assert!(listing.iter().all(|line| !line.contains(prefix)), "{listing:?}");
+    let mut raw = RawFtp::login(cluster.main_address()).await;
+    for command in [format!("SIZE {prefix}live.3"), format!("MDTM {prefix}live.3"), format!("DELE {prefix}live.3")] {
+        assert_eq!(raw.command(&command).await.0, 550, "{command}");
+    }
+    assert!(root.path().join(format!("{prefix}live.3")).exists());
+    cluster.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_passive_ports_flag_is_honoured() {
+    let root = tempfile::tempdir().expect("temporary folder");
+    std::fs::write(root.path().join("p.txt"), b"passive").expect("write");
+    let folder = root.path().to_str().expect("utf-8 path");
+    let args = ["server", "SV0", folder, "--listen", "127.0.0.1:0", "--no-workers", "--passive-ports", "47100-47149"];
+    let server = crate::support::Process::start(&[], &args);
+    let address = server.address_from_table();
+    let in_range = |port: u16| (47_100..=47_149).contains(&port);
+    let mut raw = RawFtp::login(address).await;
+    for _ in 0..5 {
+        let (code, text) = raw.command("EPSV").await;
+        assert_eq!(code, 229, "{text}");
+        let port = text.rsplit("|||").next().and_then(|rest| rest.split('|').next()).and_then(|port| port.parse().ok());
+        assert!(port.is_some_and(in_range), "EPSV: {text}");
+        let (code, text) = raw.command("PASV").await;
+        assert_eq!(code, 227, "{text}");
+        let inside = text.split(['(', ')']).nth(1).unwrap_or_default();
+        let numbers: Vec<u16> = inside.split(',').filter_map(|number| number.trim().parse().ok()).collect();
+        assert!(numbers.len() == 6 && in_range(numbers[4] * 256 + numbers[5]), "PASV: {text}");
+    }
+    let mut ftp = connect(address).await;
+    assert_eq!(download(&mut ftp, "p.txt").await, b"passive");
+}
+
+#[tokio::test]
 async fn missing_files_and_paths_outside_the_folder_are_refused() {
     let cluster = TestCluster::start().await;
     let outside = tempfile::tempdir().expect("temporary folder");

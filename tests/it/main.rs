@@ -7,6 +7,7 @@ mod concurrency;
 mod embedding;
 mod faults;
 mod files;
+mod routing;
 mod site_commands;
 mod stock_clients;
 mod support;

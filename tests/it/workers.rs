@@ -178,6 +178,47 @@ async fn workers_come_back_after_the_main_server_restarts() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_deregisters_at_once_on_sigterm() {
+    let folder = tempfile::tempdir().expect("temporary folder");
+    let (_main, main) = start_main(folder.path(), "127.0.0.1:0");
+    let (mut worker, w1) = start_worker(&[], "W1", folder.path(), main, "ADD", "127.0.0.1:0");
+    assert_eq!(lookup(main, "ADD").await, [format!("W1={w1}")]);
+    let stopped = tokio::time::Instant::now();
+    assert_eq!(worker.terminate(), Some(0));
+    // The TTL is 3 s: gone well before it means the worker said goodbye.
+    assert!(lookup(main, "ADD").await.is_empty(), "W1 deregistered before exiting");
+    assert!(stopped.elapsed() < Duration::from_secs(3), "and before its registration could lapse");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_started_before_its_main_server_joins_when_it_comes_up() {
+    let folder = tempfile::tempdir().expect("temporary folder");
+    let free = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("address");
+    let root = folder.path().to_str().expect("utf-8 path");
+    let main_text = free.to_string();
+    let worker = Process::start(
+        &[],
+        &["worker", "W1", root, "--join", &main_text, "--services", "ADD", "--secret", SECRET, "--heartbeat", "0.5"],
+    );
+    let w1 = worker.address_from_table();
+    let waiting = worker.line();
+    assert!(waiting.contains("not reachable yet"), "{waiting}");
+    let mut direct = connect(w1).await;
+    let (_, info) = site(&mut direct, "INFO").await;
+    assert!(info.contains(&format!("main=main@{free}")), "the name is not known yet: {info}");
+    let (_main, main) = start_main(folder.path(), &main_text);
+    let joined = eventually(Duration::from_secs(5), async || lookup(main, "ADD").await == [format!("W1={w1}")]).await;
+    assert!(joined, "W1 joined within 5 s of the main server's start (heartbeat 0.5 s)");
+    let mut ftp = connect(main).await;
+    assert_eq!(site(&mut ftp, "ADD 2 2").await, (200, "4 (computed by W1)".to_string()));
+    let (_, info) = site(&mut direct, "INFO").await;
+    assert!(info.contains(&format!("main=SV0@{free}")), "the worker learned the main server's name: {info}");
+    let (code, text) = site(&mut direct, "MUL 2 2").await;
+    assert_eq!(code, 504);
+    assert!(text.contains(&format!("SV0 at {free}")), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_with_a_wrong_secret_does_not_start() {
     let folder = tempfile::tempdir().expect("temporary folder");
     let (_main, main) = start_main(folder.path(), "127.0.0.1:0");

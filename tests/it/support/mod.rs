@@ -301,3 +301,110 @@ pub async fn eventually(limit: Duration, mut condition: impl AsyncFnMut() -> boo
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// What a [`FakeWorker`] does with a SITE request: answer with this reply line (code and text),
+/// compute an ADD like a real worker, or close the connection.
+#[derive(Clone, Copy, Debug)]
+pub enum Fake {
+    Answer(&'static str),
+    Add,
+    Close,
+}
+
+/// A scripted FTP server standing in for a worker: greets, accepts any login, answers NOOP, and
+/// treats every SITE request as `behaviour` says, recording the request lines it received.
+/// [`FakeWorker::freeze`] makes it behave like a stopped process (SIGSTOP): nothing more is
+/// sent on any connection, and new connections get no greeting.
+pub struct FakeWorker {
+    pub address: SocketAddr,
+    pub received: Arc<Mutex<Vec<String>>>,
+    frozen: Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FakeWorker {
+    pub async fn start(behaviour: Fake) -> FakeWorker {
+        let listener = tokio::net::TcpListener::bind(loopback(0)).await.expect("bind");
+        let address = listener.local_addr().expect("address");
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let frozen = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (record, freeze) = (received.clone(), frozen.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(fake_session(stream, behaviour, record.clone(), freeze.clone()));
+            }
+        });
+        FakeWorker { address, received, frozen, task }
+    }
+
+    /// From now on, answer nothing at all.
+    pub fn freeze(&self) {
+        self.frozen.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// The SITE request lines received so far.
+    pub fn requests(&self) -> Vec<String> {
+        self.received.lock().expect("lock").clone()
+    }
+
+    /// A registry entry for this fake under `name`, offering `services`.
+    pub fn entry(&self, name: &str, services: &[&str]) -> ftpcalc::ServerEntry {
+        ftpcalc::ServerEntry {
+            name: name.into(),
+            address: self.address,
+            role: ftpcalc::Role::Worker,
+            services: services.iter().map(|service| service.to_string()).collect(),
+        }
+    }
+}
+
+impl Drop for FakeWorker {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn fake_session(
+    stream: tokio::net::TcpStream,
+    behaviour: Fake,
+    received: Arc<Mutex<Vec<String>>>,
+    frozen: Arc<std::sync::atomic::AtomicBool>,
+) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let is_frozen = || frozen.load(std::sync::atomic::Ordering::SeqCst);
+    let (read, mut write) = stream.into_split();
+    let mut lines = tokio::io::BufReader::new(read).lines();
+    if is_frozen() {
+        return std::future::pending().await;
+    }
+    if write.write_all(b"220 fake worker\r\n").await.is_err() {
+        return;
+    }
+    while let Ok(Some(line)) = lines.next_line().await {
+        let verb = line.split_whitespace().next().unwrap_or_default().to_ascii_uppercase();
+        if verb == "SITE" {
+            received.lock().expect("lock").push(line[5..].to_string());
+        }
+        if is_frozen() {
+            return std::future::pending().await;
+        }
+        let reply = match verb.as_str() {
+            "USER" => "331 password please".to_string(),
+            "PASS" => "230 logged in".to_string(),
+            "NOOP" => "200 ok".to_string(),
+            "QUIT" => "221 bye".to_string(),
+            "SITE" => match behaviour {
+                Fake::Answer(reply) => reply.to_string(),
+                Fake::Add => {
+                    let sum: i128 = line.split_whitespace().skip(2).filter_map(|word| word.parse::<i128>().ok()).sum();
+                    format!("200 {sum} (computed by FAKE)")
+                }
+                Fake::Close => return,
+            },
+            _ => "502 not here".to_string(),
+        };
+        if write.write_all(format!("{reply}\r\n").as_bytes()).await.is_err() {
+            return;
+        }
+    }
+}
