@@ -319,6 +319,49 @@ async fn the_passive_ports_flag_is_honoured() {
     assert_eq!(download(&mut ftp, "p.txt").await, b"passive");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn downloads_go_on_when_nobody_reads_the_console() {
+    // Issue 9: the download log line was written to stdout in the transfer's path, so a full
+    // pipe (64 KiB: about 2,400 lines) stopped every download.
+    use std::io::BufRead;
+    let root = tempfile::tempdir().expect("temporary folder");
+    std::fs::write(root.path().join("s.txt"), b"small").expect("write");
+    let folder = root.path().to_str().expect("utf-8 path");
+    let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_ftpcalc"))
+        .args(["server", "SV0", folder, "--listen", "127.0.0.1:0", "--no-workers"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let mut stdout = std::io::BufReader::new(server.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    let mut address = None;
+    while address.is_none() && stdout.read_line(&mut line).expect("table") > 0 {
+        address = line.split_whitespace().nth(1).and_then(|address| address.parse::<std::net::SocketAddr>().ok());
+        line.clear();
+    }
+    let address = address.expect("the main server's address");
+    // From here on nobody reads the server's stdout.
+    let mut raw = RawFtp::login(address).await;
+    assert_eq!(raw.command("TYPE I").await.0, 200);
+    let all = tokio::time::timeout(Duration::from_secs(120), async {
+        for _ in 0..3000 {
+            let mut data = raw.passive(address).await;
+            assert_eq!(raw.command("RETR s.txt").await.0, 150);
+            let mut contents = Vec::new();
+            data.read_to_end(&mut contents).await.expect("data");
+            assert_eq!(contents, b"small");
+            assert_eq!(raw.reply().await.0, 226);
+        }
+    })
+    .await;
+    let _ = server.kill();
+    let _ = server.wait();
+    drop(stdout);
+    assert!(all.is_ok(), "3,000 downloads finished although stdout was not read");
+}
+
 #[tokio::test]
 async fn missing_files_and_paths_outside_the_folder_are_refused() {
     let cluster = TestCluster::start().await;
