@@ -13,13 +13,17 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
+use arc_swap::ArcSwap;
+
+use crate::access::gate::Gate;
+use crate::access::{AccessError, AccessPolicy, FolderSettings};
 use crate::cluster::join::KnownMain;
 use crate::cluster::registry::{Registry, RegistryError, Role, ServerEntry};
 use crate::cluster::router::Router;
+use crate::cluster::secret::ClusterSecret;
 use crate::cluster::worker_client::{WorkerClient, DEFAULT_MAX_PER_WORKER};
 use crate::config::{ClusterConfig, ServerOptions};
 use crate::ftp_backend::downloads::Downloads;
-use crate::ftp_backend::SharedFolder;
 use crate::protocol::RESERVED;
 use crate::server::{ServerContext, ServerSettings};
 use crate::services::{is_valid_name, Service, ServiceSet};
@@ -51,6 +55,9 @@ pub enum ClusterError {
     /// The configuration contradicts itself.
     #[error("invalid cluster configuration: {0}")]
     Invalid(String),
+    /// Accounts, homes or TLS cannot be used.
+    #[error(transparent)]
+    Access(#[from] AccessError),
     /// The registry refused a server.
     #[error(transparent)]
     Registry(#[from] RegistryError),
@@ -113,7 +120,11 @@ impl Cluster {
     pub async fn start(self) -> Result<RunningCluster, ClusterError> {
         self.check()?;
         let config = &self.config;
-        let settings = settings(&config.root, self.downloads.clone(), &config.options).await?;
+        // The cluster's servers log in to each other with the cluster secret; an in-process
+        // cluster without one (registration off) makes one up for its own hop.
+        let hop_secret = config.secret.clone().unwrap_or_else(|| ClusterSecret::generate().0);
+        let settings =
+            settings(&config.root, self.downloads.clone(), &config.options, Some(hop_secret.clone())).await?;
         let main_listener = bind(&config.main_name, config.listen).await?;
         let main_entry = entry(&config.main_name, &main_listener, Role::Main, &config.main_services)?;
         let registry = Registry::new();
@@ -133,58 +144,46 @@ impl Cluster {
             let site = SiteContext::new(identity, self.catalog.clone(), ClusterView::Worker { main: known });
             started.push(RunningServer::spawn(listener, ServerContext::new(site, settings.clone())));
         }
-        let workers = WorkerClient::new(config.main_name.clone(), "ftpcalc", DEFAULT_MAX_PER_WORKER);
+        let workers = WorkerClient::new(hop_secret, DEFAULT_MAX_PER_WORKER);
         let router = Router::new(registry.clone(), workers, config.worker_timeout);
         let view = ClusterView::Main {
             registry: registry.clone(),
             router: router.clone(),
             secret: config.secret.clone(),
             worker_ttl: config.worker_ttl,
+            gate: settings.gate.clone(),
+            policy: settings.policy.clone(),
         };
         let site = SiteContext::new(main_entry, self.catalog.clone(), view);
+        let policy = settings.policy.clone();
         started.insert(0, RunningServer::spawn(main_listener, ServerContext::new(site, settings)));
-        Ok(RunningCluster::new(registry, router, started))
+        Ok(RunningCluster::new(registry, router, policy, started))
     }
 }
 
-/// Opens (creating it if needed) the FTP folder at `root` and builds the settings every server
-/// started with `options` shares.
+/// Builds the access policy and the settings every server started with `options` shares:
+/// the folders (created if missing, stale temporaries removed), accounts, TLS, limits.
 pub(crate) async fn settings(
     root: &Path,
     downloads: Arc<Downloads>,
     options: &ServerOptions,
+    cluster_secret: Option<ClusterSecret>,
 ) -> Result<ServerSettings, ClusterError> {
-    let folder = prepare_folder(root, downloads, options.no_clobber).await?;
-    Ok(ServerSettings {
-        folder: Arc::new(folder),
-        passive_ports: options.passive_ports.clone(),
-        grace_period: options.grace_period,
-        idle_timeout: options.idle_timeout,
-        close_on_stop: options.close_on_stop,
-    })
-}
-
-async fn prepare_folder(
-    root: &Path,
-    downloads: Arc<Downloads>,
-    no_clobber: bool,
-) -> Result<SharedFolder, ClusterError> {
-    let folder_error = |source| ClusterError::Folder { path: root.to_path_buf(), source };
-    let path = root.to_path_buf();
-    let opened = tokio::task::spawn_blocking(move || {
-        std::fs::create_dir_all(&path)?;
-        let root = path.canonicalize()?;
-        SharedFolder::open(&root, downloads, no_clobber)
-    })
-    .await
-    .map_err(|error| folder_error(io::Error::other(error)))?;
-    let folder = opened.map_err(folder_error)?;
-    match folder.remove_stale_uploads().await {
+    let folders = FolderSettings { root: root.to_path_buf(), downloads, no_clobber: options.no_clobber };
+    let descriptors = rlimit::getrlimit(rlimit::Resource::NOFILE).ok().map(|(soft, _)| soft);
+    let policy = AccessPolicy::build(&options.access, &folders, cluster_secret, descriptors).await?;
+    match policy.folders.root.remove_stale_uploads().await {
         Ok(0) => {}
         Ok(removed) => tracing::info!(removed, "removed temporary files of interrupted uploads"),
         Err(error) => tracing::warn!(%error, "cannot look for temporary upload files"),
     }
-    Ok(folder)
+    Ok(ServerSettings {
+        policy: Arc::new(ArcSwap::from_pointee(policy)),
+        gate: Arc::new(Gate::default()),
+        passive_ports: options.passive_ports.clone(),
+        grace_period: options.grace_period,
+        close_on_stop: options.close_on_stop,
+    })
 }
 
 pub(crate) async fn bind(name: &str, address: SocketAddr) -> Result<TcpListener, ClusterError> {

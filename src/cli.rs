@@ -4,6 +4,7 @@
 
 mod args;
 mod commands;
+mod serving;
 
 use std::process::ExitCode;
 
@@ -20,6 +21,7 @@ pub fn main() -> ExitCode {
         Command::Server(args) => with_runtime(commands::serve(args)),
         Command::Worker(args) => with_runtime(commands::work(args)),
         Command::Bench(args) => with_runtime(commands::bench(args)),
+        Command::HashPassword => hash_password(),
     }
 }
 
@@ -31,9 +33,25 @@ fn client_main(args: ClientArgs) -> ExitCode {
             return ExitCode::from(client::error::EXIT_USAGE_OR_CONNECTION);
         }
     };
-    let ClientArgs { name, folder, server, password, verbose, command, .. } = args;
-    let config = ClientConfig { name, password, folder, server, verbose, timeout };
+    let ClientArgs { name, folder, server, password, verbose, command, tls, tls_ca, .. } = args;
+    let config = ClientConfig { name, password, tls, tls_ca, folder, server, verbose, timeout };
     ExitCode::from(client::run(config, &command))
+}
+
+/// `ftpcalc hash-password`: the Argon2id PHC string of a password read from stdin.
+fn hash_password() -> ExitCode {
+    let hashed = serving::read_new_password()
+        .and_then(|password| ftpcalc::accounts::password::hash(&password).map_err(|error| anyhow::anyhow!("{error}")));
+    match hashed {
+        Ok(phc) => {
+            say(&format!("{phc}\n"));
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("ftpcalc: {error:#}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 /// Sets up logging and runs `job` on a tokio runtime; errors exit with 2.
@@ -44,6 +62,12 @@ fn with_runtime(job: impl std::future::Future<Output = anyhow::Result<()>>) -> E
         )
         .with_writer(std::io::stderr)
         .init();
+    // As nginx and vsftpd do: the soft descriptor limit up to the hard one, so that
+    // `max_connections` is not cut short by a low default.
+    match ftpcalc::access::gate::raise_descriptor_limit() {
+        Ok(limit) => tracing::debug!(limit, "descriptor limit"),
+        Err(error) => tracing::warn!(%error, "cannot raise the descriptor limit"),
+    }
     let outcome =
         tokio::runtime::Runtime::new().context("cannot start the runtime").and_then(|runtime| runtime.block_on(job));
     match outcome {

@@ -6,6 +6,7 @@
 //! stderr.
 
 pub mod command;
+pub mod credentials;
 pub mod error;
 pub mod progress;
 pub mod session;
@@ -29,8 +30,13 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
 pub struct ClientConfig {
     /// The client's name, used as the FTP user name.
     pub name: String,
-    /// The FTP password (anything works on ftpcalc servers).
-    pub password: String,
+    /// The FTP password, if given (`--password`, `$FTPCALC_PASSWORD`); else `~/.netrc`, else
+    /// a prompt on a terminal.
+    pub password: Option<String>,
+    /// Require explicit FTPS.
+    pub tls: bool,
+    /// Trust this certificate file for TLS instead of the system's authorities.
+    pub tls_ca: Option<PathBuf>,
     /// The local folder: downloads go there, relative uploads are read from there.
     pub folder: PathBuf,
     /// The server as `HOST:PORT`.

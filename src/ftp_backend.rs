@@ -8,6 +8,7 @@
 //! symlink escapes it), so this module never joins client paths onto host paths itself.
 
 pub mod downloads;
+pub mod folder;
 pub mod sending;
 pub mod upload;
 
@@ -19,51 +20,23 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use cap_std::fs::Dir;
 use tokio::io::BufReader;
-use unftp_core::auth::DefaultUser;
 use unftp_core::storage::{Error, ErrorKind, Fileinfo, Result, StorageBackend};
 use unftp_sbe_fs::{Filesystem, Meta};
 
+use crate::accounts::{Permission, User};
 use downloads::{normalize, Downloads};
+pub use folder::{FolderError, Folders, SharedFolder};
 use upload::{is_internal, relative, Upload};
 
 /// Buffer size for file transfers: large buffers mean few trips to tokio's blocking pool.
 const TRANSFER_BUFFER: usize = 1 << 20;
 
-/// The FTP folder as every session shares it: its path, an open handle, the download counters
-/// and the upload policy.
-#[derive(Debug)]
-pub struct SharedFolder {
-    /// One `Filesystem` for every session: it holds one open directory handle, so sessions
-    /// cost no file descriptor of their own for it.
-    filesystem: Filesystem,
-    dir: Arc<Dir>,
-    /// Counts completed downloads.
-    pub downloads: Arc<Downloads>,
-    /// Whether every upload starts with no-clobber on (the operator's `--no-clobber`).
-    pub no_clobber: bool,
-}
-
-impl SharedFolder {
-    /// Opens the folder at `path` (which must exist).
-    pub fn open(path: &Path, downloads: Arc<Downloads>, no_clobber: bool) -> io::Result<Self> {
-        let dir = Dir::open_ambient_dir(path, cap_std::ambient_authority())?;
-        let filesystem = Filesystem::new(path)?;
-        Ok(SharedFolder { filesystem, dir: Arc::new(dir), downloads, no_clobber })
-    }
-
-    /// Removes temporary upload files a crashed server left behind (on the blocking pool);
-    /// returns how many.
-    pub async fn remove_stale_uploads(&self) -> io::Result<usize> {
-        let dir = self.dir.clone();
-        tokio::task::spawn_blocking(move || upload::remove_stale(&dir, 1_000_000)).await.map_err(io::Error::other)?
-    }
-}
-
-/// The storage back-end of one FTP session, rooted at the FTP folder.
+/// The storage back-end of one FTP session: rooted at the FTP folder, then (at login) at the
+/// user's home, and checking the user's permissions on every operation.
 #[derive(Debug)]
 pub struct FtpBackend {
+    folders: Arc<Folders>,
     folder: Arc<SharedFolder>,
     peer: SocketAddr,
     no_clobber: AtomicBool,
@@ -72,10 +45,22 @@ pub struct FtpBackend {
 }
 
 impl FtpBackend {
-    /// Opens the shared folder for the session of the client at `peer`.
-    pub fn open(folder: Arc<SharedFolder>, peer: SocketAddr) -> Self {
+    /// The back-end of the session of the client at `peer`, rooted at the FTP folder until
+    /// the user logs in.
+    pub fn open(folders: Arc<Folders>, peer: SocketAddr) -> Self {
+        let folder = folders.root.clone();
         let no_clobber = AtomicBool::new(folder.no_clobber);
-        FtpBackend { folder, peer, no_clobber, last_stored: Mutex::default(), challenge: Mutex::default() }
+        FtpBackend { folders, folder, peer, no_clobber, last_stored: Mutex::default(), challenge: Mutex::default() }
+    }
+
+    /// The client's address (of its control connection).
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// The folder this session is rooted at.
+    pub fn folder(&self) -> &SharedFolder {
+        &self.folder
     }
 
     fn inner(&self) -> &Filesystem {
@@ -109,7 +94,7 @@ impl FtpBackend {
         self.challenge.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take()
     }
 
-    /// The download counters.
+    /// The download counters (of the whole cluster; paths from the FTP folder's root).
     pub fn downloads(&self) -> &Downloads {
         &self.folder.downloads
     }
@@ -143,6 +128,24 @@ impl FtpBackend {
         let (dir, target) = (self.folder.dir.clone(), relative(path));
         blocking(move || dir.metadata(target)).await.is_ok_and(|metadata| metadata.is_file())
     }
+}
+
+/// Refuses what `user` may not do (`550`; uploads `553`, as RFC 959 has it for STOR names).
+fn allowed(user: &User, permission: Permission) -> Result<()> {
+    if user.may(permission) {
+        return Ok(());
+    }
+    let kind = match permission {
+        Permission::Upload | Permission::Overwrite => ErrorKind::FileNameNotAllowedError,
+        _ => ErrorKind::PermissionDenied,
+    };
+    Err(Error::new(
+        kind,
+        io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!("{} has no {} permission", user.name, permission.word()),
+        ),
+    ))
 }
 
 /// Refuses paths of temporary upload files as if they did not exist.
@@ -181,11 +184,15 @@ fn upload_error(error: io::Error) -> Error {
 }
 
 #[async_trait]
-impl StorageBackend<DefaultUser> for FtpBackend {
+impl StorageBackend<User> for FtpBackend {
     type Metadata = Meta;
 
-    fn enter(&mut self, _user: &DefaultUser) -> io::Result<()> {
-        // `DefaultUser` has no home folder: every session is rooted at the FTP folder.
+    /// Roots the session at the user's home (opened at start-up).
+    fn enter(&mut self, user: &User) -> io::Result<()> {
+        self.folder = self
+            .folders
+            .home(user.home.as_deref())
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("the home of {} is not open", user.name)))?;
         Ok(())
     }
 
@@ -194,38 +201,30 @@ impl StorageBackend<DefaultUser> for FtpBackend {
     }
 
     fn supported_features(&self) -> u32 {
-        StorageBackend::<DefaultUser>::supported_features(self.inner())
+        StorageBackend::<User>::supported_features(self.inner())
     }
 
-    async fn metadata<P: AsRef<Path> + Send + Debug>(&self, user: &DefaultUser, path: P) -> Result<Meta> {
+    async fn metadata<P: AsRef<Path> + Send + Debug>(&self, user: &User, path: P) -> Result<Meta> {
         visible(path.as_ref())?;
         self.inner().metadata(user, path).await
     }
 
-    async fn list<P: AsRef<Path> + Send + Debug>(
-        &self,
-        user: &DefaultUser,
-        path: P,
-    ) -> Result<Vec<Fileinfo<PathBuf, Meta>>> {
+    async fn list<P: AsRef<Path> + Send + Debug>(&self, user: &User, path: P) -> Result<Vec<Fileinfo<PathBuf, Meta>>> {
         visible(path.as_ref())?;
+        allowed(user, Permission::List)?;
         let mut entries = self.inner().list(user, path).await?;
         entries.retain(|entry| !is_internal(&entry.path));
         Ok(entries)
     }
 
-    async fn get_into<'a, P, W: ?Sized>(
-        &self,
-        _user: &DefaultUser,
-        path: P,
-        start_pos: u64,
-        output: &'a mut W,
-    ) -> Result<u64>
+    async fn get_into<'a, P, W: ?Sized>(&self, user: &User, path: P, start_pos: u64, output: &'a mut W) -> Result<u64>
     where
         W: tokio::io::AsyncWrite + Unpin + Sync + Send,
         P: AsRef<Path> + Send + Debug,
     {
         let path = path.as_ref().to_path_buf();
         visible(&path)?;
+        allowed(user, Permission::Download)?;
         let dir = self.folder.dir.clone();
         let target = relative(&path);
         // Opening and one fstat are cheap path operations; `send_file` runs them in place.
@@ -238,31 +237,40 @@ impl StorageBackend<DefaultUser> for FtpBackend {
             Ok((file, metadata.len()))
         };
         let sent = sending::send_file(open, start_pos, output).await.map_err(download_error)?;
-        let count = self.folder.downloads.record(&path, self.peer);
-        tracing::debug!(path = %normalize(&path), peer = %self.peer, count, "download completed");
+        let full = self.folder.full_path(&path);
+        let count = self.folder.downloads.record(Path::new(&full), self.peer);
+        tracing::debug!(path = %full, peer = %self.peer, count, "download completed");
         Ok(sent)
     }
 
     async fn get<P: AsRef<Path> + Send + Debug>(
         &self,
-        _user: &DefaultUser,
+        user: &User,
         path: P,
         start_pos: u64,
     ) -> Result<Box<dyn tokio::io::AsyncRead + Send + Sync + Unpin>> {
+        allowed(user, Permission::Download)?;
         Ok(Box::new(self.open_for_download(path.as_ref(), start_pos).await?))
     }
 
     async fn put<P: AsRef<Path> + Send + Debug, R: tokio::io::AsyncRead + Send + Sync + Unpin + 'static>(
         &self,
-        _user: &DefaultUser,
+        user: &User,
         input: R,
         path: P,
         start_pos: u64,
     ) -> Result<u64> {
         visible(path.as_ref())?;
+        allowed(user, Permission::Upload)
+            .or_else(|refused| allowed(user, Permission::Overwrite).map_err(|_| refused))?;
         let dir = self.folder.dir.clone();
         let target = relative(path.as_ref());
         let (upload, file) = blocking(move || Upload::begin(dir, &target, start_pos)).await?;
+        let no_clobber = self.no_clobber();
+        // Replacing or continuing an existing file needs `overwrite`; a new name (or a
+        // no-clobber copy) needs `upload`.
+        let replaces = upload.target_exists() && (start_pos > 0 || !no_clobber);
+        allowed(user, if replaces { Permission::Overwrite } else { Permission::Upload })?;
         // Uploads keep tokio's file writer: a double-buffered writer (1 MiB chunks written on the
         // blocking pool while the next one arrives) was steadier per GiB but had runs at a
         // third of the speed with curl -T (bench/compare.sh, 2026-11-25), so it was dropped.
@@ -271,34 +279,37 @@ impl StorageBackend<DefaultUser> for FtpBackend {
         let written = tokio::io::copy_buf(&mut BufReader::with_capacity(TRANSFER_BUFFER, input), &mut file).await?;
         tokio::io::AsyncWriteExt::flush(&mut file).await?;
         drop(file);
-        let no_clobber = self.no_clobber();
         let stored = blocking(move || upload.commit(no_clobber)).await?;
         *self.last_stored.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(normalize(&stored));
         Ok(written)
     }
 
-    async fn del<P: AsRef<Path> + Send + Debug>(&self, user: &DefaultUser, path: P) -> Result<()> {
+    async fn del<P: AsRef<Path> + Send + Debug>(&self, user: &User, path: P) -> Result<()> {
         visible(path.as_ref())?;
+        allowed(user, Permission::Delete)?;
         self.inner().del(user, path).await
     }
 
-    async fn mkd<P: AsRef<Path> + Send + Debug>(&self, user: &DefaultUser, path: P) -> Result<()> {
+    async fn mkd<P: AsRef<Path> + Send + Debug>(&self, user: &User, path: P) -> Result<()> {
         visible(path.as_ref())?;
+        allowed(user, Permission::Mkdir)?;
         self.inner().mkd(user, path).await
     }
 
-    async fn rename<P: AsRef<Path> + Send + Debug>(&self, user: &DefaultUser, from: P, to: P) -> Result<()> {
+    async fn rename<P: AsRef<Path> + Send + Debug>(&self, user: &User, from: P, to: P) -> Result<()> {
         visible(from.as_ref())?;
         visible(to.as_ref())?;
+        allowed(user, Permission::Rename)?;
         self.inner().rename(user, from, to).await
     }
 
-    async fn rmd<P: AsRef<Path> + Send + Debug>(&self, user: &DefaultUser, path: P) -> Result<()> {
+    async fn rmd<P: AsRef<Path> + Send + Debug>(&self, user: &User, path: P) -> Result<()> {
         visible(path.as_ref())?;
+        allowed(user, Permission::Delete)?;
         self.inner().rmd(user, path).await
     }
 
-    async fn cwd<P: AsRef<Path> + Send + Debug>(&self, user: &DefaultUser, path: P) -> Result<()> {
+    async fn cwd<P: AsRef<Path> + Send + Debug>(&self, user: &User, path: P) -> Result<()> {
         visible(path.as_ref())?;
         self.inner().cwd(user, path).await
     }

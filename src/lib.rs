@@ -59,6 +59,8 @@
 //! # }
 //! ```
 
+pub mod access;
+pub mod accounts;
 #[cfg(feature = "cli")]
 pub mod bench;
 pub mod bootstrap;
@@ -76,6 +78,9 @@ pub use bootstrap::worker::{RunningWorker, Worker, WorkerConfig};
 pub use bootstrap::{Cluster, ClusterError, RunningCluster};
 pub use cluster::registry::{Registry, Role, ServerEntry};
 pub use cluster::secret::ClusterSecret;
-pub use config::{ClusterConfig, ServerOptions, WorkerSpec, DEFAULT_LISTEN, DEFAULT_MAIN_NAME};
+pub use config::{
+    AccessConfig, ClusterConfig, Limits, ServerOptions, TlsConfig, TlsSource, WorkerSpec, DEFAULT_LISTEN,
+    DEFAULT_MAIN_NAME,
+};
 pub use ftp_backend::downloads::Downloads;
 pub use services::{Service, ServiceError, ServiceSet};

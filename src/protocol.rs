@@ -30,6 +30,21 @@ pub const NOCLOBBER: &str = "NOCLOBBER";
 /// `SITE STORED`: where this session's last upload was stored.
 pub const STORED: &str = "STORED";
 
+/// The user name the cluster's servers log in to each other with; the password is a proof of
+/// the cluster secret over the nonce in the server's greeting (see [`greeting_nonce`]).
+pub const CLUSTER_USER: &str = "ftpcalc-cluster";
+
+/// The first greeting line of every ftpcalc server: `220-nonce=<hex>`, a fresh single-use value
+/// per connection that the cluster's logins sign, so that nothing on the wire can be replayed.
+pub fn nonce_line(nonce: &str) -> String {
+    format!("220-nonce={nonce} (ftpcalc)\r\n")
+}
+
+/// The nonce in a greeting's text lines, if any.
+pub fn greeting_nonce<'a>(lines: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    lines.into_iter().find_map(|line| field(line, "nonce"))
+}
+
 /// SITE verbs that services may not use: the cluster's own, and libunftp's built-in `MD5`.
 pub const RESERVED: [&str; 11] =
     [HELP, INFO, LOOKUP, SERVERS, STATS, NOCLOBBER, STORED, CHALLENGE, REGISTER, DEREGISTER, "MD5"];

@@ -8,31 +8,37 @@
 //! The price is that libunftp's own shutdown and failed-login policy are per connection, so
 //! [`listener::serve`] implements graceful shutdown itself.
 
+pub mod auth;
 pub mod listener;
 
 use std::net::SocketAddr;
 use std::ops::RangeInclusive;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use libunftp::options::{ActivePassiveMode, SiteMd5};
+use libunftp::options::{ActivePassiveMode, FtpsRequired, SiteMd5};
 use libunftp::{Server, ServerBuilder};
-use unftp_core::auth::DefaultUser;
+use unftp_core::auth::UserDetailProvider;
 
-use crate::ftp_backend::{FtpBackend, SharedFolder};
+use crate::access::gate::Gate;
+use crate::access::{AccessPolicy, SharedPolicy};
+use crate::accounts::User;
+use crate::ftp_backend::FtpBackend;
 use crate::site_cmds::{verbs, Site, SiteContext};
+use auth::SessionAuth;
 
 /// Settings every server of a cluster shares.
 #[derive(Clone, Debug)]
 pub struct ServerSettings {
-    /// The FTP folder all servers serve, opened at start-up.
-    pub folder: Arc<SharedFolder>,
+    /// Who may connect and log in, and what they may do (swapped whole on reload).
+    pub policy: SharedPolicy,
+    /// Connection counts, lockout, the bound on password checks: one per process.
+    pub gate: Arc<Gate>,
     /// Ports for passive data connections; `None` leaves libunftp's default (49152-65535).
     pub passive_ports: Option<RangeInclusive<u16>>,
     /// How long a shutdown waits for open connections before closing them.
     pub grace_period: Duration,
-    /// Seconds of inactivity after which a session is closed.
-    pub idle_timeout: u64,
     /// Close sessions still open when the grace period of a shutdown is over. It costs one
     /// file descriptor per session (a second handle on its socket); a process that exits after
     /// the shutdown anyway (the `ftpcalc` binary) can do without.
@@ -63,26 +69,49 @@ impl ServerContext {
     pub fn name(&self) -> &str {
         &self.site.identity.name
     }
+
+    /// True for the address of the main server this worker knows: it is exempt from the
+    /// per-address connection limit, since it keeps a pool of connections to each worker.
+    pub fn trusts(&self, address: std::net::IpAddr) -> bool {
+        match &self.site.cluster {
+            crate::site_cmds::ClusterView::Worker { main } => {
+                main.get().is_some_and(|main| main.address.ip() == address)
+            }
+            crate::site_cmds::ClusterView::Main { .. } => false,
+        }
+    }
 }
 
-/// Builds the libunftp server for one connection from `peer`; [`listener::serve`] calls this
-/// for every accepted connection.
+/// Builds the libunftp server for one connection from `peer` under `policy`, with `auth`
+/// answering its logins; [`listener::serve`] calls this for every accepted connection.
 pub fn build_server(
     context: &ServerContext,
+    policy: &AccessPolicy,
     peer: SocketAddr,
-) -> Result<Server<FtpBackend, DefaultUser>, libunftp::ServerError> {
-    let folder = context.settings.folder.clone();
+    auth: Arc<SessionAuth>,
+) -> Result<Server<FtpBackend, User>, libunftp::ServerError> {
+    let folders = policy.folders.clone();
     let storage = Box::new(move || {
-        // The folder was opened once at start-up; sessions share its handles.
-        FtpBackend::open(folder.clone(), peer)
+        // The folders were opened once at start-up; sessions share their handles.
+        FtpBackend::open(folders.clone(), peer)
     });
-    let mut builder = ServerBuilder::new(storage)
+    let provider: Arc<dyn UserDetailProvider<User = User> + Send + Sync> = auth.clone();
+    let mut builder = ServerBuilder::<FtpBackend, User>::with_user_detail_provider::<User>(storage, provider)
+        .authenticator(auth)
         .greeting(context.greeting)
         .active_passive_mode(ActivePassiveMode::ActiveAndPassive)
         // The built-in SITE MD5 reads whole files of any size with a 10 MiB buffer per request:
         // off, as everything a client can make the server do in bulk should be.
         .sitemd5(SiteMd5::None)
-        .idle_session_timeout(context.settings.idle_timeout);
+        .idle_session_timeout(policy.limits.idle_timeout.as_secs());
+    if let Some(tls) = &policy.tls {
+        // One configuration built at start-up for every connection (the `ftps(cert, key)`
+        // builder would read and parse the PEM files again for each one).
+        builder = builder.ftps_manual::<PathBuf>(tls.identity.config.clone());
+        if policy.tls_required_for(peer.ip()) {
+            builder = builder.ftps_required(FtpsRequired::All, FtpsRequired::None);
+        }
+    }
     if let Some(ports) = &context.settings.passive_ports {
         builder = builder.passive_ports(ports.clone());
     }

@@ -20,8 +20,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use libunftp::options::{Reply, ReplyCode, SiteCommandContext, SiteCommandHandler};
-use unftp_core::auth::DefaultUser;
 
+use crate::access::gate::Gate;
+use crate::access::SharedPolicy;
+use crate::accounts::User;
 use crate::cluster::join::KnownMain;
 use crate::cluster::registry::{Registry, ServerEntry};
 use crate::cluster::router::Router;
@@ -46,6 +48,10 @@ pub enum ClusterView {
         secret: Option<ClusterSecret>,
         /// How long a registration lasts unless renewed.
         worker_ttl: Duration,
+        /// Wrong proofs count as failed logins: the lockout and its rule.
+        gate: Arc<Gate>,
+        /// The access policy in force (for the lockout's rule).
+        policy: SharedPolicy,
     },
     /// A worker: knows where the main server is, to point clients there.
     Worker {
@@ -155,15 +161,32 @@ impl Site {
         Site { server, verb }
     }
 
-    /// Answers one request; `Ok` is always a positive reply.
-    pub async fn answer(&self, arguments: &str, storage: &FtpBackend) -> Result<Reply, SiteError> {
+    /// The service this verb runs or refuses, if it is one.
+    fn service(&self) -> Option<&str> {
+        match &self.verb {
+            Verb::Compute(service) => Some(service.name()),
+            Verb::Route(service) | Verb::NotOffered(service) => Some(service),
+            _ => None,
+        }
+    }
+
+    /// Answers one request of `user`; `Ok` is always a positive reply.
+    pub async fn answer(&self, user: Option<&User>, arguments: &str, storage: &FtpBackend) -> Result<Reply, SiteError> {
         let server = &self.server;
+        if let (Some(service), Some(user)) = (self.service(), user) {
+            if !user.services.allows(service) {
+                return Err(SiteError::ServiceNotAllowed {
+                    user: user.name.clone(),
+                    service: service.to_ascii_uppercase(),
+                });
+            }
+        }
         match &self.verb {
             Verb::Help => Ok(info::help(server)),
             Verb::Info => Ok(Reply::new_with_string(ReplyCode::CommandOkay, info::info(server))),
             Verb::Lookup => info::lookup(server, arguments),
             Verb::Servers => info::servers(server),
-            Verb::Membership(verb) => membership::answer(server, verb, storage, arguments),
+            Verb::Membership(verb) => membership::answer(server, verb, storage, arguments).await,
             Verb::Stats => files::stats(storage, arguments).await,
             Verb::NoClobber => files::no_clobber(storage, arguments),
             Verb::Stored => files::stored(storage),
@@ -187,9 +210,10 @@ impl Site {
 }
 
 #[async_trait]
-impl SiteCommandHandler<FtpBackend, DefaultUser> for Site {
-    async fn handle(&self, context: &SiteCommandContext<FtpBackend, DefaultUser>) -> Reply {
-        self.answer(&context.arguments, &context.storage).await.unwrap_or_else(|error| error.to_reply())
+impl SiteCommandHandler<FtpBackend, User> for Site {
+    async fn handle(&self, context: &SiteCommandContext<FtpBackend, User>) -> Reply {
+        let user = context.user.as_ref().as_ref();
+        self.answer(user, &context.arguments, &context.storage).await.unwrap_or_else(|error| error.to_reply())
     }
 }
 
@@ -207,7 +231,7 @@ mod tests {
     use crate::cluster::registry::Role;
     use crate::cluster::worker_client::WorkerClient;
     use crate::ftp_backend::downloads::Downloads;
-    use crate::ftp_backend::SharedFolder;
+    use crate::ftp_backend::Folders;
 
     fn entry(name: &str, port: u16, role: Role, services: &[&str]) -> ServerEntry {
         let services = services.iter().map(|service| service.to_string()).collect();
@@ -215,8 +239,20 @@ mod tests {
     }
 
     fn storage(folder: &tempfile::TempDir) -> FtpBackend {
-        let shared = SharedFolder::open(folder.path(), Arc::new(Downloads::new(|_| {})), false).expect("folder");
-        FtpBackend::open(Arc::new(shared), ([127, 0, 0, 1], 40000).into())
+        let folders = Folders::open(folder.path(), &[], Arc::new(Downloads::new(|_| {})), false).expect("folder");
+        FtpBackend::open(Arc::new(folders), ([127, 0, 0, 1], 40000).into())
+    }
+
+    fn policy(folder: &tempfile::TempDir) -> SharedPolicy {
+        let folders = Folders::open(folder.path(), &[], Arc::new(Downloads::new(|_| {})), false).expect("folder");
+        let policy = crate::access::AccessPolicy {
+            accounts: crate::accounts::Accounts::open(),
+            folders: Arc::new(folders),
+            tls: None,
+            limits: crate::config::Limits::default(),
+            cluster_secret: None,
+        };
+        Arc::new(arc_swap::ArcSwap::from_pointee(policy))
     }
 
     fn worker() -> Arc<SiteContext> {
@@ -226,11 +262,22 @@ mod tests {
         Arc::new(SiteContext::new(entry("SV1", 2122, Role::Worker, &["ADD"]), ServiceSet::arithmetic(), view))
     }
 
-    fn main_server(registry: &Registry) -> Arc<SiteContext> {
-        let router = Router::new(registry.clone(), WorkerClient::new("SV0", "x", 1), Duration::from_secs(1));
-        let view =
-            ClusterView::Main { registry: registry.clone(), router, secret: None, worker_ttl: Duration::from_secs(1) };
+    fn main_server(registry: &Registry, folder: &tempfile::TempDir) -> Arc<SiteContext> {
+        let secret = ClusterSecret::generate().0;
+        let router = Router::new(registry.clone(), WorkerClient::new(secret, 1), Duration::from_secs(1));
+        let view = ClusterView::Main {
+            registry: registry.clone(),
+            router,
+            secret: None,
+            worker_ttl: Duration::from_secs(1),
+            gate: Arc::new(Gate::default()),
+            policy: policy(folder),
+        };
         Arc::new(SiteContext::new(entry("SV0", 2121, Role::Main, &[]), ServiceSet::arithmetic(), view))
+    }
+
+    fn tester() -> User {
+        User::open("tester")
     }
 
     fn verb(server: &Arc<SiteContext>, name: &str) -> Site {
@@ -252,17 +299,17 @@ mod tests {
         let folder = tempfile::tempdir().expect("folder");
         let storage = storage(&folder);
         let server = worker();
-        let answer = verb(&server, "ADD").answer("2 3", &storage).await;
+        let answer = verb(&server, "ADD").answer(Some(&tester()), "2 3", &storage).await;
         assert_eq!(reply_text(answer), (200, "5 (computed by SV1)".into()));
-        let (code, text) = reply_text(verb(&server, "MUL").answer("2 3", &storage).await);
+        let (code, text) = reply_text(verb(&server, "MUL").answer(Some(&tester()), "2 3", &storage).await);
         assert_eq!(code, 504);
         assert!(text.contains("SV0 at 127.0.0.1:2121"), "{text}");
-        assert_eq!(reply_text(verb(&server, "LOOKUP").answer("ADD", &storage).await).0, 502);
-        assert_eq!(reply_text(verb(&server, "ADD").answer("2 x", &storage).await).0, 501);
-        let (code, help) = reply_text(verb(&server, "HELP").answer("", &storage).await);
+        assert_eq!(reply_text(verb(&server, "LOOKUP").answer(Some(&tester()), "ADD", &storage).await).0, 502);
+        assert_eq!(reply_text(verb(&server, "ADD").answer(Some(&tester()), "2 x", &storage).await).0, 501);
+        let (code, help) = reply_text(verb(&server, "HELP").answer(Some(&tester()), "", &storage).await);
         assert_eq!(code, 214);
         assert!(help.contains("ADD A B [C ...]: sum of integers") && help.contains("MUL: not offered here"), "{help}");
-        let (_, info) = reply_text(verb(&server, "INFO").answer("", &storage).await);
+        let (_, info) = reply_text(verb(&server, "INFO").answer(Some(&tester()), "", &storage).await);
         assert!(
             info.starts_with("name=SV1 role=worker") && info.contains("computed=1 main=SV0@127.0.0.1:2121"),
             "{info}"
@@ -276,18 +323,51 @@ mod tests {
         let registry = Registry::new();
         registry.register(entry("SV0", 2121, Role::Main, &[])).expect("register");
         registry.register(entry("W1", 2200, Role::Worker, &["ADD"])).expect("register");
-        let server = main_server(&registry);
+        let server = main_server(&registry, &folder);
         let lookup = verb(&server, "LOOKUP");
-        assert_eq!(reply_text(lookup.answer("add", &storage).await), (200, "ADD W1=127.0.0.1:2200".into()));
-        assert_eq!(reply_text(lookup.answer("MUL", &storage).await).0, 451, "known service, no worker");
-        assert_eq!(reply_text(lookup.answer("NOPE", &storage).await).0, 504);
-        let (code, servers) = reply_text(verb(&server, "SERVERS").answer("", &storage).await);
+        assert_eq!(
+            reply_text(lookup.answer(Some(&tester()), "add", &storage).await),
+            (200, "ADD W1=127.0.0.1:2200".into())
+        );
+        assert_eq!(
+            reply_text(lookup.answer(Some(&tester()), "MUL", &storage).await).0,
+            451,
+            "known service, no worker"
+        );
+        assert_eq!(reply_text(lookup.answer(Some(&tester()), "NOPE", &storage).await).0, 504);
+        let (code, servers) = reply_text(verb(&server, "SERVERS").answer(Some(&tester()), "", &storage).await);
         assert_eq!(code, 200);
         assert!(servers.contains(" W1 127.0.0.1:2200 worker ADD") && servers.ends_with("2 servers"), "{servers}");
-        assert_eq!(reply_text(verb(&server, "MUL").answer("2 3", &storage).await).0, 451, "no worker for MUL");
-        assert_eq!(reply_text(verb(&server, "MUL").answer("2", &storage).await).0, 501, "checked before routing");
-        let (code, text) = reply_text(verb(&server, "REGISTER").answer("W2 127.0.0.1:1 ADD 00", &storage).await);
+        assert_eq!(
+            reply_text(verb(&server, "MUL").answer(Some(&tester()), "2 3", &storage).await).0,
+            451,
+            "no worker for MUL"
+        );
+        assert_eq!(
+            reply_text(verb(&server, "MUL").answer(Some(&tester()), "2", &storage).await).0,
+            501,
+            "checked before routing"
+        );
+        let (code, text) =
+            reply_text(verb(&server, "REGISTER").answer(Some(&tester()), "W2 127.0.0.1:1 ADD 00", &storage).await);
         assert_eq!((code, text.as_str()), (550, "registration is disabled on this server"));
+    }
+
+    #[tokio::test]
+    async fn a_user_calls_only_the_services_granted() {
+        let folder = tempfile::tempdir().expect("folder");
+        let storage = storage(&folder);
+        let server = worker();
+        let mut limited = tester();
+        limited.services = crate::accounts::ServiceGrant::parse(&["ADD".into()]).expect("valid");
+        assert_eq!(reply_text(verb(&server, "ADD").answer(Some(&limited), "1 2", &storage).await).0, 200);
+        let (code, text) = reply_text(verb(&server, "MUL").answer(Some(&limited), "1 2", &storage).await);
+        assert_eq!((code, text.as_str()), (550, "tester may not use MUL"));
+        assert_eq!(
+            reply_text(verb(&server, "INFO").answer(Some(&limited), "", &storage).await).0,
+            200,
+            "not a service"
+        );
     }
 
     #[tokio::test]
@@ -295,16 +375,19 @@ mod tests {
         let folder = tempfile::tempdir().expect("folder");
         let storage = storage(&folder);
         let server = worker();
-        assert_eq!(reply_text(verb(&server, "STORED").answer("", &storage).await).0, 550);
+        assert_eq!(reply_text(verb(&server, "STORED").answer(Some(&tester()), "", &storage).await).0, 550);
         assert_eq!(
-            reply_text(verb(&server, "NOCLOBBER").answer("on", &storage).await),
+            reply_text(verb(&server, "NOCLOBBER").answer(Some(&tester()), "on", &storage).await),
             (200, "no-clobber uploads on".into())
         );
         assert!(storage.no_clobber());
-        assert_eq!(reply_text(verb(&server, "NOCLOBBER").answer("maybe", &storage).await).0, 501);
-        let (code, text) = reply_text(verb(&server, "STATS").answer("missing.txt", &storage).await);
+        assert_eq!(reply_text(verb(&server, "NOCLOBBER").answer(Some(&tester()), "maybe", &storage).await).0, 501);
+        let (code, text) = reply_text(verb(&server, "STATS").answer(Some(&tester()), "missing.txt", &storage).await);
         assert_eq!((code, text.as_str()), (550, "no such file: /missing.txt"));
         std::fs::write(folder.path().join("here.txt"), b"x").expect("write");
-        assert_eq!(reply_text(verb(&server, "STATS").answer("here.txt", &storage).await), (200, "/here.txt 0".into()));
+        assert_eq!(
+            reply_text(verb(&server, "STATS").answer(Some(&tester()), "here.txt", &storage).await),
+            (200, "/here.txt 0".into())
+        );
     }
 }

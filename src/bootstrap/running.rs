@@ -8,6 +8,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::access::{AccessPolicy, SharedPolicy};
 use crate::cluster::registry::{Registry, Role, ServerEntry};
 use crate::cluster::router::Router;
 use crate::server::listener::serve;
@@ -57,14 +58,25 @@ impl RunningServer {
 pub struct RunningCluster {
     registry: Registry,
     router: Router,
+    policy: SharedPolicy,
     maintenance: JoinHandle<()>,
     servers: Vec<RunningServer>,
 }
 
 impl RunningCluster {
-    pub(crate) fn new(registry: Registry, router: Router, servers: Vec<RunningServer>) -> Self {
+    pub(crate) fn new(registry: Registry, router: Router, policy: SharedPolicy, servers: Vec<RunningServer>) -> Self {
         let maintenance = tokio::spawn(router.clone().maintain());
-        RunningCluster { registry, router, maintenance, servers }
+        RunningCluster { registry, router, policy, maintenance, servers }
+    }
+
+    /// The access policy in force (accounts, TLS, limits).
+    pub fn access(&self) -> Arc<AccessPolicy> {
+        self.policy.load_full()
+    }
+
+    /// The shared access policy, to replace on reload.
+    pub fn policy(&self) -> &SharedPolicy {
+        &self.policy
     }
 
     /// Every started server (main server first) with its bound address.

@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::access::{AccessPolicy, SharedPolicy};
 use crate::bootstrap::running::RunningServer;
 use crate::bootstrap::{bind, entry, settings, ClusterError};
 use crate::cluster::join::{Join, JoinError, KnownMain};
@@ -105,7 +106,9 @@ impl Worker {
         if !crate::services::is_valid_name(&config.name) {
             return Err(ClusterError::Invalid(format!("{:?} cannot be a server name", config.name)));
         }
-        let settings = settings(&config.root, Arc::new(Downloads::default()), &config.options).await?;
+        let settings =
+            settings(&config.root, Arc::new(Downloads::default()), &config.options, Some(config.secret.clone()))
+                .await?;
         let listener = bind(&config.name, config.listen).await?;
         let mut identity = entry(&config.name, &listener, Role::Worker, &config.services)?;
         if let Some(advertise) = config.advertise {
@@ -140,13 +143,14 @@ impl Worker {
             });
         }
         let site = SiteContext::new(identity.clone(), self.catalog.clone(), ClusterView::Worker { main: known });
+        let policy = settings.policy.clone();
         let server = RunningServer::spawn(listener, ServerContext::new(site, settings));
         let (stop_heartbeat, stopped) = watch::channel(false);
         let beating = join.clone();
         let interval = config.heartbeat;
         let registered = main.is_some();
         let heartbeat = tokio::spawn(async move { beating.heartbeat(interval, registered, stopped).await });
-        Ok(RunningWorker { identity, main, join, server, stop_heartbeat, heartbeat })
+        Ok(RunningWorker { identity, main, join, server, policy, stop_heartbeat, heartbeat })
     }
 }
 
@@ -157,6 +161,7 @@ pub struct RunningWorker {
     main: Option<ServerEntry>,
     join: Join,
     server: RunningServer,
+    policy: SharedPolicy,
     stop_heartbeat: watch::Sender<bool>,
     heartbeat: JoinHandle<()>,
 }
@@ -165,6 +170,16 @@ impl RunningWorker {
     /// The worker's entry as registered (its reachable address).
     pub fn identity(&self) -> &ServerEntry {
         &self.identity
+    }
+
+    /// The access policy in force (accounts, TLS, limits).
+    pub fn access(&self) -> Arc<AccessPolicy> {
+        self.policy.load_full()
+    }
+
+    /// The shared access policy, to replace on reload.
+    pub fn policy(&self) -> &SharedPolicy {
+        &self.policy
     }
 
     /// The main server, if the first registration succeeded.

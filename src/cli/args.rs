@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use ftpcalc::client::{DEFAULT_SERVER, DEFAULT_TIMEOUT};
 use ftpcalc::config::{DEFAULT_GRACE_PERIOD, DEFAULT_HEARTBEAT, DEFAULT_WORKER_TIMEOUT, DEFAULT_WORKER_TTL};
-use ftpcalc::{WorkerSpec, DEFAULT_LISTEN};
+use ftpcalc::WorkerSpec;
 
 /// A programmable FTP server: SITE services routed from a main server to worker servers.
 #[derive(Debug, Parser)]
@@ -28,6 +28,45 @@ pub enum Command {
     Worker(WorkerArgs),
     /// Measure an FTP server: command round trips, or file transfers.
     Bench(BenchArgs),
+    /// Read a password from standard input (without echo on a terminal) and print its Argon2id
+    /// hash, for the `password` of a `[[users]]` entry.
+    HashPassword,
+}
+
+/// What `server` and `worker` share: the configuration file and the flags that override it.
+#[derive(Debug, Args)]
+pub struct Serving {
+    /// A TOML configuration file: accounts, anonymous access, TLS, limits (see the README).
+    /// Flags given on the command line override it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// TLS certificate chain (PEM) for FTPS (explicit, AUTH TLS); needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Make a self-signed certificate in memory for FTPS and print its SHA-256 fingerprint.
+    #[arg(long, conflicts_with = "tls_cert")]
+    pub tls_self_signed: bool,
+    /// Refuse plain-text logins from clients not on this machine (needs TLS).
+    #[arg(long)]
+    pub tls_required: bool,
+    /// Most control connections at once (default 10000, within the descriptor limit).
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Most control connections at once from one client address (default 50).
+    #[arg(long, value_name = "N")]
+    pub max_connections_per_ip: Option<usize>,
+    /// Port range for passive data connections, e.g. 40000-40999.
+    #[arg(long, value_name = "FIRST-LAST")]
+    pub passive_ports: Option<String>,
+    /// Seconds a shutdown waits for open connections.
+    #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_GRACE_PERIOD.as_secs_f64())]
+    pub grace: f64,
+    /// The file the cluster secret is kept in (created with mode 0600 if missing).
+    #[arg(long, value_name = "FILE")]
+    pub secret_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -118,9 +157,9 @@ pub struct ServerArgs {
     pub name: String,
     /// The FTP folder every server serves (created if missing).
     pub folder: PathBuf,
-    /// The main server's address.
-    #[arg(long, default_value = DEFAULT_LISTEN)]
-    pub listen: SocketAddr,
+    /// The main server's address [default: 127.0.0.1:2121].
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
     /// A worker as NAME=SERVICE[+SERVICE...][@HOST:PORT]; repeat for several. Without it:
     /// SV1=ADD, SV2=SUB, SV3=MUL, SV4=INC on the ports after the main server's.
     #[arg(long = "worker", value_name = "SPEC")]
@@ -131,19 +170,15 @@ pub struct ServerArgs {
     /// Seconds the main server waits for a worker's answer.
     #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_WORKER_TIMEOUT.as_secs_f64())]
     pub worker_timeout: f64,
-    /// Seconds a shutdown waits for open connections.
-    #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_GRACE_PERIOD.as_secs_f64())]
-    pub grace: f64,
     /// Apply no-clobber to every upload: STOR of an existing NAME.EXT stores NAME_copy1.EXT.
     #[arg(long)]
     pub no_clobber: bool,
-    /// Port range for passive data connections, e.g. 40000-40999.
-    #[arg(long, value_name = "FIRST-LAST", value_parser = parse_port_range)]
-    pub passive_ports: Option<(u16, u16)>,
     /// The cluster secret workers must prove to register (at least 16 characters); without
-    /// it one is generated and printed once.
+    /// it, the one in --secret-file (or the default secret file) is used, made if missing.
     #[arg(long, env = "FTPCALC_SECRET", hide_env_values = true)]
     pub secret: Option<String>,
+    #[command(flatten)]
+    pub serving: Serving,
     /// Seconds a remote worker's registration lasts without a heartbeat.
     #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_WORKER_TTL.as_secs_f64())]
     pub worker_ttl: f64,
@@ -161,22 +196,21 @@ pub struct WorkerArgs {
     /// The services it offers, e.g. ADD,MUL.
     #[arg(long, value_delimiter = ',', required = true)]
     pub services: Vec<String>,
-    /// Where it listens.
-    #[arg(long, default_value = "127.0.0.1:0")]
-    pub listen: SocketAddr,
+    /// Where it listens [default: 127.0.0.1:0].
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
     /// The address it registers, when the main server must reach it at another one (NAT,
     /// several interfaces, a listener on 0.0.0.0).
     #[arg(long, value_name = "HOST:PORT")]
     pub advertise: Option<SocketAddr>,
-    /// The cluster secret printed by `ftpcalc server`.
+    /// The cluster secret (or give the main server's secret file with --secret-file).
     #[arg(long, env = "FTPCALC_SECRET", hide_env_values = true)]
-    pub secret: String,
+    pub secret: Option<String>,
     /// Seconds between heartbeats.
     #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_HEARTBEAT.as_secs_f64())]
     pub heartbeat: f64,
-    /// Seconds a shutdown waits for open connections.
-    #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_GRACE_PERIOD.as_secs_f64())]
-    pub grace: f64,
+    #[command(flatten)]
+    pub serving: Serving,
 }
 
 #[derive(Debug, Args)]
@@ -188,9 +222,16 @@ pub struct ClientArgs {
     /// The server as HOST:PORT.
     #[arg(long, env = "FTPCALC_SERVER", default_value = DEFAULT_SERVER)]
     pub server: String,
-    /// The FTP password (ftpcalc servers take any).
-    #[arg(long, default_value = "ftpcalc")]
-    pub password: String,
+    /// The FTP password; else $FTPCALC_PASSWORD, then ~/.netrc, then a prompt on a terminal
+    /// when the server asks for one.
+    #[arg(long, env = "FTPCALC_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
+    /// Require explicit FTPS (AUTH TLS) on the control and data connections.
+    #[arg(long)]
+    pub tls: bool,
+    /// Trust this CA (or self-signed) certificate (PEM) for --tls instead of the system's.
+    #[arg(long, value_name = "FILE", requires = "tls")]
+    pub tls_ca: Option<PathBuf>,
     /// Also print the server that computed an answer and the raw reply (on stderr).
     #[arg(long, short)]
     pub verbose: bool,
@@ -200,16 +241,6 @@ pub struct ClientArgs {
     /// The command and its arguments, e.g. `add 2 3`; `help` lists them.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
-}
-
-pub fn parse_port_range(text: &str) -> Result<(u16, u16), String> {
-    let (first, last) = text.split_once('-').ok_or("expected FIRST-LAST")?;
-    let first: u16 = first.parse().map_err(|_| "FIRST is not a port")?;
-    let last: u16 = last.parse().map_err(|_| "LAST is not a port")?;
-    if first == 0 || first > last {
-        return Err("expected 1 <= FIRST <= LAST".into());
-    }
-    Ok((first, last))
 }
 
 pub fn seconds(value: f64, what: &str) -> anyhow::Result<Duration> {

@@ -2,43 +2,35 @@
 //! and print what the user needs on stdout.
 
 use anyhow::Context;
-use ftpcalc::ClusterSecret;
-use ftpcalc::{Cluster, ClusterConfig};
-use ftpcalc::{Worker, WorkerConfig};
+use ftpcalc::{Cluster, ClusterConfig, Worker, WorkerConfig, DEFAULT_LISTEN};
 
 use crate::cli::args::{seconds, BenchArgs, BenchMode, ServerArgs, WorkerArgs};
+use crate::cli::serving;
 use crate::cli::{say, shutdown_signal};
 
 pub async fn serve(args: ServerArgs) -> anyhow::Result<()> {
-    let mut config = ClusterConfig::new(args.name, args.folder).listen(args.listen);
+    let (options, file) = serving::options(&args.serving)?;
+    let listen = args.listen.or(file.as_ref().and_then(|file| file.listen)).unwrap_or(DEFAULT_LISTEN.parse()?);
+    let mut config = ClusterConfig::new(args.name.clone(), args.folder).listen(listen);
+    config.options = options;
+    if args.no_clobber {
+        config.options.no_clobber = true;
+    }
     if args.no_workers {
         config.workers.clear();
     } else if !args.workers.is_empty() {
         config.workers = args.workers;
     }
     config.worker_timeout = seconds(args.worker_timeout, "--worker-timeout")?;
-    config.options.grace_period = seconds(args.grace, "--grace")?;
-    config.options.passive_ports = args.passive_ports.map(|(first, last)| first..=last);
-    config.options.no_clobber = args.no_clobber;
-    // The process exits after the shutdown: sessions need no second handle to be closed.
-    config.options.close_on_stop = false;
     config.worker_ttl = seconds(args.worker_ttl, "--worker-ttl")?;
-    let generated = match &args.secret {
-        Some(text) => {
-            config.secret = Some(ClusterSecret::new(text)?);
-            None
-        }
-        None => {
-            let (secret, text) = ClusterSecret::generate();
-            config.secret = Some(secret);
-            Some(text)
-        }
-    };
+    let (secret, secret_file) = serving::secret(&args.name, args.secret.as_deref(), &args.serving, file.as_ref())?;
+    config.secret = Some(secret);
     let stop = shutdown_signal();
     let cluster = Cluster::new(config).start().await?;
     let mut console = cluster.table();
-    if let Some(text) = generated {
-        console.push_str(&format!("cluster secret for `ftpcalc worker --secret`: {text}\n"));
+    console.push_str(&serving::banner(&cluster.access()));
+    if let Some(path) = secret_file {
+        console.push_str(&format!("cluster secret in {} (for workers: --secret-file)\n", path.display()));
     }
     say(&console);
     stop.await;
@@ -48,14 +40,20 @@ pub async fn serve(args: ServerArgs) -> anyhow::Result<()> {
 }
 
 pub async fn work(args: WorkerArgs) -> anyhow::Result<()> {
+    let (options, file) = serving::options(&args.serving)?;
+    if args.secret.is_none()
+        && args.serving.secret_file.is_none()
+        && file.as_ref().and_then(|file| file.secret_file.as_ref()).is_none()
+    {
+        anyhow::bail!("a worker needs the cluster secret: --secret, --secret-file, or secret_file in --config");
+    }
+    let (secret, _) = serving::secret(&args.name, args.secret.as_deref(), &args.serving, file.as_ref())?;
     let services: Vec<&str> = args.services.iter().map(String::as_str).collect();
-    let mut config =
-        WorkerConfig::new(&args.name, args.folder, args.join, &services, ClusterSecret::new(&args.secret)?);
-    config.listen = args.listen;
+    let mut config = WorkerConfig::new(&args.name, args.folder, args.join, &services, secret);
+    config.options = options;
+    config.listen = args.listen.or(file.as_ref().and_then(|file| file.listen)).unwrap_or(config.listen);
     config.advertise = args.advertise;
     config.heartbeat = seconds(args.heartbeat, "--heartbeat")?;
-    config.options.grace_period = seconds(args.grace, "--grace")?;
-    config.options.close_on_stop = false;
     let heartbeat = config.heartbeat;
     let stop = shutdown_signal();
     let worker = Worker::new(config).start().await?;
@@ -67,6 +65,7 @@ pub async fn work(args: WorkerArgs) -> anyhow::Result<()> {
         Some(main) => format!("joined {} at {}\n", main.name, main.address),
         None => format!("main server at {} not reachable yet; retrying every {heartbeat:?}\n", args.join),
     });
+    console.push_str(&serving::banner(&worker.access()));
     say(&console);
     stop.await;
     eprintln!("ftpcalc: shutting down");

@@ -8,8 +8,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use suppaftp::types::FileType;
-use suppaftp::{FtpError, FtpStream};
+use suppaftp::{FtpError, RustlsConnector, RustlsFtpStream, Status};
 
+use crate::client::credentials;
 use crate::client::error::ClientError;
 use crate::client::progress::Progress;
 use crate::client::ClientConfig;
@@ -20,7 +21,7 @@ const CHUNK: usize = 256 * 1024;
 
 /// A logged-in connection.
 pub struct Session {
-    ftp: FtpStream,
+    ftp: RustlsFtpStream,
     server: String,
     no_clobber: bool,
 }
@@ -36,20 +37,39 @@ impl Session {
             .map_err(|error| broken(error.to_string()))?
             .next()
             .ok_or_else(|| broken("the name has no address".into()))?;
-        let mut ftp = FtpStream::connect_timeout(address, config.timeout).map_err(|error| broken(error.to_string()))?;
+        let mut ftp =
+            RustlsFtpStream::connect_timeout(address, config.timeout).map_err(|error| broken(error.to_string()))?;
         {
             let socket = ftp.get_ref();
             let _ = socket.set_read_timeout(Some(config.timeout));
             let _ = socket.set_write_timeout(Some(config.timeout));
         }
-        ftp.login(config.name.as_str(), config.password.as_str()).map_err(|error| match error {
+        let host = host_of(&config.server);
+        if config.tls {
+            let connector = RustlsConnector::from(credentials::tls_config(config.tls_ca.as_deref())?);
+            ftp =
+                ftp.into_secure(connector, host).map_err(|error| broken(format!("FTPS (AUTH TLS) failed: {error}")))?;
+        }
+        let refused = |error: FtpError| match error {
             FtpError::UnexpectedResponse(response) => ClientError::Login {
                 server: server.clone(),
                 user: config.name.clone(),
                 reply: reply_line(&response.body),
             },
             other => broken(other.to_string()),
-        })?;
+        };
+        let asked = ftp
+            .custom_command(format!("USER {}", config.name), &[Status::LoggedIn, Status::NeedPassword])
+            .map_err(refused)?;
+        if asked.status == Status::NeedPassword {
+            let password = config
+                .password
+                .clone()
+                .or_else(|| credentials::from_netrc(host, &config.name))
+                .or_else(|| credentials::prompt(&config.name, &config.server))
+                .unwrap_or_default();
+            ftp.custom_command(format!("PASS {password}"), &[Status::LoggedIn]).map_err(refused)?;
+        }
         ftp.transfer_type(FileType::Binary).map_err(|error| broken(error.to_string()))?;
         Ok(Session { ftp, server, no_clobber: false })
     }
@@ -203,6 +223,12 @@ impl Session {
     pub fn quit(mut self) {
         let _ = self.ftp.quit();
     }
+}
+
+/// The host part of `HOST:PORT` (`[::1]:21` → `::1`), for TLS's name check.
+fn host_of(server: &str) -> &str {
+    let host = server.rsplit_once(':').map_or(server, |(host, _)| host);
+    host.trim_start_matches('[').trim_end_matches(']')
 }
 
 /// The first line of a reply.

@@ -13,7 +13,8 @@ use std::net::SocketAddr;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-use crate::protocol::{final_code, strip_code};
+use crate::cluster::secret::ClusterSecret;
+use crate::protocol::{final_code, greeting_nonce, strip_code, CLUSTER_USER};
 
 /// Longest reply line accepted from a peer (a `SITE MUL` answer of 64,000 digits fits).
 pub const MAX_LINE_BYTES: u64 = 256 * 1024;
@@ -97,6 +98,13 @@ impl Control {
             230 => Ok(()),
             _ => Err(ControlError::Unexpected(reply)),
         }
+    }
+
+    /// Logs in as another server of the cluster: user [`CLUSTER_USER`], password the proof of
+    /// `secret` over the nonce of this connection's greeting.
+    pub async fn login_cluster(&mut self, secret: &ClusterSecret) -> Result<(), ControlError> {
+        let nonce = greeting_nonce(self.greeting.lines.iter().map(String::as_str)).unwrap_or_default().to_string();
+        self.login(CLUSTER_USER, &secret.login_proof(&nonce)).await
     }
 
     /// Sends one command line (CR and LF in it are refused) and reads its reply.

@@ -85,7 +85,16 @@ impl Join {
         let attempt = async {
             let connect = |source| JoinError::Connect { address, source };
             let mut control = Control::connect(address).await.map_err(connect)?;
-            control.login(&self.worker.name, "ftpcalc").await.map_err(connect)?;
+            control.login_cluster(&self.secret).await.map_err(|error| match error {
+                // The main server answered and said no: the secret is wrong (or this address
+                // is locked out); retrying would not help.
+                ControlError::Unexpected(reply) => JoinError::Refused {
+                    address,
+                    code: reply.code,
+                    text: format!("{} (the cluster login: is the cluster secret right?)", reply.text()),
+                },
+                other => connect(other),
+            })?;
             let result = work(&mut control).await;
             control.quit().await;
             result

@@ -64,6 +64,61 @@ impl ClusterSecret {
     }
 }
 
+impl ClusterSecret {
+    /// The secret kept in the file at `path`, or a new one written there (the file created
+    /// with mode 0600, its folder with 0700, if missing); true when it was made now.
+    pub fn load_or_create(path: &std::path::Path) -> std::io::Result<(Self, bool)> {
+        use std::io::Write;
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+        match std::fs::read_to_string(path) {
+            Ok(text) => {
+                let mode = std::fs::metadata(path)?.permissions().mode();
+                if mode & 0o077 != 0 {
+                    tracing::warn!(path = %path.display(), mode = format!("{mode:o}"), "the cluster secret file is readable by others");
+                }
+                let secret = ClusterSecret::new(text.trim()).map_err(|error| {
+                    std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {error}", path.display()))
+                })?;
+                Ok((secret, false))
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                if let Some(folder) = path.parent().filter(|folder| !folder.as_os_str().is_empty()) {
+                    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(folder)?;
+                }
+                let (secret, text) = ClusterSecret::generate();
+                match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+                    Ok(mut file) => {
+                        file.write_all(format!("{text}\n").as_bytes())?;
+                        Ok((secret, true))
+                    }
+                    // Another process made it first: use theirs (once it is written).
+                    Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+                        std::thread::sleep(std::time::Duration::from_millis(50));
+                        Self::load_or_create(path)
+                    }
+                    Err(error) => Err(error),
+                }
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// The password a server of the cluster logs in with to a server whose greeting carried
+    /// `nonce` (user [`crate::protocol::CLUSTER_USER`]).
+    pub fn login_proof(&self, nonce: &str) -> String {
+        self.proof(nonce, LOGIN_REQUEST)
+    }
+
+    /// True when `proof` is [`ClusterSecret::login_proof`] of `nonce`.
+    pub fn verify_login(&self, nonce: &str, proof: &str) -> bool {
+        !nonce.is_empty() && self.verify(nonce, LOGIN_REQUEST, proof)
+    }
+}
+
+/// What a cluster login signs, next to the nonce (so that a login proof is never a valid proof
+/// of a registry change, nor the reverse).
+const LOGIN_REQUEST: &str = "LOGIN ftpcalc-cluster";
+
 /// `bytes` random bytes as hexadecimal text: challenges and generated secrets.
 pub fn random_hex(bytes: usize) -> String {
     let mut buffer = vec![0u8; bytes];
@@ -97,6 +152,31 @@ mod tests {
         assert!(!other.verify("c1", "REGISTER SV5 127.0.0.1:1 ADD", &proof), "another secret");
         assert!(!secret.verify("c1", "REGISTER SV5 127.0.0.1:1 ADD", "zz"), "not hex");
         assert!(!secret.verify("c1", "REGISTER SV5 127.0.0.1:1 ADD", ""), "empty");
+    }
+
+    #[test]
+    fn a_secret_file_is_made_private_once_and_read_back() {
+        use std::os::unix::fs::PermissionsExt;
+        let folder = tempfile::tempdir().expect("folder");
+        let path = folder.path().join("state/SV0.secret");
+        let (made, created) = ClusterSecret::load_or_create(&path).expect("made");
+        assert!(created);
+        assert_eq!(std::fs::metadata(&path).expect("file").permissions().mode() & 0o777, 0o600);
+        let (again, created) = ClusterSecret::load_or_create(&path).expect("read");
+        assert!(!created);
+        assert_eq!(made.proof("c", "r"), again.proof("c", "r"));
+        std::fs::write(&path, "short").expect("write");
+        assert!(ClusterSecret::load_or_create(&path).is_err(), "a short secret is refused");
+    }
+
+    #[test]
+    fn login_proofs_bind_the_nonce() {
+        let secret = ClusterSecret::new("correct horse battery staple").expect("long enough");
+        let proof = secret.login_proof("n1");
+        assert!(secret.verify_login("n1", &proof));
+        assert!(!secret.verify_login("n2", &proof), "another connection's nonce");
+        assert!(!secret.verify_login("", &secret.login_proof("")), "no nonce, no login");
+        assert!(!secret.verify("n1", "REGISTER x", &proof), "a login proof proves nothing else");
     }
 
     #[test]

@@ -18,6 +18,7 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use crate::cluster::control::{Control, ControlError, Reply};
+use crate::cluster::secret::ClusterSecret;
 use crate::protocol::service_line;
 
 /// Most connections (in use and idle) the main server keeps to one worker.
@@ -89,8 +90,7 @@ struct Pool {
 
 #[derive(Debug)]
 struct Inner {
-    user: String,
-    password: String,
+    secret: ClusterSecret,
     max_per_worker: usize,
     pools: Mutex<HashMap<SocketAddr, Arc<Pool>>>,
 }
@@ -102,15 +102,10 @@ pub struct WorkerClient {
 }
 
 impl WorkerClient {
-    /// A client that logs in to workers as `user`, keeping at most `max_per_worker`
-    /// connections to each.
-    pub fn new(user: impl Into<String>, password: impl Into<String>, max_per_worker: usize) -> Self {
-        let inner = Inner {
-            user: user.into(),
-            password: password.into(),
-            max_per_worker: max_per_worker.max(1),
-            pools: Mutex::default(),
-        };
+    /// A client that logs in to workers with a proof of the cluster `secret`, keeping at most
+    /// `max_per_worker` connections to each.
+    pub fn new(secret: ClusterSecret, max_per_worker: usize) -> Self {
+        let inner = Inner { secret, max_per_worker: max_per_worker.max(1), pools: Mutex::default() };
         WorkerClient { inner: Arc::new(inner) }
     }
 
@@ -188,7 +183,7 @@ impl WorkerClient {
     pub async fn connect(&self, address: SocketAddr) -> Result<Control, WorkerError> {
         let connect = |source| WorkerError::Connect { address, source };
         let mut connection = Control::connect(address).await.map_err(connect)?;
-        connection.login(&self.inner.user, &self.inner.password).await.map_err(connect)?;
+        connection.login_cluster(&self.inner.secret).await.map_err(connect)?;
         Ok(connection)
     }
 

@@ -86,8 +86,15 @@ impl Downloads {
     /// The first `limit` downloaded files by path with their counts, and how many files there
     /// are in all.
     pub fn first(&self, limit: usize) -> (Vec<(String, u64)>, usize) {
+        self.first_under("/", limit)
+    }
+
+    /// Like [`Downloads::first`], for the files below the folder `prefix` (`/alice`) only.
+    pub fn first_under(&self, prefix: &str, limit: usize) -> (Vec<(String, u64)>, usize) {
         let counts = self.counts.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        (counts.iter().take(limit).map(|(path, count)| (path.clone(), *count)).collect(), counts.len())
+        let folder = if prefix.ends_with('/') { prefix.to_string() } else { format!("{prefix}/") };
+        let below = || counts.range(folder.clone()..).take_while(|(path, _)| path.starts_with(&folder));
+        (below().take(limit).map(|(path, count)| (path.clone(), *count)).collect(), below().count())
     }
 }
 

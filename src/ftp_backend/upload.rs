@@ -49,6 +49,8 @@ pub struct Upload {
     target: PathBuf,
     /// Began with a prefix of the existing target (REST + STOR, APPE).
     resumed: bool,
+    /// The target existed when the upload began.
+    target_exists: bool,
 }
 
 impl Upload {
@@ -58,13 +60,19 @@ impl Upload {
     pub fn begin(dir: Arc<Dir>, target: &Path, start_pos: u64) -> io::Result<(Upload, std::fs::File)> {
         target.file_name().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
         let temp = target.with_file_name(format!("{TEMP_PREFIX}{}", unique_suffix()));
+        let target_exists = dir.symlink_metadata(target).is_ok();
         let file = dir.open_with(&temp, OpenOptions::new().write(true).create_new(true))?;
-        let mut upload = Upload { dir, temp, target: target.to_path_buf(), resumed: start_pos > 0 };
+        let mut upload = Upload { dir, temp, target: target.to_path_buf(), resumed: start_pos > 0, target_exists };
         let mut file = file.into_std();
         if start_pos > 0 {
             upload.copy_prefix(&mut file, start_pos)?;
         }
         Ok((upload, file))
+    }
+
+    /// True when the target existed when the upload began.
+    pub fn target_exists(&self) -> bool {
+        self.target_exists
     }
 
     fn copy_prefix(&mut self, file: &mut std::fs::File, start_pos: u64) -> io::Result<()> {

@@ -7,10 +7,18 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::io::Write as _;
+
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::access::gate::Refusal;
+use crate::access::{is_local, OPEN_MODE_REFUSAL};
+use crate::cluster::secret::random_hex;
+use crate::protocol::nonce_line;
+use crate::server::auth::SessionAuth;
 use crate::server::{build_server, ServerContext};
 
 /// Serves `listener` until `shutdown` completes, then stops accepting, gives open connections
@@ -51,37 +59,85 @@ pub async fn serve(listener: TcpListener, context: Arc<ServerContext>, shutdown:
     tracing::info!(server = %name, "stopped");
 }
 
-/// Runs one control connection until it ends or the server closes it.
+/// Runs one control connection until it ends or the server closes it: admission (connection
+/// limits, lockout), the greeting's nonce, the libunftp session, the login timeout.
 async fn run_connection(
     context: Arc<ServerContext>,
-    stream: TcpStream,
+    mut stream: TcpStream,
     peer: SocketAddr,
     mut close: watch::Receiver<bool>,
 ) {
-    let _ = stream.set_nodelay(true);
-    // libunftp runs the session in a task of its own, which dropping our future would not stop;
-    // a second handle on the socket lets us shut the socket down under it.
-    let (stream, handle) = if context.settings.close_on_stop {
-        match split_handle(stream) {
-            Ok((stream, handle)) => (stream, Some(handle)),
-            Err(error) => return tracing::warn!(%peer, %error, "cannot set up connection"),
-        }
-    } else {
-        (stream, None)
+    let policy = context.settings.policy.load_full();
+    let gate = context.settings.gate.clone();
+    let limits = &policy.limits;
+    let per_address = (!context.trusts(peer.ip())).then_some(limits.max_connections_per_ip);
+    let _admission = match gate.admit(peer.ip(), limits.max_connections, per_address) {
+        Ok(admission) => admission,
+        Err(refusal) => return refuse(&stream, peer, &refusal),
     };
-    let server = match build_server(&context, peer) {
+    if let Some(left) = gate.lockout.locked(peer.ip(), policy.lockout_rule()) {
+        return refuse(&stream, peer, &Refusal::LockedOut(left.as_secs().max(1)));
+    }
+    let _ = stream.set_nodelay(true);
+    let nonce = random_hex(16);
+    let mut greeting = nonce_line(&nonce);
+    if policy.accounts.is_open() && !is_local(peer.ip()) {
+        greeting.push_str(&format!("220-{OPEN_MODE_REFUSAL}\r\n"));
+    }
+    if stream.write_all(greeting.as_bytes()).await.is_err() {
+        return;
+    }
+    // libunftp runs the session in a task of its own, which dropping our future would not stop;
+    // a second handle on the socket lets us shut the socket down under it (login timeout,
+    // shutdown). After the login it is kept only if the server must close sessions on stop.
+    let (stream, handle) = match split_handle(stream) {
+        Ok(split) => split,
+        Err(error) => return tracing::warn!(%peer, %error, "cannot set up connection"),
+    };
+    let mut handle = Some(handle);
+    let (auth, mut logged_in) = SessionAuth::new(policy.clone(), gate, peer, nonce);
+    let server = match build_server(&context, &policy, peer, auth) {
         Ok(server) => server,
         Err(error) => return tracing::error!(%peer, %error, "cannot build the FTP server"),
     };
     tracing::debug!(server = %context.name(), %peer, "connection opened");
-    tokio::select! {
-        _ = server.service(stream) => {}
-        _ = close.wait_for(|closing| *closing) => {
-            if let Some(handle) = handle {
-                let _ = handle.shutdown(std::net::Shutdown::Both);
+    let session = server.service(stream);
+    tokio::pin!(session);
+    let login_deadline = tokio::time::sleep(limits.login_timeout);
+    tokio::pin!(login_deadline);
+    let mut waiting_for_login = true;
+    loop {
+        tokio::select! {
+            _ = &mut session => return,
+            _ = close.wait_for(|closing| *closing) => {
+                if let Some(handle) = handle.take() {
+                    let _ = handle.shutdown(std::net::Shutdown::Both);
+                }
+                return;
+            }
+            changed = logged_in.wait_for(|done| *done), if waiting_for_login => {
+                waiting_for_login = false;
+                if changed.is_ok() && !context.settings.close_on_stop {
+                    handle = None;
+                }
+            }
+            () = &mut login_deadline, if waiting_for_login => {
+                tracing::info!(%peer, "closing a connection that did not log in in time");
+                if let Some(handle) = handle.take() {
+                    let _ = (&handle).write_all(b"421 Login timed out, closing the connection\r\n");
+                    let _ = handle.shutdown(std::net::Shutdown::Both);
+                }
+                return;
             }
         }
     }
+}
+
+/// Tells the client why it is not served (`421`, RFC 959's "service not available, closing
+/// control connection") and closes the connection, without waiting for a slow client.
+fn refuse(stream: &TcpStream, peer: SocketAddr, refusal: &Refusal) {
+    tracing::info!(%peer, %refusal, "connection refused");
+    let _ = stream.try_write(format!("421 {refusal}\r\n").as_bytes());
 }
 
 fn split_handle(stream: TcpStream) -> std::io::Result<(TcpStream, std::net::TcpStream)> {

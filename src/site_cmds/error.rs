@@ -49,6 +49,14 @@ pub enum SiteError {
     /// A request that is well-formed and allowed, but cannot be done (`550`).
     #[error("{0}")]
     NotTaken(String),
+    /// The user may not call this service (`550`).
+    #[error("{user} may not use {service}")]
+    ServiceNotAllowed {
+        /// The user.
+        user: String,
+        /// The service.
+        service: String,
+    },
     /// `STATS FILE` for a file that does not exist (`550`).
     #[error("no such file: {0}")]
     NoSuchFile(String),
@@ -103,7 +111,10 @@ impl SiteError {
             }
             SiteError::MainOnly { .. } => ReplyCode::CommandNotImplemented,
             SiteError::NotOffered { .. } | SiteError::UnknownService(_) => ReplyCode::CommandNotImplementedForParameter,
-            SiteError::NoSuchFile(_) | SiteError::NothingStored | SiteError::NotTaken(_) => ReplyCode::FileError,
+            SiteError::NoSuchFile(_)
+            | SiteError::NothingStored
+            | SiteError::NotTaken(_)
+            | SiteError::ServiceNotAllowed { .. } => ReplyCode::FileError,
             SiteError::Unauthorized(_) => ReplyCode::NotLoggedIn,
             SiteError::NeedChallenge => ReplyCode::BadCommandSequence,
             SiteError::Worker { service, worker, .. } | SiteError::WorkerRefused { service, worker, .. } => {

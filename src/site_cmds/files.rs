@@ -20,10 +20,15 @@ fn usage(usage: &str, message: &str) -> SiteError {
 /// (paths from the FTP root).
 pub async fn stats(storage: &FtpBackend, arguments: &str) -> Result<Reply, SiteError> {
     let path = arguments.trim();
+    let folder = storage.folder();
     if path.is_empty() {
-        let (listed, total) = storage.downloads().first(MAX_LISTED);
+        // A user rooted at a home sees the files below it, by the paths they use.
+        let (listed, total) = storage.downloads().first_under(&folder.full_path(Path::new("/")), MAX_LISTED);
         let mut lines = vec!["Downloads since start (path count):".to_string()];
-        lines.extend(listed.iter().map(|(path, count)| format!(" {} {count}", one_line(path))));
+        for (full, count) in &listed {
+            let path = folder.session_path(full).unwrap_or(full);
+            lines.push(format!(" {} {count}", one_line(path)));
+        }
         if total > listed.len() {
             lines.push(format!(
                 "{total} files downloaded; the first {} are listed, ask with SITE STATS FILE for the others",
@@ -37,7 +42,7 @@ pub async fn stats(storage: &FtpBackend, arguments: &str) -> Result<Reply, SiteE
     if path.chars().count() > MAX_WORD_CHARS {
         return Err(usage("STATS [FILE]", "the path is too long"));
     }
-    let count = storage.downloads().count(Path::new(path));
+    let count = storage.downloads().count(Path::new(&folder.full_path(Path::new(path))));
     if count == 0 && !storage.is_file(Path::new(path)).await {
         return Err(SiteError::NoSuchFile(normalize(Path::new(path))));
     }

@@ -33,17 +33,33 @@ pub struct Membership<'a> {
 }
 
 /// Answers a registry change on the main server; workers refuse it, naming the main server.
-pub fn answer(server: &SiteContext, verb: &str, storage: &FtpBackend, arguments: &str) -> Result<Reply, SiteError> {
-    let ClusterView::Main { registry, secret, worker_ttl, .. } = &server.cluster else {
+pub async fn answer(
+    server: &SiteContext,
+    verb: &str,
+    storage: &FtpBackend,
+    arguments: &str,
+) -> Result<Reply, SiteError> {
+    let ClusterView::Main { registry, secret, worker_ttl, gate, policy, .. } = &server.cluster else {
         return Err(SiteError::MainOnly { verb: verb.to_string(), main: server.main_server() });
     };
     let membership =
         Membership { registry, secret: secret.as_ref(), ttl: *worker_ttl, main_name: &server.identity.name };
-    match verb {
+    let address = storage.peer().ip();
+    let rule = policy.load().lockout_rule();
+    if verb != CHALLENGE && gate.lockout.locked(address, rule).is_some() {
+        return Err(SiteError::Unauthorized("too many failed proofs from your address; try again later".into()));
+    }
+    let answer = match verb {
         CHALLENGE => Ok(challenge(storage)),
         REGISTER => register(&membership, storage, arguments),
         _ => deregister(&membership, storage, arguments),
+    };
+    if matches!(answer, Err(SiteError::Unauthorized(_))) {
+        // A wrong proof counts as a failed login for the lockout, and waits like one.
+        gate.lockout.fail(address, rule);
+        tokio::time::sleep(crate::access::FAILURE_DELAY).await;
     }
+    answer
 }
 
 fn usage(usage: &str, message: &str) -> SiteError {

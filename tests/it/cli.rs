@@ -8,8 +8,11 @@ use std::time::{Duration, Instant};
 
 use crate::support::{connect, site};
 
+/// The binary, with its state (the default cluster secret file) in a folder of the tests'.
 fn ftpcalc() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_ftpcalc"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ftpcalc"));
+    command.env("XDG_STATE_HOME", crate::support::state_folder());
+    command
 }
 
 /// Starts `ftpcalc server` and reads its table of `servers` rows: (name, address, role,
@@ -81,12 +84,30 @@ async fn server_prints_its_table_serves_and_exits_cleanly_on_sigterm() {
     let mut data = Vec::new();
     tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut data).await.expect("data");
     stream.finish().await.expect("226");
-    let (secret, line) =
-        tokio::task::spawn_blocking(move || (console.next(), console.next())).await.expect("read console");
-    let secret = secret.expect("a console line").expect("utf-8");
-    assert!(secret.starts_with("cluster secret for `ftpcalc worker --secret`: "), "{secret}");
-    let line = line.expect("a console line").expect("utf-8");
-    assert_eq!(line, format!("/hello.txt|127.0.0.1|{port}|1"), "the download is logged on the console");
+    let lines = tokio::task::spawn_blocking(move || {
+        let mut lines = Vec::new();
+        for line in console.by_ref() {
+            let line = line.expect("utf-8");
+            let done = line.starts_with('/');
+            lines.push(line);
+            if done {
+                break;
+            }
+        }
+        lines
+    })
+    .await
+    .expect("read console");
+    assert!(lines[0].starts_with("open mode: no accounts are configured"), "{lines:?}");
+    let secret_line = lines.iter().find(|line| line.starts_with("cluster secret in ")).expect("where the secret is");
+    let path = secret_line.trim_start_matches("cluster secret in ").split(" (").next().expect("a path");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).expect("the secret file").permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "{path}");
+    let secret = std::fs::read_to_string(path).expect("read");
+    assert!(lines.iter().all(|line| !line.contains(secret.trim())), "the secret never reaches stdout");
+    let last = lines.last().expect("a console line");
+    assert_eq!(last, &format!("/hello.txt|127.0.0.1|{port}|1"), "the download is logged on the console");
     let status = tokio::task::spawn_blocking(move || terminate(&mut child)).await.expect("terminated");
     assert_eq!(status.code(), Some(0));
 }

@@ -329,6 +329,7 @@ async fn downloads_go_on_when_nobody_reads_the_console() {
     let folder = root.path().to_str().expect("utf-8 path");
     let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_ftpcalc"))
         .args(["server", "SV0", folder, "--listen", "127.0.0.1:0", "--no-workers"])
+        .env("XDG_STATE_HOME", crate::support::state_folder())
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())

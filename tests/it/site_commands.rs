@@ -111,7 +111,10 @@ async fn info_and_help_describe_each_server() {
 async fn greeting_names_the_server() {
     let cluster = TestCluster::start().await;
     let ftp = suppaftp::tokio::AsyncFtpStream::connect(cluster.address("SV2")).await.expect("connect");
-    assert_eq!(ftp.get_welcome_msg().map(str::trim), Some("220 ftpcalc SV2 (worker) ready"));
+    let greeting = ftp.get_welcome_msg().map(str::trim).expect("a greeting");
+    let lines: Vec<&str> = greeting.lines().collect();
+    assert_eq!(lines.last(), Some(&"220 ftpcalc SV2 (worker) ready"), "{greeting}");
+    assert!(lines[0].starts_with("220-nonce=") && lines[0].len() > 40, "a fresh nonce for cluster logins: {greeting}");
 }
 
 #[tokio::test]

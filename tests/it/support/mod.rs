@@ -23,6 +23,8 @@ pub struct TestCluster {
 pub fn test_config(root: &Path) -> ClusterConfig {
     let mut config = ClusterConfig::new("SV0", root).listen(loopback(0));
     config.options.grace_period = Duration::from_millis(500);
+    // The concurrency tests open more connections from 127.0.0.1 than the default allows.
+    config.options.access.limits.max_connections_per_ip = 10_000;
     config.worker_timeout = Duration::from_secs(2);
     config
 }
@@ -71,15 +73,26 @@ impl TestCluster {
     }
 }
 
+/// A folder for the state of the `ftpcalc` processes the tests start (`XDG_STATE_HOME`: the
+/// default cluster secret file), so that tests never write to the home folder.
+pub fn state_folder() -> PathBuf {
+    std::env::temp_dir().join(format!("ftpcalc-it-state-{}", std::process::id()))
+}
+
 /// `127.0.0.1:port`.
 pub fn loopback(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
 
-/// A logged-in async FTP connection to `address`.
+/// A logged-in async FTP connection to `address` (open mode: any name and password).
 pub async fn connect(address: SocketAddr) -> AsyncFtpStream {
+    connect_as(address, "tester", "secret").await
+}
+
+/// An async FTP connection to `address`, logged in as `user` with `password`.
+pub async fn connect_as(address: SocketAddr, user: &str, password: &str) -> AsyncFtpStream {
     let mut ftp = AsyncFtpStream::connect(address).await.expect("connect");
-    ftp.login("tester", "secret").await.expect("login");
+    ftp.login(user, password).await.expect("login");
     // suppaftp starts in ASCII mode, which would rewrite line ends in test data.
     ftp.transfer_type(suppaftp::types::FileType::Binary).await.expect("TYPE I");
     ftp
@@ -228,6 +241,7 @@ impl Process {
         };
         let mut child = command
             .args(args)
+            .env("XDG_STATE_HOME", state_folder())
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
