@@ -58,7 +58,8 @@ fn hash_password() -> ExitCode {
 fn with_runtime(job: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,libunftp=warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,libunftp=warn,rustls=error".into()),
         )
         .with_writer(std::io::stderr)
         .init();

@@ -12,4 +12,5 @@ pub mod join;
 pub mod registry;
 pub mod router;
 pub mod secret;
+pub mod tls;
 pub mod worker_client;

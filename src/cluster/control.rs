@@ -14,6 +14,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 use crate::cluster::secret::ClusterSecret;
+use crate::cluster::tls::{hop_config, hop_name, Stream};
 use crate::protocol::{final_code, greeting_nonce, strip_code, CLUSTER_USER};
 
 /// Longest reply line accepted from a peer (a `SITE MUL` answer of 64,000 digits fits).
@@ -58,7 +59,7 @@ impl Reply {
 /// An open control connection.
 #[derive(Debug)]
 pub struct Control {
-    stream: BufReader<TcpStream>,
+    stream: BufReader<Stream>,
     peer: SocketAddr,
     greeting: Reply,
 }
@@ -69,7 +70,8 @@ impl Control {
         let socket = TcpStream::connect(address).await?;
         // Requests are single short lines: send them at once rather than wait for Nagle.
         socket.set_nodelay(true)?;
-        let mut control = Control { stream: BufReader::new(socket), peer: address, greeting: empty_reply() };
+        let mut control =
+            Control { stream: BufReader::new(Stream::Plain(socket)), peer: address, greeting: empty_reply() };
         let greeting = control.reply().await?;
         if greeting.code != 220 {
             return Err(ControlError::Unexpected(greeting));
@@ -123,6 +125,7 @@ impl Control {
         bytes.extend_from_slice(line.as_bytes());
         bytes.extend_from_slice(b"\r\n");
         self.stream.get_mut().write_all(&bytes).await?;
+        self.stream.get_mut().flush().await?;
         Ok(())
     }
 
@@ -171,7 +174,9 @@ impl Control {
             return false;
         }
         let mut probe = [0u8; 1];
-        matches!(self.stream.get_ref().try_read(&mut probe), Err(error) if error.kind() == io::ErrorKind::WouldBlock)
+        // Under TLS this reads below the TLS layer: harmless, since a connection with anything
+        // to read is dropped anyway.
+        matches!(self.stream.get_ref().socket().try_read(&mut probe), Err(error) if error.kind() == io::ErrorKind::WouldBlock)
     }
 
     /// Sends `QUIT` and reads the goodbye, ignoring failures.
@@ -181,7 +186,27 @@ impl Control {
 
     /// The socket, for the bench's data connections.
     pub fn socket(&self) -> &TcpStream {
-        self.stream.get_ref()
+        self.stream.get_ref().socket()
+    }
+
+    /// Upgrades to TLS with `AUTH TLS` (RFC 4217) when the server has it; a server without
+    /// TLS (`5xx`) leaves the connection plain. Returns the connection and whether it is now
+    /// under TLS.
+    pub async fn secure_if_offered(mut self) -> Result<(Control, bool), ControlError> {
+        let reply = self.command("AUTH TLS").await?;
+        if reply.code != 234 {
+            return Ok((self, false));
+        }
+        if !self.stream.buffer().is_empty() {
+            return Err(ControlError::Malformed("data after the 234 reply".into()));
+        }
+        let Control { stream, peer, greeting } = self;
+        let Stream::Plain(socket) = stream.into_inner() else {
+            return Err(ControlError::Malformed("AUTH TLS on a connection under TLS".into()));
+        };
+        let connector = tokio_rustls::TlsConnector::from(hop_config());
+        let tls = connector.connect(hop_name(), socket).await?;
+        Ok((Control { stream: BufReader::new(Stream::Tls(Box::new(tls))), peer, greeting }, true))
     }
 }
 

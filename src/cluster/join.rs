@@ -84,7 +84,8 @@ impl Join {
         let timeout = self.timeout;
         let attempt = async {
             let connect = |source| JoinError::Connect { address, source };
-            let mut control = Control::connect(address).await.map_err(connect)?;
+            let control = Control::connect(address).await.map_err(connect)?;
+            let (mut control, _) = control.secure_if_offered().await.map_err(connect)?;
             control.login_cluster(&self.secret).await.map_err(|error| match error {
                 // The main server answered and said no: the secret is wrong (or this address
                 // is locked out); retrying would not help.

@@ -182,7 +182,8 @@ impl WorkerClient {
     /// A new logged-in connection to `address`.
     pub async fn connect(&self, address: SocketAddr) -> Result<Control, WorkerError> {
         let connect = |source| WorkerError::Connect { address, source };
-        let mut connection = Control::connect(address).await.map_err(connect)?;
+        let connection = Control::connect(address).await.map_err(connect)?;
+        let (mut connection, _) = connection.secure_if_offered().await.map_err(connect)?;
         connection.login_cluster(&self.inner.secret).await.map_err(connect)?;
         Ok(connection)
     }

@@ -1,5 +1,6 @@
 //! Integration tests: real clusters on ephemeral loopback ports, real clients.
 
+mod accounts;
 mod bench;
 mod cli;
 mod client;
@@ -7,6 +8,7 @@ mod concurrency;
 mod embedding;
 mod faults;
 mod files;
+mod limits;
 mod routing;
 mod site_commands;
 mod stock_clients;

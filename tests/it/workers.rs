@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use ftpcalc::ClusterSecret;
 
+use crate::support::netns::TestHost;
 use crate::support::{answer_and_server, connect, eventually, site, Process, TestCluster};
 
 const SECRET: &str = "test-secret-0123456789";
@@ -307,65 +308,10 @@ async fn without_a_configured_secret_no_one_can_register() {
     );
 }
 
-/// A network namespace with a veth pair: `host` (our side) and `guest` (inside) addresses.
-struct TestHost {
-    namespace: String,
-    host: String,
-    guest: String,
-}
-
-impl TestHost {
-    /// Creates the namespace, or says why it cannot (not root, no `ip`, no permission).
-    fn create(index: u32) -> Result<TestHost, String> {
-        let id = std::process::id() % 10_000;
-        let namespace = format!("ftpcalc-{id}-{index}");
-        let subnet = format!("10.251.{}", (id * 4 + index) % 250);
-        let (outside, inside) = (format!("fc{id}o{index}"), format!("fc{id}i{index}"));
-        let host = TestHost { namespace: namespace.clone(), host: format!("{subnet}.1"), guest: format!("{subnet}.2") };
-        let steps: Vec<Vec<String>> = [
-            format!("netns add {namespace}"),
-            format!("link add {outside} type veth peer name {inside}"),
-            format!("link set {inside} netns {namespace}"),
-            format!("addr add {}/24 dev {outside}", host.host),
-            format!("link set {outside} up"),
-            format!("-n {namespace} addr add {}/24 dev {inside}", host.guest),
-            format!("-n {namespace} link set {inside} up"),
-            format!("-n {namespace} link set lo up"),
-        ]
-        .iter()
-        .map(|step| step.split(' ').map(str::to_string).collect())
-        .collect();
-        for step in steps {
-            let output =
-                std::process::Command::new("ip").args(&step).output().map_err(|error| format!("ip: {error}"))?;
-            if !output.status.success() {
-                return Err(format!("ip {}: {}", step.join(" "), String::from_utf8_lossy(&output.stderr).trim()));
-            }
-        }
-        Ok(host)
-    }
-}
-
-impl Drop for TestHost {
-    fn drop(&mut self) {
-        // Deleting the namespace deletes the veth pair too.
-        let _ = std::process::Command::new("ip").args(["netns", "del", &self.namespace]).output();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workers_on_other_network_hosts_join_and_compute() {
-    let hosts = (TestHost::create(1), TestHost::create(2));
-    let (first, second) = match hosts {
-        (Ok(first), Ok(second)) => (first, second),
-        (Err(error), _) | (_, Err(error)) => {
-            assert!(
-                std::env::var("CI").map_or(true, |value| value != "true"),
-                "CI=true needs network namespaces: {error}"
-            );
-            eprintln!("NOTICE: cannot create network namespaces ({error}); skipping this test");
-            return;
-        }
+    let (Some(first), Some(second)) = (TestHost::create_or_skip(1), TestHost::create_or_skip(2)) else {
+        return;
     };
     let folder = tempfile::tempdir().expect("temporary folder");
     // The test reaches the main server at a non-loopback address: open mode would refuse it,

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+pub mod netns;
+
 use ftpcalc::{Cluster, ClusterConfig, Downloads, RunningCluster};
 use suppaftp::tokio::AsyncFtpStream;
 use tempfile::TempDir;
@@ -154,15 +156,45 @@ pub struct RawFtp {
 }
 
 impl RawFtp {
-    /// Connects and logs in.
+    /// Connects and logs in (open mode: any name and password).
     pub async fn login(address: SocketAddr) -> RawFtp {
-        let stream = tokio::net::TcpStream::connect(address).await.expect("connect");
-        let (read, writer) = stream.into_split();
-        let mut ftp = RawFtp { reader: tokio::io::BufReader::new(read), writer };
-        assert_eq!(ftp.reply().await.0, 220);
+        let (mut ftp, greeting) = RawFtp::connect(address).await;
+        assert_eq!(greeting.0, 220, "{}", greeting.1);
         assert_eq!(ftp.command("USER raw").await.0, 331);
         assert_eq!(ftp.command("PASS raw").await.0, 230);
         ftp
+    }
+
+    /// Connects from 127.0.0.1 and reads the greeting (or the refusal).
+    pub async fn connect(address: SocketAddr) -> (RawFtp, (u32, String)) {
+        RawFtp::connect_from(std::net::IpAddr::from([127, 0, 0, 1]), address).await
+    }
+
+    /// Connects from `source` (another loopback address, say) and reads the greeting.
+    pub async fn connect_from(source: std::net::IpAddr, address: SocketAddr) -> (RawFtp, (u32, String)) {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.bind(SocketAddr::new(source, 0)).expect("bind the source address");
+        let stream = socket.connect(address).await.expect("connect");
+        let (read, writer) = stream.into_split();
+        let mut ftp = RawFtp { reader: tokio::io::BufReader::new(read), writer };
+        let greeting = ftp.reply().await;
+        (ftp, greeting)
+    }
+
+    /// `USER` then `PASS`; the last reply.
+    pub async fn log_in_as(&mut self, user: &str, password: &str) -> (u32, String) {
+        let reply = self.command(&format!("USER {user}")).await;
+        if reply.0 != 331 {
+            return reply;
+        }
+        self.command(&format!("PASS {password}")).await
+    }
+
+    /// True when the server closed the connection (reads until the end, at most 20 s).
+    pub async fn closed(&mut self) -> bool {
+        use tokio::io::AsyncReadExt;
+        let mut rest = Vec::new();
+        matches!(tokio::time::timeout(Duration::from_secs(20), self.reader.read_to_end(&mut rest)).await, Ok(Ok(_)))
     }
 
     /// Reads one (possibly multi-line) reply.

@@ -1,0 +1,77 @@
+//! Connection limits and the login timeout (issue 10): what a client that opens too many
+//! connections, or never logs in, gets.
+
+use std::time::{Duration, Instant};
+
+use crate::support::{RawFtp, TestCluster};
+
+#[tokio::test]
+async fn connection_fifty_one_from_one_address_gets_421_and_is_closed() {
+    let cluster = TestCluster::start_config(
+        |mut config| {
+            config.options.access.limits.max_connections_per_ip = 50;
+            config
+        },
+        |cluster| cluster,
+    )
+    .await;
+    let mut held = Vec::new();
+    for _ in 0..50 {
+        let (raw, greeting) = RawFtp::connect(cluster.main()).await;
+        assert_eq!(greeting.0, 220, "{}", greeting.1);
+        held.push(raw);
+    }
+    let (mut refused, greeting) = RawFtp::connect(cluster.main()).await;
+    assert_eq!(greeting.0, 421);
+    assert!(greeting.1.contains("too many connections from your address (50)"), "{}", greeting.1);
+    assert!(refused.closed().await, "closed at once");
+    let (_, other) = RawFtp::connect_from([127, 0, 0, 3].into(), cluster.main()).await;
+    assert_eq!(other.0, 220, "another address is not limited by this one's connections");
+    drop(held.pop());
+    let freed =
+        crate::support::eventually(Duration::from_secs(5), async || RawFtp::connect(cluster.main()).await.1 .0 == 220)
+            .await;
+    assert!(freed, "a closed connection frees its place");
+}
+
+#[tokio::test]
+async fn the_total_limit_holds_for_all_servers_of_the_process() {
+    let cluster = TestCluster::start_config(
+        |mut config| {
+            config.options.access.limits.max_connections = 3;
+            config
+        },
+        |cluster| cluster,
+    )
+    .await;
+    let (_a, first) = RawFtp::connect(cluster.main()).await;
+    let (_b, second) = RawFtp::connect(cluster.address("SV1")).await;
+    let (_c, third) = RawFtp::connect(cluster.address("SV2")).await;
+    assert_eq!((first.0, second.0, third.0), (220, 220, 220));
+    let (_, fourth) = RawFtp::connect(cluster.address("SV3")).await;
+    assert_eq!(fourth.0, 421);
+    assert!(fourth.1.contains("too many connections (3)"), "{}", fourth.1);
+}
+
+#[tokio::test]
+async fn a_connection_that_never_logs_in_is_closed_after_the_login_timeout() {
+    let cluster = TestCluster::start_config(
+        |mut config| {
+            config.options.access.limits.login_timeout = Duration::from_secs(1);
+            config
+        },
+        |cluster| cluster,
+    )
+    .await;
+    let started = Instant::now();
+    let (mut idle, greeting) = RawFtp::connect(cluster.main()).await;
+    assert_eq!(greeting.0, 220);
+    let mut logged_in = RawFtp::login(cluster.main()).await;
+    let (code, text) = idle.reply().await;
+    assert_eq!(code, 421, "{text}");
+    assert!(text.contains("Login timed out"), "{text}");
+    assert!(idle.closed().await);
+    assert!(started.elapsed() < Duration::from_secs(5), "closed after about a second: {:?}", started.elapsed());
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(logged_in.command("NOOP").await.0, 200, "a logged-in session is not affected");
+}
