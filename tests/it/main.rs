@@ -8,6 +8,7 @@ mod concurrency;
 mod embedding;
 mod faults;
 mod files;
+mod ftps;
 mod limits;
 mod routing;
 mod site_commands;

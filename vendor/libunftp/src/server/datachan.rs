@@ -87,6 +87,32 @@ impl<R: AsyncRead + Unpin> AsyncRead for MeasuringReader<R> {
     }
 }
 
+/// Answers the client's TLS close_notify with ours when an upload's data stream ends, before
+/// reporting the end: clients that shut TLS down properly (Python's ftplib `unwrap()`) wait for
+/// it, and a bare TCP close makes them fail the upload with "EOF in violation of protocol".
+struct CloseNotifyOnEof<S> {
+    stream: S,
+    closing: bool,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for CloseNotifyOnEof<S> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        if !this.closing {
+            let before = buf.filled().len();
+            match Pin::new(&mut this.stream).poll_read(cx, buf) {
+                Poll::Ready(Ok(())) if buf.filled().len() == before && buf.remaining() > 0 => this.closing = true,
+                other => return other,
+            }
+        }
+        // The end of the data: send our close_notify (errors do not matter any more).
+        match Pin::new(&mut this.stream).poll_shutdown(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(_) => Poll::Ready(Ok(())),
+        }
+    }
+}
+
 impl<W> MeasuringWriter<W> {
     fn new(writer: W, command: &'static str) -> MeasuringWriter<W> {
         Self { writer, command }
@@ -586,7 +612,7 @@ where
                 let io = async move {
                     let acceptor: TlsAcceptor = tls_config.into();
                     let tls_stream = acceptor.accept(socket).await.unwrap();
-                    MeasuringReader::new(tls_stream, command)
+                    MeasuringReader::new(CloseNotifyOnEof { stream: tls_stream, closing: false }, command)
                 }
                 .await;
                 Box::new(io) as Box<dyn AsyncRead + Send + Unpin + Sync>

@@ -1,0 +1,220 @@
+//! FTPS (issue 10): explicit TLS (RFC 4217) with stock clients, byte for byte; plain-text logins
+//! refused from other hosts when TLS is required; open mode refusing other hosts.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use ftpcalc::accounts::{password, Account, Permissions, ServiceGrant};
+use ftpcalc::{ClusterConfig, TlsConfig, TlsSource};
+use tempfile::TempDir;
+
+use crate::support::netns::TestHost;
+use crate::support::{run_stock, stock_client, RawFtp, TestCluster};
+
+const PASSWORD: &str = "correct-horse";
+
+/// A self-signed certificate for `names`, in PEM files.
+struct Certificate {
+    _folder: TempDir,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+fn certificate(names: &[&str]) -> Certificate {
+    let folder = tempfile::tempdir().expect("folder");
+    let names: Vec<String> = names.iter().map(|name| name.to_string()).collect();
+    let certified = rcgen::generate_simple_self_signed(names).expect("certificate");
+    let (cert, key) = (folder.path().join("cert.pem"), folder.path().join("key.pem"));
+    std::fs::write(&cert, certified.cert.pem()).expect("write");
+    std::fs::write(&key, certified.signing_key.serialize_pem()).expect("write");
+    Certificate { _folder: folder, cert, key }
+}
+
+fn with_tls(mut config: ClusterConfig, certificate: &Certificate, required: bool) -> ClusterConfig {
+    let access = &mut config.options.access;
+    access.tls = Some(TlsConfig {
+        source: TlsSource::Files { certificates: certificate.cert.clone(), key: certificate.key.clone() },
+        required,
+    });
+    access.users = vec![Account {
+        name: "alice".into(),
+        password: password::hash(PASSWORD).expect("hash"),
+        home: None,
+        permissions: Permissions::all(),
+        services: ServiceGrant::All,
+    }];
+    config
+}
+
+fn text(path: &Path) -> &str {
+    path.to_str().expect("utf-8 path")
+}
+
+fn payload(size: usize) -> Vec<u8> {
+    (0..size).map(|index| (index * 7 % 251) as u8).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stock_clients_move_files_over_ftps_byte_for_byte() {
+    let (Some(curl), Some(lftp), Some(python)) = (stock_client("curl"), stock_client("lftp"), stock_client("python3"))
+    else {
+        return;
+    };
+    let certificate = certificate(&["localhost", "127.0.0.1"]);
+    let cluster = TestCluster::start_config(|config| with_tls(config, &certificate, false), |cluster| cluster).await;
+    let (mut raw, _) = RawFtp::connect(cluster.main()).await;
+    let (code, features) = raw.command("FEAT").await;
+    assert_eq!(code, 211);
+    for feature in ["AUTH TLS", "PBSZ", "PROT"] {
+        assert!(features.contains(feature), "FEAT lacks {feature}: {features}");
+    }
+    let local = tempfile::tempdir().expect("folder");
+    let data = payload(1_500_001);
+    std::fs::write(local.path().join("up.bin"), &data).expect("write");
+    let url = |name: &str| format!("ftp://127.0.0.1:{}/{name}", cluster.main().port());
+    let user = format!("alice:{PASSWORD}");
+
+    let up = local.path().join("up.bin");
+    let upload =
+        ["--ssl-reqd", "--cacert", text(&certificate.cert), "--user", &user, "-sS", "-T", text(&up), &url("curl.bin")];
+    let (ok, _, stderr) = run_stock(&curl, &upload).await;
+    assert!(ok, "curl upload: {stderr}");
+    let out = local.path().join("curl-out.bin");
+    let download =
+        ["--ssl-reqd", "--cacert", text(&certificate.cert), "--user", &user, "-sS", "-o", text(&out), &url("curl.bin")];
+    let (ok, _, stderr) = run_stock(&curl, &download).await;
+    assert!(ok, "curl download: {stderr}");
+    assert!(
+        std::fs::read(&out).expect("curl's copy") == data
+            && std::fs::read(cluster.root.path().join("curl.bin")).expect("stored") == data
+    );
+
+    let script = format!(
+        "set ftp:ssl-force true; set ftp:ssl-protect-data true; set ssl:ca-file {}; set net:max-retries 1; \
+         open -u alice,{PASSWORD} -p {} 127.0.0.1; put {} -o lftp.bin; get lftp.bin -o {}",
+        text(&certificate.cert),
+        cluster.main().port(),
+        text(&local.path().join("up.bin")),
+        text(&local.path().join("lftp-out.bin"))
+    );
+    let (ok, _, stderr) = run_stock(&lftp, &["-c", &script]).await;
+    assert!(ok, "lftp: {stderr}");
+    assert!(std::fs::read(local.path().join("lftp-out.bin")).expect("lftp's copy") == data);
+
+    let script = format!(
+        "import ftplib, ssl, io\n\
+         context = ssl.create_default_context(cafile={cert:?})\n\
+         ftp = ftplib.FTP_TLS(context=context)\n\
+         ftp.connect('127.0.0.1', {port})\n\
+         ftp.login('alice', {PASSWORD:?})\n\
+         ftp.prot_p()\n\
+         ftp.storbinary('STOR python.bin', open({up:?}, 'rb'))\n\
+         out = io.BytesIO()\n\
+         ftp.retrbinary('RETR python.bin', out.write)\n\
+         open({down:?}, 'wb').write(out.getvalue())\n\
+         ftp.quit()\n",
+        cert = text(&certificate.cert),
+        port = cluster.main().port(),
+        up = text(&local.path().join("up.bin")),
+        down = text(&local.path().join("python-out.bin")),
+    );
+    let (ok, _, stderr) = run_stock(&python, &["-c", &script]).await;
+    assert!(ok, "ftplib: {stderr}");
+    assert!(std::fs::read(local.path().join("python-out.bin")).expect("ftplib's copy") == data);
+
+    // And our own client.
+    let main = cluster.main().to_string();
+    let folder = text(local.path());
+    let ours = |command: &'static [&'static str]| {
+        let mut args = vec![
+            "client",
+            "alice",
+            folder,
+            "--server",
+            main.as_str(),
+            "--password",
+            PASSWORD,
+            "--tls",
+            "--tls-ca",
+            text(&certificate.cert),
+        ];
+        args.extend_from_slice(command);
+        std::process::Command::new(env!("CARGO_BIN_EXE_ftpcalc")).args(args).output().expect("runs")
+    };
+    let put = ours(&["put", "up.bin"]);
+    assert!(put.status.success(), "{}", String::from_utf8_lossy(&put.stderr));
+    let stored = String::from_utf8_lossy(&put.stdout).trim().to_string();
+    assert_eq!(stored, "/up.bin");
+    std::fs::remove_file(local.path().join("up.bin")).expect("remove");
+    let get = ours(&["get", "up.bin"]);
+    assert!(get.status.success(), "{}", String::from_utf8_lossy(&get.stderr));
+    assert!(std::fs::read(local.path().join("up.bin")).expect("our copy") == data);
+    let sums = ours(&["add", "2", "3"]);
+    assert_eq!(String::from_utf8_lossy(&sums.stdout).trim(), "5", "{}", String::from_utf8_lossy(&sums.stderr));
+}
+
+/// Runs `python3 -c script` inside `host`'s namespace; (success, stdout, stderr).
+async fn python_in(host: &TestHost, script: &str) -> (bool, String, String) {
+    let mut args: Vec<&str> = host.exec()[1..].to_vec();
+    args.extend(["python3", "-c", script]);
+    let ip = stock_client("ip").expect("ip, which made the namespace");
+    run_stock(&ip, &args).await
+}
+
+/// A cluster listening on every address (so that the test host reaches it at `host.host` and
+/// this machine at 127.0.0.1), changed by `change`.
+async fn cluster_on_all_addresses(change: impl FnOnce(ClusterConfig) -> ClusterConfig) -> (TestCluster, u16) {
+    let cluster = TestCluster::start_config(
+        |config| change(config.listen(SocketAddr::from(([0, 0, 0, 0], 0))).workers(Vec::new())),
+        |cluster| cluster,
+    )
+    .await;
+    let port = cluster.main().port();
+    (cluster, port)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_tls_required_plain_logins_from_other_hosts_are_refused() {
+    let Some(host) = TestHost::create_or_skip(3) else { return };
+    let certificate = certificate(&["localhost", "127.0.0.1", &host.host]);
+    let (_cluster, port) = cluster_on_all_addresses(|config| with_tls(config, &certificate, true)).await;
+    let plain = format!(
+        "import ftplib\nftp = ftplib.FTP()\nftp.connect({address:?}, {port})\n\
+         try:\n    ftp.login('alice', {PASSWORD:?})\n    print('logged in')\n\
+         except ftplib.error_perm as error:\n    print('refused', error)\n",
+        address = host.host
+    );
+    let (ok, stdout, stderr) = python_in(&host, &plain).await;
+    assert!(ok, "{stderr}");
+    assert!(stdout.starts_with("refused 534"), "a plain login from another host: {stdout}");
+    let secured = format!(
+        "import ftplib, ssl\ncontext = ssl.create_default_context(cafile={cert:?})\n\
+         ftp = ftplib.FTP_TLS(context=context)\nftp.connect({address:?}, {port})\n\
+         ftp.login('alice', {PASSWORD:?})\nftp.prot_p()\nprint(ftp.sendcmd('SITE INFO')[:25])\n",
+        cert = text(&certificate.cert),
+        address = host.host
+    );
+    let (ok, stdout, stderr) = python_in(&host, &secured).await;
+    assert!(ok && stdout.starts_with("200 name=SV0"), "a TLS login from another host: {stdout} {stderr}");
+    let (mut local, _) = RawFtp::connect(SocketAddr::from(([127, 0, 0, 1], port))).await;
+    assert_eq!(local.log_in_as("alice", PASSWORD).await.0, 230, "plain text is still fine from this machine");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_mode_serves_this_machine_and_tells_other_hosts_how_to_add_accounts() {
+    let Some(host) = TestHost::create_or_skip(4) else { return };
+    let (_cluster, port) = cluster_on_all_addresses(|config| config).await;
+    let script = format!(
+        "import ftplib\nftp = ftplib.FTP()\nprint(ftp.connect({address:?}, {port}).replace('\\r\\n', ' '))\n\
+         try:\n    ftp.login('anyone', 'anything')\n    print('logged in')\n\
+         except ftplib.error_perm as error:\n    print('refused', error)\n",
+        address = host.host
+    );
+    let (ok, stdout, stderr) = python_in(&host, &script).await;
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("open mode") && stdout.contains("--config"), "the greeting says why and how: {stdout}");
+    assert!(stdout.lines().last().is_some_and(|line| line.starts_with("refused 530")), "{stdout}");
+    let (mut local, greeting) = RawFtp::connect(SocketAddr::from(([127, 0, 0, 1], port))).await;
+    assert!(!greeting.1.contains("open mode"), "{}", greeting.1);
+    assert_eq!(local.log_in_as("anyone", "anything").await.0, 230, "this machine is served");
+}
