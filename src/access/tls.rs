@@ -103,6 +103,8 @@ impl TlsIdentity {
         // them 20 of 20 went through. libunftp turns TLS 1.3 off for the same lftp bug; we keep
         // 1.3 and drop only its tickets (TLS 1.2 resumption stays).
         config.send_tls13_tickets = 0;
+        // Our order of cipher suites (strongest first), not the client's.
+        config.ignore_client_order = true;
         Ok(TlsIdentity { config: Arc::new(config), fingerprint, self_signed_pem })
     }
 }
