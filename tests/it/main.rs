@@ -14,4 +14,5 @@ mod routing;
 mod site_commands;
 mod stock_clients;
 mod support;
+mod wire;
 mod workers;

@@ -225,8 +225,13 @@ impl RawFtp {
 
     /// Sends one command line.
     pub async fn send(&mut self, line: &str) {
+        self.send_bytes(format!("{line}\r\n").as_bytes()).await;
+    }
+
+    /// Sends raw bytes on the control connection.
+    pub async fn send_bytes(&mut self, bytes: &[u8]) {
         use tokio::io::AsyncWriteExt;
-        self.writer.write_all(format!("{line}\r\n").as_bytes()).await.expect("send");
+        self.writer.write_all(bytes).await.expect("send");
     }
 
     /// Enters passive mode and connects the data connection.

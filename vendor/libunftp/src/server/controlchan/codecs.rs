@@ -21,17 +21,20 @@ impl FtpCodec {
 }
 
 impl Decoder for FtpCodec {
-    type Item = Command;
+    // A line that does not parse is an item too, not a stream error: after a decoder error
+    // tokio-util's `Framed` ends the stream, which the control loop took for the client going
+    // away, so any `501 Invalid Parameter` used to end the session.
+    type Item = Result<Command, ControlChanError>;
     type Error = ControlChanError;
 
     // Here we decode the incoming bytes into a meaningful command. We'll split on newlines, and
     // parse the resulting line using `Command::parse()`. This method will be called by tokio.
-    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Command>, Self::Error> {
+    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Self::Item>, Self::Error> {
         if let Some(newline_offset) = buf[self.next_index..].iter().position(|b| *b == b'\n') {
             let newline_index = newline_offset + self.next_index;
             let line = buf.split_to(newline_index + 1);
             self.next_index = 0;
-            Ok(Some(line_parser::parse(line)?))
+            Ok(Some(line_parser::parse(line).map_err(ControlChanError::from)))
         } else {
             self.next_index = buf.len();
             Ok(None)

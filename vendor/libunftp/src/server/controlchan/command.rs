@@ -105,7 +105,10 @@ pub enum Command {
         // as noop, we won't even parse it.
     },
     Abor,
-    Stou,
+    Stou {
+        /// The name the client would like, if it gave one; the stored name starts with it.
+        base: Option<String>,
+    },
     Rnfr {
         /// The file to be renamed
         file: PathBuf,

@@ -197,7 +197,7 @@ where
                 tokio::select! {
                     cmd = command_source.next() => {
                         match cmd {
-                            Some(cmd_result) => incoming = Some(cmd_result.map(Event::Command)),
+                            Some(cmd_result) => incoming = Some(cmd_result.and_then(|parsed| parsed).map(Event::Command)),
                             None => {
                                 slog::info!(logger, "Control connection was closed.");
                                 incoming = Some(Ok(Event::InternalMsg(ControlChanMsg::ExitControlLoop)))
@@ -312,7 +312,8 @@ fn handle_control_channel_error(logger: slog::Logger, error: ControlChanError) -
     slog::warn!(logger, "Control channel error: {:?}", error);
     match error.kind() {
         ControlChanErrorKind::UnknownCommand { .. } => (Reply::new(ReplyCode::CommandSyntaxError, "Command not implemented"), false),
-        ControlChanErrorKind::Utf8Error => (Reply::new(ReplyCode::CommandSyntaxError, "Invalid UTF8 in command"), true),
+        // The offending line has been consumed: answer it and go on with the next one.
+        ControlChanErrorKind::Utf8Error => (Reply::new(ReplyCode::CommandSyntaxError, "Invalid UTF8 in command"), false),
         ControlChanErrorKind::InvalidCommand => (Reply::new(ReplyCode::ParameterSyntaxError, "Invalid Parameter"), false),
         ControlChanErrorKind::ControlChannelTimeout => (
             Reply::new(ReplyCode::ClosingControlConnection, "Session timed out. Closing control connection"),
@@ -464,7 +465,7 @@ where
             Command::Mkd { path } => Box::new(commands::Mkd::new(path)),
             Command::Allo { .. } => Box::new(commands::Allo),
             Command::Abor => Box::new(commands::Abor),
-            Command::Stou => Box::new(commands::Stou),
+            Command::Stou { base } => Box::new(commands::Stou { base }),
             Command::Rnfr { file } => Box::new(commands::Rnfr::new(file)),
             Command::Rnto { file } => Box::new(commands::Rnto::new(file)),
             Command::Auth { protocol } => Box::new(commands::Auth::new(protocol)),

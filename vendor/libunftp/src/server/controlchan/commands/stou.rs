@@ -16,7 +16,9 @@ use uuid::Uuid;
 
 // TODO: Write functional test for STOU command.
 #[derive(Debug)]
-pub struct Stou;
+pub struct Stou {
+    pub base: Option<String>,
+}
 
 #[async_trait]
 impl<Storager, User> CommandHandler<Storager, User> for Stou
@@ -29,7 +31,12 @@ where
     async fn handle(&self, args: CommandContext<Storager, User>) -> Result<Reply, ControlChanError> {
         let mut session = args.session.lock().await;
         let uuid: String = Uuid::new_v4().to_string();
-        let filename: &Path = std::path::Path::new(&uuid);
+        // With a name from the client, the unique name is that name and a unique suffix.
+        let unique = match &self.base {
+            Some(base) => format!("{}.{}", base, &uuid[..8]),
+            None => uuid,
+        };
+        let filename: &Path = std::path::Path::new(&unique);
         let path: String = session.cwd.join(filename).to_string_lossy().to_string();
         let logger = args.logger;
         match session.data_cmd_tx.take() {
@@ -39,7 +46,8 @@ where
                         slog::warn!(logger, "STOU: could not send Stor command over data channel. {}", err);
                     }
                 });
-                Ok(Reply::new_with_string(ReplyCode::FileStatusOkay, filename.to_string_lossy().to_string()))
+                // RFC 1123 §4.1.2.9: the reply names the file, as `150 FILE: name`.
+                Ok(Reply::new_with_string(ReplyCode::FileStatusOkay, format!("FILE: {}", filename.to_string_lossy())))
             }
             None => {
                 slog::warn!(logger, "STOU: no data connection established for STOU file {:?}", path);

@@ -267,11 +267,11 @@ where
             Command::Abor
         }
         "STOU" => {
+            // RFC 959 gives STOU no argument, but clients (tnftp's `sunique`) send the name they
+            // would like: it becomes the start of the unique name.
             let params = parse_to_eol(cmd_params)?;
-            if !params.is_empty() {
-                return Err(ParseErrorKind::InvalidCommand.into());
-            }
-            Command::Stou
+            let base = (!params.is_empty()).then(|| String::from_utf8_lossy(&params).to_string());
+            Command::Stou { base }
         }
         "RNFR" => {
             let params = parse_to_eol(cmd_params)?;

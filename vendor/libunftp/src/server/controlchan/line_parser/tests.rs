@@ -518,10 +518,10 @@ fn parse_abor() {
 #[test]
 fn parse_stou() {
     let input = "STOU\r\n";
-    assert_eq!(parse(input), Ok(Command::Stou));
+    assert_eq!(parse(input), Ok(Command::Stou { base: None }));
 
     let input = "STOU bla\r\n";
-    assert_eq!(parse(input), Err(ParseError::from(ParseErrorKind::InvalidCommand)));
+    assert_eq!(parse(input), Ok(Command::Stou { base: Some("bla".to_string()) }));
 }
 
 #[test]
