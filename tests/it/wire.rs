@@ -54,3 +54,43 @@ async fn stou_with_a_name_stores_under_a_unique_name_that_starts_with_it() {
     listing.read_to_string(&mut names).await.expect("listing");
     assert_eq!(names.lines().count(), 3, "{names}");
 }
+
+/// Resident memory of process `pid` in KiB.
+fn resident_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| value.split_whitespace().next()?.parse().ok())
+        .expect("VmRSS")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_megabytes_without_a_line_end_neither_grow_the_server_nor_stop_others() {
+    // libunftp patch 3: the control codec kept a line until its LF, however long.
+    let root = tempfile::tempdir().expect("folder");
+    let folder = root.path().to_str().expect("utf-8");
+    let server =
+        crate::support::Process::start(&[], &["server", "SV0", folder, "--listen", "127.0.0.1:0", "--no-workers"]);
+    let address = server.address_from_table();
+    let pid = server.child.id();
+    let mut flood = RawFtp::login(address).await;
+    let mut other = RawFtp::login(address).await;
+    let before = resident_kib(pid);
+    let chunk = vec![b'7'; 1 << 20];
+    let mut peak = before;
+    for megabyte in 0..50 {
+        flood.send_bytes(&chunk).await;
+        if megabyte % 10 == 9 {
+            assert_eq!(other.command("NOOP").await.0, 200, "another client is served meanwhile");
+            peak = peak.max(resident_kib(pid));
+        }
+    }
+    let (code, text) = flood.reply().await;
+    assert_eq!(code, 500, "{text}");
+    assert!(text.contains("too long"), "{text}");
+    flood.send_bytes(b"\r\n").await;
+    assert_eq!(flood.command("NOOP").await.0, 200, "the session goes on after the line ends");
+    peak = peak.max(resident_kib(pid));
+    assert!(peak < before + 8 * 1024, "the server grew from {before} KiB to {peak} KiB");
+}

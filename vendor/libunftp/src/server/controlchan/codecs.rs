@@ -1,4 +1,9 @@
-use super::{Reply, command::Command, error::ControlChanError, line_parser};
+use super::{
+    Reply,
+    command::Command,
+    error::{ControlChanError, ControlChanErrorKind},
+    line_parser,
+};
 
 use bytes::BytesMut;
 use std::io::Write;
@@ -12,11 +17,17 @@ pub struct FtpCodec {
     // is the next index to examine. The next time `decode` is called with `abcde\n`, we will only
     // look at `de\n` before returning.
     next_index: usize,
+    // True while the rest of an over-long line (already answered) is being dropped.
+    discarding: bool,
 }
+
+/// The longest command line accepted, line end included (vsftpd allows 4 KiB, pyftpdlib 2 KiB).
+/// A longer one is answered `500` and dropped without being kept, however long it goes on.
+pub const MAX_LINE: usize = 4096;
 
 impl FtpCodec {
     pub fn new() -> Self {
-        FtpCodec { next_index: 0 }
+        FtpCodec { next_index: 0, discarding: false }
     }
 }
 
@@ -30,14 +41,38 @@ impl Decoder for FtpCodec {
     // Here we decode the incoming bytes into a meaningful command. We'll split on newlines, and
     // parse the resulting line using `Command::parse()`. This method will be called by tokio.
     fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Self::Item>, Self::Error> {
-        if let Some(newline_offset) = buf[self.next_index..].iter().position(|b| *b == b'\n') {
-            let newline_index = newline_offset + self.next_index;
-            let line = buf.split_to(newline_index + 1);
-            self.next_index = 0;
-            Ok(Some(line_parser::parse(line).map_err(ControlChanError::from)))
-        } else {
-            self.next_index = buf.len();
-            Ok(None)
+        loop {
+            match buf[self.next_index..].iter().position(|b| *b == b'\n') {
+                Some(newline_offset) => {
+                    let newline_index = newline_offset + self.next_index;
+                    let line = buf.split_to(newline_index + 1);
+                    self.next_index = 0;
+                    if std::mem::take(&mut self.discarding) {
+                        // The end of an over-long line that was answered already.
+                        continue;
+                    }
+                    if line.len() > MAX_LINE {
+                        return Ok(Some(Err(ControlChanErrorKind::LineTooLong.into())));
+                    }
+                    return Ok(Some(line_parser::parse(line).map_err(ControlChanError::from)));
+                }
+                None if self.discarding => {
+                    buf.clear();
+                    self.next_index = 0;
+                    return Ok(None);
+                }
+                None if buf.len() > MAX_LINE => {
+                    // Answer now, and drop what came and what will come until the line ends.
+                    buf.clear();
+                    self.next_index = 0;
+                    self.discarding = true;
+                    return Ok(Some(Err(ControlChanErrorKind::LineTooLong.into())));
+                }
+                None => {
+                    self.next_index = buf.len();
+                    return Ok(None);
+                }
+            }
         }
     }
 }
@@ -85,6 +120,25 @@ impl Encoder<Reply> for FtpCodec {
 mod tests {
     use super::super::ReplyCode;
     use super::*;
+
+    #[test]
+    fn an_over_long_line_is_answered_once_and_dropped_without_being_kept() {
+        let mut codec = FtpCodec::new();
+        let mut buf = BytesMut::new();
+        buf.extend_from_slice(&vec![b'x'; MAX_LINE + 1]);
+        assert!(matches!(codec.decode(&mut buf), Ok(Some(Err(_)))));
+        assert!(buf.is_empty(), "nothing kept");
+        for _ in 0..100 {
+            buf.extend_from_slice(&[b'y'; 65536]);
+            assert!(matches!(codec.decode(&mut buf), Ok(None)));
+            assert!(buf.is_empty(), "the rest of the line is dropped as it comes");
+        }
+        buf.extend_from_slice(b"yyy\r\nNOOP\r\n");
+        assert!(matches!(codec.decode(&mut buf), Ok(Some(Ok(Command::Noop)))), "the next line is read");
+        buf.extend_from_slice(&vec![b'z'; MAX_LINE + 10]);
+        buf.extend_from_slice(b"\r\n");
+        assert!(matches!(codec.decode(&mut buf), Ok(Some(Err(_)))), "a long line that came whole");
+    }
 
     #[test]
     fn encode_multiline_reply_with_blank_line_does_not_panic() {

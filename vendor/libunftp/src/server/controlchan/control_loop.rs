@@ -315,6 +315,10 @@ fn handle_control_channel_error(logger: slog::Logger, error: ControlChanError) -
         // The offending line has been consumed: answer it and go on with the next one.
         ControlChanErrorKind::Utf8Error => (Reply::new(ReplyCode::CommandSyntaxError, "Invalid UTF8 in command"), false),
         ControlChanErrorKind::InvalidCommand => (Reply::new(ReplyCode::ParameterSyntaxError, "Invalid Parameter"), false),
+        ControlChanErrorKind::LineTooLong => (
+            Reply::new_with_string(ReplyCode::CommandSyntaxError, format!("Command line too long (the limit is {} bytes)", super::codecs::MAX_LINE)),
+            false,
+        ),
         ControlChanErrorKind::ControlChannelTimeout => (
             Reply::new(ReplyCode::ClosingControlConnection, "Session timed out. Closing control connection"),
             true,

@@ -55,6 +55,9 @@ pub enum ControlChanErrorKind {
     /// The control channel is out of sync e.g. expecting username in session after USER command but found none.
     #[display("Control channel in illegal state")]
     IllegalState,
+    /// A command line longer than the codec's limit.
+    #[display("Command line too long")]
+    LineTooLong,
 }
 
 impl ControlChanError {
