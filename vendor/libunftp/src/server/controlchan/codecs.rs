@@ -47,6 +47,10 @@ impl Decoder for FtpCodec {
                     let newline_index = newline_offset + self.next_index;
                     let line = buf.split_to(newline_index + 1);
                     self.next_index = 0;
+                    if buf.is_empty() && buf.capacity() > MAX_LINE {
+                        // Give back what a long line made the buffer grow to.
+                        *buf = BytesMut::new();
+                    }
                     if std::mem::take(&mut self.discarding) {
                         // The end of an over-long line that was answered already.
                         continue;

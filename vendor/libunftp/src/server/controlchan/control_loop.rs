@@ -43,7 +43,7 @@ use tokio::{
     },
     task::JoinHandle,
 };
-use tokio_util::codec::{Decoder, Framed};
+use tokio_util::codec::Framed;
 
 trait AsyncReadAsyncWriteSendUnpin: AsyncRead + AsyncWrite + Send + Unpin {}
 
@@ -179,8 +179,10 @@ where
         next: event_chain,
     };
 
-    let codec = FtpCodec::new();
-    let cmd_and_reply_stream: Framed<Box<dyn AsyncReadAsyncWriteSendUnpin>, FtpCodec> = codec.framed(Box::new(tcp_stream));
+    // Small buffers that grow on demand: `Decoder::framed` starts both at 8 KiB, which was most of
+    // the memory an idle session held.
+    let cmd_and_reply_stream: Framed<Box<dyn AsyncReadAsyncWriteSendUnpin>, FtpCodec> =
+        Framed::with_capacity(Box::new(tcp_stream), FtpCodec::new(), CODEC_BUFFER);
     let (mut reply_sink, mut command_source) = cmd_and_reply_stream.split();
 
     reply_sink.send(Reply::new(ReplyCode::ServiceReady, config.greeting)).await?;
@@ -265,8 +267,7 @@ where
                         };
 
                         // Wrap in codec again and get sink + source
-                        let codec = FtpCodec::new();
-                        let cmd_and_reply_stream = codec.framed(io);
+                        let cmd_and_reply_stream = Framed::with_capacity(io, FtpCodec::new(), CODEC_BUFFER);
                         let (sink, src) = cmd_and_reply_stream.split();
                         reply_sink = sink;
                         command_source = src;
@@ -306,6 +307,9 @@ where
 
     Ok(jh)
 }
+
+/// The initial size of the control connection's read and write buffers (they grow as needed).
+const CODEC_BUFFER: usize = 256;
 
 // gets the reply to be sent to the client and tells if the connection should be closed.
 fn handle_control_channel_error(logger: slog::Logger, error: ControlChanError) -> (Reply, bool) {
