@@ -153,12 +153,15 @@ async fn unknown_site_command_gets_502() {
 }
 
 #[tokio::test]
-async fn overlong_command_lines_get_501_without_stalling() {
+async fn overlong_command_lines_get_500_and_long_operands_501_without_stalling() {
     let cluster = TestCluster::start().await;
     let mut ftp = connect(cluster.main()).await;
-    // 300 KB of digits in one operand, and 200 KB of short operands: both beyond the bounds.
-    expect(&mut ftp, &format!("MUL 3 {}", "7".repeat(300_000)), 501, "").await;
-    expect(&mut ftp, &format!("ADD {}", "1 ".repeat(100_000)), 501, "longer than 65536 bytes").await;
+    // Lines over the control channel's 4 KiB limit never reach the SITE handler.
+    expect(&mut ftp, &format!("MUL 3 {}", "7".repeat(300_000)), 500, "too long").await;
+    expect(&mut ftp, &format!("ADD {}", "1 ".repeat(100_000)), 500, "too long").await;
+    // Within it, the services' own bounds answer.
+    expect(&mut ftp, &format!("MUL 3 {}", "7".repeat(1001)), 501, "has 1001 digits").await;
+    expect(&mut ftp, &format!("ADD {}", "1 ".repeat(65)), 501, "got 65").await;
     still_usable(&mut ftp).await;
 }
 

@@ -94,3 +94,72 @@ async fn fifty_megabytes_without_a_line_end_neither_grow_the_server_nor_stop_oth
     peak = peak.max(resident_kib(pid));
     assert!(peak < before + 8 * 1024, "the server grew from {before} KiB to {peak} KiB");
 }
+
+/// A sparse file of `size` bytes in the server's folder (reads as zeros, costs no disk).
+fn sparse(cluster: &TestCluster, name: &str, size: u64) {
+    let file = std::fs::File::create(cluster.root.path().join(name)).expect("create");
+    file.set_len(size).expect("set_len");
+}
+
+#[tokio::test]
+async fn abor_during_a_download_is_answered_426_then_226_at_once() {
+    // libunftp patch 5: the session stayed locked for the whole transfer, so ABOR (and STAT)
+    // got no answer until it ended.
+    let cluster = server().await;
+    sparse(&cluster, "big.bin", 4 << 30);
+    let mut raw = RawFtp::login(cluster.main()).await;
+    assert_eq!(raw.command("TYPE I").await.0, 200);
+    let mut data = raw.passive(cluster.main()).await;
+    assert_eq!(raw.command("RETR big.bin").await.0, 150);
+    let mut some = vec![0u8; 1 << 20];
+    data.read_exact(&mut some).await.expect("the first MiB");
+    let started = std::time::Instant::now();
+    assert_eq!(raw.command("ABOR").await.0, 426, "the transfer was cut short");
+    assert_eq!(raw.reply().await.0, 226, "and ABOR succeeded");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "answered at once: {:?}", started.elapsed());
+    assert_eq!(raw.command("NOOP").await.0, 200, "the session is in step");
+    assert_eq!(raw.command("ABOR").await.0, 226, "ABOR with no transfer");
+}
+
+#[tokio::test]
+async fn abor_during_an_upload_keeps_the_old_file_whatever_the_data_connection_does_next() {
+    // libunftp patch 5: ABOR during STOR followed by a normal close of the data connection
+    // answered 226 and replaced the file with the partial upload.
+    let cluster = server().await;
+    cluster.write_file("keep.bin", b"the old contents");
+    let mut raw = RawFtp::login(cluster.main()).await;
+    assert_eq!(raw.command("TYPE I").await.0, 200);
+    let mut data = raw.passive(cluster.main()).await;
+    assert_eq!(raw.command("STOR keep.bin").await.0, 150);
+    data.write_all(&vec![b'x'; 300_000]).await.expect("half an upload");
+    data.flush().await.expect("flush");
+    assert_eq!(raw.command("ABOR").await.0, 426);
+    assert_eq!(raw.reply().await.0, 226);
+    let _ = data.write_all(b"more").await;
+    let _ = data.shutdown().await;
+    drop(data);
+    assert_eq!(raw.command("NOOP").await.0, 200);
+    assert_eq!(std::fs::read(cluster.root.path().join("keep.bin")).expect("file"), b"the old contents");
+    let clean = crate::support::eventually(std::time::Duration::from_secs(5), async || {
+        names_in(cluster.root.path()) == ["keep.bin"]
+    })
+    .await;
+    assert!(clean, "no temporary file left: {:?}", names_in(cluster.root.path()));
+}
+
+#[tokio::test]
+async fn stat_answers_during_a_transfer() {
+    // libunftp patch 5: every command that locks the session waited for the transfer to end.
+    let cluster = server().await;
+    sparse(&cluster, "big.bin", 4 << 30);
+    let mut raw = RawFtp::login(cluster.main()).await;
+    let mut data = raw.passive(cluster.main()).await;
+    assert_eq!(raw.command("RETR big.bin").await.0, 150);
+    let mut some = vec![0u8; 1 << 16];
+    data.read_exact(&mut some).await.expect("some data");
+    let (code, _) = raw.command("PWD").await;
+    assert_eq!(code, 257, "PWD is answered while the download waits for the client");
+    drop(data);
+    let (code, _) = raw.reply().await;
+    assert!(code == 426 || code == 226 || code == 451, "the transfer ends with a reply: {code}");
+}

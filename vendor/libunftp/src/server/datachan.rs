@@ -11,6 +11,7 @@ use crate::{
 };
 
 use crate::server::chancomms::DataChanCmd;
+use crate::server::{Reply, ReplyCode};
 use std::{path::PathBuf, sync::Arc};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
@@ -135,14 +136,40 @@ where
         let mut data_cmd_rx = self.data_cmd_rx.take().unwrap();
         let mut data_abort_rx = self.data_abort_rx.take().unwrap();
         let mut timeout_delay = Box::pin(tokio::time::sleep(std::time::Duration::from_secs(5 * 60)));
+        let control_msg_tx = self.control_msg_tx.clone();
+        let reply = |code, text: &'static str| {
+            let tx = control_msg_tx.clone();
+            async move {
+                let _ = tx.send(ControlChanMsg::CommandChannelReply(Reply::new(code, text))).await;
+            }
+        };
         // TODO: Use configured timeout
         tokio::select! {
             Some(command) = data_cmd_rx.recv() => {
-                let session = session_arc.lock().await;
-                self.handle_incoming(DataChanMsg::ExternalCommand(command), session.start_pos).await;
+                // The session is not kept locked during the transfer: the control channel must
+                // go on answering (ABOR above all, but also STAT, NOOP, QUIT).
+                let start_pos = session_arc.lock().await.start_pos;
+                let transfer = self.handle_incoming(DataChanMsg::ExternalCommand(command), start_pos);
+                tokio::select! {
+                    () = transfer => {
+                        // An ABOR that raced with the end of the transfer still gets its answer.
+                        data_abort_rx.close();
+                        if data_abort_rx.try_recv().is_ok() {
+                            reply(ReplyCode::ClosingDataConnection, "Transfer complete; nothing to abort").await;
+                        }
+                    }
+                    Some(()) = data_abort_rx.recv() => {
+                        // Dropping the transfer closes the data connection and cancels the storage
+                        // back-end's get or put before it finishes: nothing of an aborted upload
+                        // is committed, whatever the client does with the data connection next.
+                        reply(ReplyCode::ConnectionClosed, "Connection closed; transfer aborted").await;
+                        reply(ReplyCode::ClosingDataConnection, "ABOR successful").await;
+                    }
+                }
             },
             Some(_) = data_abort_rx.recv() => {
                 self.handle_incoming(DataChanMsg::Abort, 0).await;
+                reply(ReplyCode::ClosingDataConnection, "Data connection closed; no transfer to abort").await;
             },
             _ = &mut timeout_delay => {
                 slog::warn!(self.logger, "Data channel connection timed out");

@@ -32,16 +32,20 @@ where
     async fn handle(&self, args: CommandContext<Storage, User>) -> Result<Reply, ControlChanError> {
         let mut session = args.session.lock().await;
         let logger = args.logger;
-        match session.data_abort_tx.take() {
-            Some(tx) => {
-                tokio::spawn(async move {
-                    if let Err(err) = tx.send(()).await {
-                        slog::warn!(logger, "abort failed: {}", err);
-                    }
-                });
-                Ok(Reply::new(ReplyCode::ClosingDataConnection, "Closed data channel"))
-            }
-            None => Ok(Reply::new(ReplyCode::ClosingDataConnection, "Data channel already closed")),
+        // When a data connection's executor owns the abort receiver (the client connected), it
+        // answers: `426` then `226` for a transfer it cut short, `226` otherwise.
+        if session.data_abort_rx.is_none()
+            && let Some(tx) = session.data_abort_tx.take()
+            && tx.try_send(()).is_ok()
+        {
+            slog::info!(logger, "ABOR passed to the data channel");
+            return Ok(Reply::none());
         }
+        // No data connection yet (or none any more): forget the pending one.
+        session.data_abort_tx = None;
+        session.data_abort_rx = None;
+        session.data_cmd_tx = None;
+        session.data_cmd_rx = None;
+        Ok(Reply::new(ReplyCode::ClosingDataConnection, "No transfer to abort"))
     }
 }
