@@ -163,3 +163,32 @@ async fn stat_answers_during_a_transfer() {
     let (code, _) = raw.reply().await;
     assert!(code == 426 || code == 226 || code == 451, "the transfer ends with a reply: {code}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_ftplib_abort_and_a_telnet_synch_before_abor_work() {
+    // libunftp patch 6 and SO_OOBINLINE in our listener: ftplib's `abort()` sends ABOR as urgent
+    // data (its line end was lost), and BSD-style clients put IAC IP IAC DM before it (invalid
+    // UTF-8, the session was closed).
+    let Some(python) = crate::support::stock_client("python3") else { return };
+    let cluster = server().await;
+    sparse(&cluster, "big.bin", 4 << 30);
+    let script = format!(
+        "import ftplib\nftp = ftplib.FTP()\nftp.connect('127.0.0.1', {port})\nftp.login('a', 'b')\n\
+         conn = ftp.transfercmd('RETR big.bin')\nconn.recv(65536)\nreply = ftp.abort()\nprint(reply[:3])\n\
+         if reply.startswith('426'):\n    print(ftp.voidresp()[:3])\nconn.close()\nprint(ftp.pwd())\nftp.quit()\n",
+        port = cluster.main().port()
+    );
+    let (ok, stdout, stderr) = crate::support::run_stock(&python, &["-c", &script]).await;
+    assert!(ok, "{stderr}");
+    assert_eq!(stdout.split_whitespace().collect::<Vec<_>>(), ["426", "226", "/"], "{stdout}");
+
+    let mut raw = RawFtp::login(cluster.main()).await;
+    let mut data = raw.passive(cluster.main()).await;
+    assert_eq!(raw.command("RETR big.bin").await.0, 150);
+    let mut some = vec![0u8; 1 << 16];
+    data.read_exact(&mut some).await.expect("some data");
+    raw.send_bytes(b"\xff\xf4\xff\xf2ABOR\r\n").await;
+    assert_eq!(raw.reply().await.0, 426);
+    assert_eq!(raw.reply().await.0, 226);
+    assert_eq!(raw.command("NOOP").await.0, 200);
+}

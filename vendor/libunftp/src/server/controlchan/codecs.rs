@@ -58,7 +58,7 @@ impl Decoder for FtpCodec {
                     if line.len() > MAX_LINE {
                         return Ok(Some(Err(ControlChanErrorKind::LineTooLong.into())));
                     }
-                    return Ok(Some(line_parser::parse(line).map_err(ControlChanError::from)));
+                    return Ok(Some(line_parser::parse(strip_telnet_commands(line)).map_err(ControlChanError::from)));
                 }
                 None if self.discarding => {
                     buf.clear();
@@ -79,6 +79,20 @@ impl Decoder for FtpCodec {
             }
         }
     }
+}
+
+/// Drops Telnet commands (IAC, 0xFF, and what follows) from the start of a line: clients send
+/// `IAC IP IAC DM` (Telnet "interrupt process" and "synch") before `ABOR`, as RFC 959 §4.1.3
+/// asks; left in, they made the line invalid UTF-8. With the socket's urgent data read inline
+/// (`SO_OOBINLINE`) the `DM` byte arrives too. `IAC IAC` (an escaped 0xFF) is data and stays.
+fn strip_telnet_commands(mut line: BytesMut) -> BytesMut {
+    use bytes::Buf;
+    while line.len() >= 2 && line[0] == 0xFF && line[1] != 0xFF {
+        // WILL, WONT, DO and DONT (0xFB..=0xFE) take an option byte; the others stand alone.
+        let length = if (0xFB..=0xFE).contains(&line[1]) { 3 } else { 2 };
+        line.advance(length.min(line.len()));
+    }
+    line
 }
 
 impl Encoder<Reply> for FtpCodec {
@@ -124,6 +138,15 @@ impl Encoder<Reply> for FtpCodec {
 mod tests {
     use super::super::ReplyCode;
     use super::*;
+
+    #[test]
+    fn telnet_interrupt_and_synch_before_abor_are_dropped() {
+        let mut codec = FtpCodec::new();
+        let mut buf = BytesMut::from(&b"\xff\xf4\xff\xf2ABOR\r\n"[..]);
+        assert!(matches!(codec.decode(&mut buf), Ok(Some(Ok(Command::Abor)))));
+        let mut buf = BytesMut::from(&b"\xff\xfb\x01\xff\xf4NOOP\r\n"[..]);
+        assert!(matches!(codec.decode(&mut buf), Ok(Some(Ok(Command::Noop)))));
+    }
 
     #[test]
     fn an_over_long_line_is_answered_once_and_dropped_without_being_kept() {

@@ -181,8 +181,13 @@ where
 
     // Small buffers that grow on demand: `Decoder::framed` starts both at 8 KiB, which was most of
     // the memory an idle session held.
+    // Urgent data (Telnet "synch", or Python ftplib's `ABOR\r\n` sent as urgent data) stays in
+    // the stream instead of being taken out of it by the kernel.
+    if let Err(err) = nix::sys::socket::setsockopt(&tcp_stream, nix::sys::socket::sockopt::OobInline, &true) {
+        slog::warn!(logger, "Could not read urgent data inline: {}", err);
+    }
     let cmd_and_reply_stream: Framed<Box<dyn AsyncReadAsyncWriteSendUnpin>, FtpCodec> =
-        Framed::with_capacity(Box::new(tcp_stream), FtpCodec::new(), CODEC_BUFFER);
+        Framed::with_capacity(Box::new(ReadsPastUrgentMark(tcp_stream)), FtpCodec::new(), CODEC_BUFFER);
     let (mut reply_sink, mut command_source) = cmd_and_reply_stream.split();
 
     reply_sink.send(Reply::new(ReplyCode::ServiceReady, config.greeting)).await?;
@@ -310,6 +315,47 @@ where
 
 /// The initial size of the control connection's read and write buffers (they grow as needed).
 const CODEC_BUFFER: usize = 256;
+
+/// The control connection's socket, read past the urgent mark: a read stops at the mark, and
+/// tokio takes a short read for "nothing more to read" until new data arrives (it does not even
+/// try again), so the byte at the mark (the LF of ftplib's urgent `ABOR\r\n`) would wait for the
+/// client's next command, which waits for ABOR's reply. After each short read, what is already
+/// there is read too, with one non-blocking `recv` on the socket.
+struct ReadsPastUrgentMark(TcpStream);
+
+impl tokio::io::AsyncRead for ReadsPastUrgentMark {
+    fn poll_read(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>, buf: &mut tokio::io::ReadBuf<'_>) -> std::task::Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let polled = std::pin::Pin::new(&mut this.0).poll_read(cx, buf);
+        if let std::task::Poll::Ready(Ok(())) = polled
+            && buf.filled().len() > before
+            && buf.remaining() > 0
+            && let Ok(more) = nix::sys::socket::recv(
+                std::os::fd::AsRawFd::as_raw_fd(&this.0),
+                buf.initialize_unfilled(),
+                nix::sys::socket::MsgFlags::MSG_DONTWAIT,
+            )
+        {
+            buf.advance(more);
+        }
+        polled
+    }
+}
+
+impl tokio::io::AsyncWrite for ReadsPastUrgentMark {
+    fn poll_write(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>, bytes: &[u8]) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.get_mut().0).poll_write(cx, bytes)
+    }
+
+    fn poll_flush(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().0).poll_shutdown(cx)
+    }
+}
 
 // gets the reply to be sent to the client and tells if the connection should be closed.
 fn handle_control_channel_error(logger: slog::Logger, error: ControlChanError) -> (Reply, bool) {
