@@ -192,3 +192,45 @@ async fn python_ftplib_abort_and_a_telnet_synch_before_abor_work() {
     assert_eq!(raw.reply().await.0, 226);
     assert_eq!(raw.command("NOOP").await.0, 200);
 }
+
+/// Sends `command` with a data connection open and returns the replies until the final one,
+/// and what came over the data connection.
+async fn data_command(raw: &mut RawFtp, cluster: &TestCluster, command: &str) -> (Vec<u32>, Vec<u8>) {
+    let mut data = raw.passive(cluster.main()).await;
+    let (mut code, _) = raw.command(command).await;
+    let mut codes = vec![code];
+    let mut received = Vec::new();
+    if code == 150 {
+        data.read_to_end(&mut received).await.expect("data");
+        code = raw.reply().await.0;
+        codes.push(code);
+    }
+    (codes, received)
+}
+
+#[tokio::test]
+async fn a_missing_path_gets_550_before_any_150_and_a_folder_is_not_a_file() {
+    // libunftp patch 7: RETR, LIST, NLST and MLSD of a missing path answered 150, then 550;
+    // rclone and tnftp could not tell that from a broken transfer. SIZE of a folder gave 213.
+    let cluster = server().await;
+    std::fs::create_dir(cluster.root.path().join("folder")).expect("mkdir");
+    cluster.write_file("folder/inside.txt", b"inside");
+    let mut raw = RawFtp::login(cluster.main()).await;
+    for command in
+        ["RETR missing.txt", "LIST missing", "NLST missing", "MLSD missing", "RETR folder", "MLSD folder/inside.txt"]
+    {
+        let (codes, received) = data_command(&mut raw, &cluster, command).await;
+        assert_eq!(codes, [550], "{command}");
+        assert!(received.is_empty());
+        assert_eq!(raw.command("NOOP").await.0, 200);
+    }
+    let (code, text) = raw.command("SIZE folder").await;
+    assert_eq!(code, 550, "{text}");
+    assert!(text.contains("folder"), "{text}");
+    assert_eq!(raw.command("SIZE folder/inside.txt").await, (213, "213 6".to_string()));
+    let (codes, received) = data_command(&mut raw, &cluster, "RETR folder/inside.txt").await;
+    assert_eq!((codes, received), (vec![150, 226], b"inside".to_vec()));
+    let (codes, received) = data_command(&mut raw, &cluster, "NLST folder").await;
+    assert_eq!(codes, [150, 226]);
+    assert!(String::from_utf8_lossy(&received).trim().ends_with("inside.txt"));
+}

@@ -217,10 +217,32 @@ where
         }
     }
 
+    /// Sends a reply on the control channel.
+    async fn reply(&self, code: ReplyCode, text: String) {
+        let _ = self.control_msg_tx.send(ControlChanMsg::CommandChannelReply(Reply::new_with_string(code, text))).await;
+    }
+
     #[tracing_attributes::instrument]
     async fn exec_retr(self, path: String, start_pos: u64) {
         let path = self.cwd.join(path);
         let tx: Sender<ControlChanMsg> = self.control_msg_tx.clone();
+        // `550` before any `150` when there is nothing to send (clients such as rclone and tnftp
+        // cannot tell a `550` after a `150` from a failed transfer).
+        match self.storage.metadata((*self.user).as_ref().unwrap(), &path).await {
+            Err(err) => {
+                let _ = tx.send(ControlChanMsg::StorageError(err)).await;
+                return;
+            }
+            Ok(metadata) if metadata.is_dir() => {
+                self.reply(ReplyCode::FileError, format!("{}: is a folder, not a file", path.display())).await;
+                return;
+            }
+            Ok(metadata) => {
+                let size = metadata.len().saturating_sub(start_pos);
+                self.reply(ReplyCode::FileStatusOkay, format!("Opening data connection for {} ({} bytes)", path.display(), size))
+                    .await;
+            }
+        }
         let mut output = Self::writer(self.socket, self.ftps_mode, "retr").await;
 
         let start_time = Instant::now();
@@ -434,8 +456,6 @@ where
     async fn exec_list_variant(self, path: Option<String>, command: ListCommand) {
         let path = self.resolve_path(path);
         let tx = self.control_msg_tx.clone();
-        let mut output = Self::writer(self.socket, self.ftps_mode.clone(), command.as_lower_str()).await;
-
         let start_time = Instant::now();
 
         let list_result = match command {
@@ -449,6 +469,9 @@ where
 
         match list_result {
             Ok(cursor) => {
+                // `150` only once there is a listing to send.
+                self.reply(ReplyCode::FileStatusOkay, "Sending directory list".to_string()).await;
+                let mut output = Self::writer(self.socket, self.ftps_mode.clone(), command.as_lower_str()).await;
                 slog::debug!(self.logger, "Copying future for {}", command.as_str());
                 let mut input = cursor;
                 let result = tokio::io::copy(&mut input, &mut output).await;
@@ -522,8 +545,6 @@ where
     async fn exec_mlsd(self, path: Option<String>) {
         let path = self.resolve_path(path);
         let tx = self.control_msg_tx.clone();
-        let mut output = Self::writer(self.socket, self.ftps_mode.clone(), "mlsd").await;
-
         let start_time = Instant::now();
 
         let list_result = self.storage.list((*self.user).as_ref().unwrap(), path.clone()).await;
@@ -546,6 +567,9 @@ where
                     buffer.push_str("\r\n");
                 }
 
+                // `150` only once there is a listing to send.
+                self.reply(ReplyCode::FileStatusOkay, "Sending directory list".to_string()).await;
+                let mut output = Self::writer(self.socket, self.ftps_mode.clone(), "mlsd").await;
                 // Send the formatted data
                 let mut input = std::io::Cursor::new(buffer.into_bytes());
                 let result = tokio::io::copy(&mut input, &mut output).await;

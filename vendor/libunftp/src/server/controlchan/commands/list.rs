@@ -49,14 +49,15 @@ where
         };
         let logger = args.logger;
         match session.data_cmd_tx.take() {
-            Some(tx) => {
-                tokio::spawn(async move {
-                    if let Err(err) = tx.send(cmd).await {
-                        slog::warn!(logger, "LIST: could not notify data channel to respond with LIST. {}", err);
-                    }
-                });
-                Ok(Reply::new(ReplyCode::FileStatusOkay, "Sending directory list"))
-            }
+            // The data channel answers `150` once it has found what to send, or `550` before any
+            // `150` when it cannot (the channel is new and has room for this one command).
+            Some(tx) => match tx.try_send(cmd) {
+                Ok(()) => Ok(Reply::none()),
+                Err(err) => {
+                    slog::warn!(logger, "LIST: could not notify the data channel: {}", err);
+                    Ok(Reply::new(ReplyCode::CantOpenDataConnection, "No data connection established"))
+                }
+            },
             None => {
                 if let Some(path) = path_opt {
                     slog::warn!(logger, "LIST: no data connection established for LISTing {:?}", path);

@@ -44,6 +44,11 @@ where
 
         tokio::spawn(async move {
             match storage.metadata((*user).as_ref().unwrap(), &path).await {
+                // RFC 3659 §4.2: SIZE is for files; a folder gets 550.
+                Ok(metadata) if metadata.is_dir() => {
+                    let reply = Reply::new_with_string(ReplyCode::FileError, format!("{}: is a folder, not a file", path.display()));
+                    let _ = tx_success.send(ControlChanMsg::CommandChannelReply(reply)).await;
+                }
                 Ok(metadata) => {
                     let file_len = metadata.len();
                     slog::info!(logger, "SIZE: Successful size command for file {:?}: (size: {})", &path, file_len);
