@@ -103,7 +103,8 @@ pub fn build_server(
         // The built-in SITE MD5 reads whole files of any size with a 10 MiB buffer per request:
         // off, as everything a client can make the server do in bulk should be.
         .sitemd5(SiteMd5::None)
-        .idle_session_timeout(policy.limits.idle_timeout.as_secs());
+        .idle_session_timeout(policy.limits.idle_timeout.as_secs())
+        .data_connection_timeout(policy.limits.data_timeout);
     if let Some(tls) = &policy.tls {
         // One configuration built at start-up for every connection (the `ftps(cert, key)`
         // builder would read and parse the PEM files again for each one).

@@ -25,6 +25,8 @@ pub struct Limits {
     pub login_timeout: Duration,
     /// A logged-in session idle for this long is closed.
     pub idle_timeout: Duration,
+    /// A data connection that has not arrived after this long fails its transfer with `425`.
+    pub data_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -36,6 +38,7 @@ impl Default for Limits {
             lockout: Duration::from_secs(300),
             login_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(DEFAULT_IDLE_TIMEOUT_SECS),
+            data_timeout: Duration::from_secs(30),
         }
     }
 }

@@ -32,6 +32,7 @@
 //! lockout_seconds = 300
 //! login_timeout_seconds = 30
 //! idle_timeout_seconds = 600
+//! data_timeout_seconds = 30
 //! ```
 
 use std::net::SocketAddr;
@@ -147,6 +148,7 @@ struct LimitsSection {
     lockout_seconds: Option<u64>,
     login_timeout_seconds: Option<u64>,
     idle_timeout_seconds: Option<u64>,
+    data_timeout_seconds: Option<u64>,
 }
 
 /// `[metrics]`: the HTTP endpoint for Prometheus, `/health` and `/ready`.
@@ -288,6 +290,9 @@ fn apply_limits(limits: &mut Limits, section: &LimitsSection) -> Result<(), Stri
     }
     if let Some(timeout) = seconds("idle_timeout_seconds", section.idle_timeout_seconds)? {
         limits.idle_timeout = timeout;
+    }
+    if let Some(timeout) = seconds("data_timeout_seconds", section.data_timeout_seconds)? {
+        limits.data_timeout = timeout;
     }
     Ok(())
 }

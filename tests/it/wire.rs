@@ -234,3 +234,89 @@ async fn a_missing_path_gets_550_before_any_150_and_a_folder_is_not_a_file() {
     assert_eq!(codes, [150, 226]);
     assert!(String::from_utf8_lossy(&received).trim().ends_with("inside.txt"));
 }
+
+/// A server whose data connections must arrive within a second.
+async fn impatient_server() -> TestCluster {
+    TestCluster::start_config(
+        |mut config| {
+            config.options.access.limits.data_timeout = std::time::Duration::from_secs(1);
+            config.workers(Vec::new())
+        },
+        |cluster| cluster,
+    )
+    .await
+}
+
+/// The port of an `EPSV` reply.
+fn epsv_port(text: &str) -> u16 {
+    text.rsplit("|||")
+        .next()
+        .and_then(|rest| rest.split('|').next())
+        .and_then(|port| port.parse().ok())
+        .expect("EPSV port")
+}
+
+#[tokio::test]
+async fn a_data_connection_that_never_arrives_ends_the_transfer_with_425() {
+    // libunftp patch 8: a client that never connected left RETR without any reply.
+    let cluster = impatient_server().await;
+    cluster.write_file("f.txt", b"contents");
+    let mut raw = RawFtp::login(cluster.main()).await;
+    assert_eq!(raw.command("EPSV").await.0, 229);
+    let started = std::time::Instant::now();
+    let (code, text) = raw.command("RETR f.txt").await;
+    assert_eq!(code, 425, "{text}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "{:?}", started.elapsed());
+    assert_eq!(raw.command("RETR f.txt").await.0, 425, "and with no data connection at all");
+    assert_eq!(raw.command("NOOP").await.0, 200);
+}
+
+#[tokio::test]
+async fn a_stranger_on_the_passive_port_is_turned_away_and_the_client_still_connects() {
+    // libunftp patch 8: the first connection to the passive port was taken whoever made it;
+    // from another address it was closed and the client's own then found no listener.
+    let cluster = impatient_server().await;
+    cluster.write_file("f.txt", b"contents");
+    let mut raw = RawFtp::login(cluster.main()).await;
+    let (code, text) = raw.command("EPSV").await;
+    assert_eq!(code, 229);
+    let port = epsv_port(&text);
+    let stranger = tokio::net::TcpSocket::new_v4().expect("socket");
+    stranger.bind("127.0.0.2:0".parse().expect("literal")).expect("bind");
+    let mut stranger = stranger.connect(([127, 0, 0, 1], port).into()).await.expect("the stranger connects");
+    let mut nothing = Vec::new();
+    let read = tokio::time::timeout(std::time::Duration::from_secs(5), stranger.read_to_end(&mut nothing)).await;
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "the stranger's connection is closed");
+    let mut data = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("the client still connects");
+    assert_eq!(raw.command("RETR f.txt").await.0, 150);
+    let mut received = Vec::new();
+    data.read_to_end(&mut received).await.expect("data");
+    assert_eq!((raw.reply().await.0, received), (226, b"contents".to_vec()));
+}
+
+#[tokio::test]
+async fn an_active_mode_target_that_accepts_and_closes_gets_a_final_reply() {
+    // libunftp patch 8: a PORT target that closed at once left the transfer without a reply.
+    let cluster = impatient_server().await;
+    cluster.write_file("f.txt", b"contents");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    let closer = tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            drop(socket);
+        }
+    });
+    let mut raw = RawFtp::login(cluster.main()).await;
+    let (code, text) = raw.command(&format!("PORT 127,0,0,1,{},{}", port >> 8, port & 255)).await;
+    assert_eq!(code / 100, 2, "{text}");
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let (mut code, text) = raw.command("RETR f.txt").await;
+    if code == 150 {
+        code = raw.reply().await.0;
+    }
+    // Small data may still fit the socket buffer before the close is noticed (226); either way
+    // the transfer ends with a final reply within the bound.
+    assert!([226, 425, 426, 451].contains(&code), "a final reply: {code} {text}");
+    assert_eq!(raw.command("NOOP").await.0, 200);
+    closer.abort();
+}

@@ -517,6 +517,8 @@ where
 
                         let err = Error::from(e);
                         categorize_and_register_error(&self.logger, &err, command.as_lower_str());
+                        // The listing broke off: the client gets a final reply all the same.
+                        let _ = tx.send(ControlChanMsg::ConnectionReset).await;
                     }
                 }
             }
@@ -685,6 +687,29 @@ where
     }
 }
 
+/// Gives up on the session's pending data connection: its channels are dropped, and a transfer
+/// command that was waiting for it is answered `425` (so that no command ends on `150`, or on
+/// nothing, forever); later ones get `425 No data connection established` at once.
+pub(crate) async fn fail_pending<Storage, User>(session_arc: &SharedSession<Storage, User>, reason: &str)
+where
+    Storage: StorageBackend<User> + 'static,
+    Storage::Metadata: Metadata,
+    User: UserDetail + 'static,
+{
+    let (control_msg_tx, pending) = {
+        let mut session = session_arc.lock().await;
+        session.data_cmd_tx = None;
+        session.data_abort_tx = None;
+        session.data_abort_rx = None;
+        let pending = session.data_cmd_rx.take().is_some_and(|mut rx| rx.try_recv().is_ok());
+        (session.control_msg_tx.clone(), pending)
+    };
+    if let (true, Some(tx)) = (pending, control_msg_tx) {
+        let reply = Reply::new_with_string(ReplyCode::CantOpenDataConnection, format!("Can't open data connection: {}", reason));
+        let _ = tx.send(ControlChanMsg::CommandChannelReply(reply)).await;
+    }
+}
+
 /// Starts processing for the data connection. This will spawn a new async task that will wait for
 /// a command from the control channel after which it will start to process the specified socket
 /// that is connected to the client.
@@ -725,12 +750,14 @@ where
                             controlchan_ip
                         )
                     }
-                    return;
+                    drop(session);
+                    return fail_pending(&session_arc, "the data connection came from another address").await;
                 }
             }
             Err(err) => {
                 slog::error!(logger, "Couldn't determine data channel address: {:?}", err);
-                return;
+                drop(session);
+                return fail_pending(&session_arc, "the data connection closed at once").await;
             }
         }
 

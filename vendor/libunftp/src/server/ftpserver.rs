@@ -71,6 +71,7 @@ where
     ftps_required_control_chan: FtpsRequired,
     ftps_required_data_chan: FtpsRequired,
     idle_session_timeout: std::time::Duration,
+    data_connection_timeout: std::time::Duration,
     listener_mode: ListenerMode,
     logger: slog::Logger,
     site_md5: SiteMd5,
@@ -105,6 +106,7 @@ where
     ftps_client_auth: FtpsClientAuth,
     ftps_trust_store: PathBuf,
     idle_session_timeout: std::time::Duration,
+    data_connection_timeout: std::time::Duration,
     listener_mode: ListenerMode,
     logger: slog::Logger,
     site_md5: SiteMd5,
@@ -151,6 +153,7 @@ where
             ftps_mode: FtpsConfig::Off,
             collect_metrics: false,
             idle_session_timeout: Duration::from_secs(DEFAULT_IDLE_SESSION_TIMEOUT_SECS),
+            data_connection_timeout: options::DEFAULT_DATA_CONNECTION_TIMEOUT,
             listener_mode: ListenerMode::Legacy,
             logger: slog::Logger::root(slog_stdlog::StdLog {}.fuse(), slog::o!()),
             ftps_required_control_chan: options::DEFAULT_FTPS_REQUIRE,
@@ -231,6 +234,7 @@ where
             ftps_client_auth: self.ftps_client_auth,
             ftps_trust_store: self.ftps_trust_store,
             idle_session_timeout: self.idle_session_timeout,
+            data_connection_timeout: self.data_connection_timeout,
             listener_mode: self.listener_mode,
             logger: self.logger,
             site_md5: self.site_md5,
@@ -284,6 +288,7 @@ where
             ftps_mode: FtpsConfig::Off,
             collect_metrics: false,
             idle_session_timeout: Duration::from_secs(DEFAULT_IDLE_SESSION_TIMEOUT_SECS),
+            data_connection_timeout: options::DEFAULT_DATA_CONNECTION_TIMEOUT,
             listener_mode: ListenerMode::Legacy,
             logger: slog::Logger::root(slog_stdlog::StdLog {}.fuse(), slog::o!()),
             ftps_required_control_chan: options::DEFAULT_FTPS_REQUIRE,
@@ -372,6 +377,7 @@ where
             ftps_required_control_chan: self.ftps_required_control_chan,
             ftps_required_data_chan: self.ftps_required_data_chan,
             idle_session_timeout: self.idle_session_timeout,
+            data_connection_timeout: self.data_connection_timeout,
             listener_mode: self.listener_mode,
             logger: self.logger,
             site_md5: self.site_md5,
@@ -541,6 +547,14 @@ where
     /// ```
     pub fn idle_session_timeout(mut self, secs: u64) -> Self {
         self.idle_session_timeout = Duration::from_secs(secs);
+        self
+    }
+
+    /// How long a data connection may take to arrive (the client connecting to a passive port)
+    /// before the pending or next transfer command is answered `425`; also how long an open
+    /// data connection may wait for its command. Defaults to 30 seconds.
+    pub fn data_connection_timeout(mut self, timeout: Duration) -> Self {
+        self.data_connection_timeout = timeout;
         self
     }
 
@@ -1063,6 +1077,7 @@ where
             collect_metrics: server.collect_metrics,
             greeting: server.greeting,
             idle_session_timeout: server.idle_session_timeout,
+            data_connection_timeout: server.data_connection_timeout,
             passive_ports: server.passive_ports.clone(),
             passive_host: server.passive_host.clone(),
             logger: server.logger.new(slog::o!()),

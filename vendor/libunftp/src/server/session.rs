@@ -108,6 +108,11 @@ where
     // Tells if the data loop is running. The control channel need to know if the data channel is
     // busy so that it doesn't time out while the session is still in progress.
     pub data_busy: bool,
+    /// How long a data connection may take to arrive, and to get its command.
+    pub data_connection_timeout: std::time::Duration,
+    /// The accept task of the passive listener opened last (one per session: a new PASV or
+    /// EPSV, a PORT or the end of the session closes it).
+    pub passive_accept: Option<tokio::task::AbortHandle>,
     // The client certificate chain if it was received.
     pub cert_chain: Option<Vec<unftp_core::auth::ClientCert>>,
     // The failed logins cache can monitor successive failed logins and apply a policy to deter brute force attacks.
@@ -145,6 +150,8 @@ where
             collect_metrics: false,
             start_pos: 0,
             data_busy: false,
+            data_connection_timeout: crate::options::DEFAULT_DATA_CONNECTION_TIMEOUT,
+            passive_accept: None,
             cert_chain: None,
             failed_logins: None,
             binder: None,

@@ -63,6 +63,7 @@ where
     pub ftps_config: FtpsConfig,
     pub collect_metrics: bool,
     pub idle_session_timeout: Duration,
+    pub data_connection_timeout: Duration,
     pub logger: slog::Logger,
     pub ftps_required_control_chan: FtpsRequired,
     pub ftps_required_data_chan: FtpsRequired,
@@ -99,6 +100,7 @@ where
         ftps_required_data_chan,
         collect_metrics,
         idle_session_timeout,
+        data_connection_timeout,
         logger,
         site_md5: sitemd5,
         site_handlers,
@@ -119,6 +121,7 @@ where
         .control_msg_tx(control_msg_tx.clone())
         .control_connection(control_connection)
         .failed_logins(failed_logins);
+    session.data_connection_timeout = data_connection_timeout;
     if let Some(b) = binder.lock().unwrap().take() {
         session = session.binder(b);
     }

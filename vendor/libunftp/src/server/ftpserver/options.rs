@@ -163,6 +163,9 @@ impl From<bool> for FtpsClientAuth {
     }
 }
 
+/// The default for [ServerBuilder::data_connection_timeout](crate::ServerBuilder::data_connection_timeout).
+pub const DEFAULT_DATA_CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// The options for [ServerBuilder::sitemd5](crate::ServerBuilder::sitemd5).
 /// Allow MD5 either to be used by all, logged in users only or no one.
 #[derive(Debug, PartialEq, Eq, Clone, Copy, Default)]

@@ -12,7 +12,7 @@ use crate::{
     storage::{Metadata, StorageBackend},
 };
 use async_trait::async_trait;
-use std::{fmt::Debug, io, net::SocketAddr, ops::RangeInclusive, time::Duration};
+use std::{fmt::Debug, io, net::SocketAddr, ops::RangeInclusive};
 use tokio::net::TcpSocket;
 use tokio::sync::{
     mpsc::{Receiver, Sender, channel},
@@ -104,17 +104,41 @@ where
     let reply = cmd.build_reply(&args, port).await?;
     if reply.is_positive() {
         setup_inter_loop_comms(args.session.clone(), args.tx_control_chan.clone()).await;
+        let (timeout, control_ip) = {
+            let session = args.session.lock().await;
+            (session.data_connection_timeout, session.source.ip().to_canonical())
+        };
         // Open the data connection in a new task and process it.
         // We cannot await this since we first need to let the client know where to connect :-)
-        tokio::spawn(async move {
-            // Timeout if the client doesn't connect to the socket in a while, to avoid leaving the socket hanging open permanently.
-            let r = tokio::time::timeout(Duration::from_secs(15), listener.accept()).await;
-            match r {
-                Ok(Ok((socket, _socket_addr))) => datachan::spawn_processing(args.logger, args.session, socket).await,
-                Ok(Err(e)) => slog::error!(args.logger, "Error waiting for data connection: {}", e),
-                Err(_) => slog::warn!(args.logger, "Client did not connect to data port in time"),
+        let session = args.session.clone();
+        let accepting = tokio::spawn(async move {
+            // Until the deadline, take the first connection from the control connection's
+            // address; connections from elsewhere are closed at once (someone else grabbing the
+            // port must not keep the client out).
+            let deadline = tokio::time::Instant::now() + timeout;
+            loop {
+                match tokio::time::timeout_at(deadline, listener.accept()).await {
+                    Ok(Ok((socket, peer))) if peer.ip().to_canonical() != control_ip => {
+                        slog::warn!(args.logger, "Refused a data connection from {}: not the address of the control connection", peer);
+                        drop(socket);
+                    }
+                    Ok(Ok((socket, _))) => return datachan::spawn_processing(args.logger, args.session, socket).await,
+                    Ok(Err(e)) => {
+                        slog::error!(args.logger, "Error waiting for data connection: {}", e);
+                        return datachan::fail_pending(&args.session, "accepting the data connection failed").await;
+                    }
+                    Err(_) => {
+                        slog::warn!(args.logger, "Client did not connect to data port in time");
+                        let reason = format!("no data connection within {} s", timeout.as_secs());
+                        return datachan::fail_pending(&args.session, &reason).await;
+                    }
+                }
             }
         });
+        // One passive listener per session: the previous one (if its client never came) closes.
+        if let Some(previous) = session.lock().await.passive_accept.replace(accepting.abort_handle()) {
+            previous.abort();
+        }
     }
 
     Ok(reply)

@@ -91,7 +91,18 @@ where
         let port = ((bytes[4] as u16) << 8) | bytes[5] as u16;
         let addr = SocketAddrV4::new(Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]), port);
 
-        let stream: io::Result<TcpStream> = TcpStream::connect(addr).await;
+        // A passive listener of this session (an earlier PASV or EPSV) is not needed any more.
+        let timeout = {
+            let mut session = session.lock().await;
+            if let Some(accepting) = session.passive_accept.take() {
+                accepting.abort();
+            }
+            session.data_connection_timeout
+        };
+        let stream: io::Result<TcpStream> = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+            Ok(connected) => connected,
+            Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "connecting to the client timed out")),
+        };
 
         let stream = match stream {
             Err(e) => {
