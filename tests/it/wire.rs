@@ -320,3 +320,49 @@ async fn an_active_mode_target_that_accepts_and_closes_gets_a_final_reply() {
     assert_eq!(raw.command("NOOP").await.0, 200);
     closer.abort();
 }
+
+/// Open descriptors of process `pid`.
+fn descriptors(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).expect("/proc").count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_thousand_unused_passive_connections_leave_no_descriptor_behind() {
+    // libunftp patch 9 (and 8): every PASV/EPSV opened a listener of its own, and a data
+    // connection opened and closed unused sat in CLOSE-WAIT for five minutes; ~1,000 such cycles
+    // in 0.4 s used to lock everyone out of a server with 1,024 descriptors.
+    let root = tempfile::tempdir().expect("folder");
+    let folder = root.path().to_str().expect("utf-8");
+    let server =
+        crate::support::Process::start(&[], &["server", "SV0", folder, "--listen", "127.0.0.1:0", "--no-workers"]);
+    let address = server.address_from_table();
+    let pid = server.child.id();
+    let mut raw = RawFtp::login(address).await;
+    assert_eq!(raw.command("NOOP").await.0, 200);
+    let before = descriptors(pid);
+    let mut most = before;
+    for cycle in 0..2000 {
+        let command = if cycle % 2 == 0 { "EPSV" } else { "PASV" };
+        let (code, text) = raw.command(command).await;
+        assert!(code == 229 || code == 227, "{command}: {text}");
+        let port = if code == 229 {
+            epsv_port(&text)
+        } else {
+            let inside = text.split(['(', ')']).nth(1).expect("PASV address");
+            let numbers: Vec<u16> = inside.split(',').filter_map(|number| number.trim().parse().ok()).collect();
+            numbers[4] * 256 + numbers[5]
+        };
+        if cycle % 3 != 0 {
+            // Connect and close without a command; every third listener is left unused.
+            drop(tokio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("data connection"));
+        }
+        if cycle % 250 == 0 {
+            most = most.max(descriptors(pid));
+        }
+    }
+    assert_eq!(raw.command("NOOP").await.0, 200);
+    let settled =
+        crate::support::eventually(std::time::Duration::from_secs(10), async || descriptors(pid) <= before + 2).await;
+    assert!(settled, "descriptors: {before} before, {} after", descriptors(pid));
+    assert!(most <= before + 20, "descriptors never pile up: at most {most}, {before} before");
+}

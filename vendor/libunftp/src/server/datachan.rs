@@ -135,7 +135,8 @@ where
     async fn execute(mut self, session_arc: SharedSession<Storage, User>) {
         let mut data_cmd_rx = self.data_cmd_rx.take().unwrap();
         let mut data_abort_rx = self.data_abort_rx.take().unwrap();
-        let mut timeout_delay = Box::pin(tokio::time::sleep(std::time::Duration::from_secs(5 * 60)));
+        let timeout = session_arc.lock().await.data_connection_timeout;
+        let mut timeout_delay = Box::pin(tokio::time::sleep(timeout));
         let control_msg_tx = self.control_msg_tx.clone();
         let reply = |code, text: &'static str| {
             let tx = control_msg_tx.clone();
@@ -143,38 +144,61 @@ where
                 let _ = tx.send(ControlChanMsg::CommandChannelReply(Reply::new(code, text))).await;
             }
         };
-        // TODO: Use configured timeout
-        tokio::select! {
-            Some(command) = data_cmd_rx.recv() => {
-                // The session is not kept locked during the transfer: the control channel must
-                // go on answering (ABOR above all, but also STAT, NOOP, QUIT).
-                let start_pos = session_arc.lock().await.start_pos;
-                let transfer = self.handle_incoming(DataChanMsg::ExternalCommand(command), start_pos);
-                tokio::select! {
-                    () = transfer => {
-                        // An ABOR that raced with the end of the transfer still gets its answer.
-                        data_abort_rx.close();
-                        if data_abort_rx.try_recv().is_ok() {
-                            reply(ReplyCode::ClosingDataConnection, "Transfer complete; nothing to abort").await;
+        // While waiting for its command, the data connection is watched: one the client closed
+        // is let go at once (it used to sit in CLOSE-WAIT for the whole wait), and so is one that
+        // a newer PASV, EPSV or PORT replaced (its command channel closes).
+        let mut probe = [0u8; 1];
+        let mut watching = true;
+        loop {
+            tokio::select! {
+                command = data_cmd_rx.recv() => {
+                    let Some(command) = command else {
+                        slog::debug!(self.logger, "Data connection replaced before a command");
+                        break;
+                    };
+                    // The session is not kept locked during the transfer: the control channel
+                    // must go on answering (ABOR above all, but also STAT, NOOP, QUIT).
+                    let start_pos = session_arc.lock().await.start_pos;
+                    let transfer = self.handle_incoming(DataChanMsg::ExternalCommand(command), start_pos);
+                    tokio::select! {
+                        () = transfer => {
+                            // An ABOR that raced with the end of the transfer still gets its answer.
+                            data_abort_rx.close();
+                            if data_abort_rx.try_recv().is_ok() {
+                                reply(ReplyCode::ClosingDataConnection, "Transfer complete; nothing to abort").await;
+                            }
+                        }
+                        Some(()) = data_abort_rx.recv() => {
+                            // Dropping the transfer closes the data connection and cancels the storage
+                            // back-end's get or put before it finishes: nothing of an aborted upload
+                            // is committed, whatever the client does with the data connection next.
+                            reply(ReplyCode::ConnectionClosed, "Connection closed; transfer aborted").await;
+                            reply(ReplyCode::ClosingDataConnection, "ABOR successful").await;
                         }
                     }
-                    Some(()) = data_abort_rx.recv() => {
-                        // Dropping the transfer closes the data connection and cancels the storage
-                        // back-end's get or put before it finishes: nothing of an aborted upload
-                        // is committed, whatever the client does with the data connection next.
-                        reply(ReplyCode::ConnectionClosed, "Connection closed; transfer aborted").await;
-                        reply(ReplyCode::ClosingDataConnection, "ABOR successful").await;
+                    break;
+                },
+                abort = data_abort_rx.recv() => {
+                    if abort.is_some() {
+                        self.handle_incoming(DataChanMsg::Abort, 0).await;
+                        reply(ReplyCode::ClosingDataConnection, "Data connection closed; no transfer to abort").await;
                     }
+                    break;
+                },
+                peeked = self.socket.peek(&mut probe), if watching => match peeked {
+                    Ok(0) | Err(_) => {
+                        slog::debug!(self.logger, "Data connection closed by the client before a command");
+                        break;
+                    }
+                    // Data before the command (an eager STOR): stop watching, keep waiting.
+                    Ok(_) => watching = false,
+                },
+                _ = &mut timeout_delay => {
+                    slog::warn!(self.logger, "Data channel connection timed out");
+                    break;
                 }
-            },
-            Some(_) = data_abort_rx.recv() => {
-                self.handle_incoming(DataChanMsg::Abort, 0).await;
-                reply(ReplyCode::ClosingDataConnection, "Data connection closed; no transfer to abort").await;
-            },
-            _ = &mut timeout_delay => {
-                slog::warn!(self.logger, "Data channel connection timed out");
             }
-        };
+        }
         let mut session = session_arc.lock().await;
         session.data_busy = false;
     }
