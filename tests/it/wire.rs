@@ -366,3 +366,69 @@ async fn two_thousand_unused_passive_connections_leave_no_descriptor_behind() {
     assert!(settled, "descriptors: {before} before, {} after", descriptors(pid));
     assert!(most <= before + 20, "descriptors never pile up: at most {most}, {before} before");
 }
+
+#[tokio::test]
+async fn port_and_eprt_connect_only_to_the_client_and_never_to_a_privileged_port() {
+    // libunftp patch 10: PORT connected wherever it was told (RFC 2577's bounce attack, a port
+    // scanner), and dropped malformed fields silently; EPRT did not exist.
+    let cluster = server().await;
+    cluster.write_file("f.txt", b"active");
+    let mut raw = RawFtp::login(cluster.main()).await;
+    let refusals = [
+        ("PORT 127,0,0,2,200,10", 504, "your own address"),
+        ("PORT 127,0,0,1,2,88", 504, "1024"),
+        ("PORT 1,2,3,4,999,5,6", 501, "Invalid address"),
+        ("PORT 127,0,0,1,200", 501, "Invalid address"),
+        ("EPRT |1|10.0.0.1|6275|", 504, "your own address"),
+        ("EPRT |1|127.0.0.1|21|", 504, "1024"),
+        ("EPRT |3|127.0.0.1|6275|", 522, "(1,2)"),
+        ("EPRT |1|not-an-address|6275|", 501, "Invalid address"),
+        ("EPRT garbage", 501, "Invalid address"),
+    ];
+    for (line, code, reason) in refusals {
+        let (got, text) = raw.command(line).await;
+        assert_eq!(got, code, "{line}: {text}");
+        assert!(text.contains(reason), "{line}: {text}");
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    let (code, text) = raw.command(&format!("EPRT |1|127.0.0.1|{port}|")).await;
+    assert_eq!(code, 200, "{text}");
+    let (mut data, _) = listener.accept().await.expect("the server connects");
+    assert_eq!(raw.command("RETR f.txt").await.0, 150);
+    let mut received = Vec::new();
+    data.read_to_end(&mut received).await.expect("data");
+    assert_eq!((raw.reply().await.0, received), (226, b"active".to_vec()));
+}
+
+#[tokio::test]
+async fn over_ipv6_eprt_and_epsv_work_and_pasv_says_to_use_epsv() {
+    // libunftp patch 10: active mode over IPv6 was impossible (no EPRT), and PASV over IPv6
+    // closed the session without a reply.
+    let cluster = TestCluster::start_config(
+        |config| config.listen("[::1]:0".parse().expect("literal")).workers(Vec::new()),
+        |cluster| cluster,
+    )
+    .await;
+    cluster.write_file("f.txt", b"over ipv6");
+    let control = tokio::net::TcpStream::connect(cluster.main()).await.expect("connect over ::1");
+    let mut raw = RawFtp::over(control).await;
+    assert_eq!(raw.log_in_as("six", "six").await.0, 230);
+    let (code, text) = raw.command("PASV").await;
+    assert_eq!(code, 522, "{text}");
+    let (code, text) = raw.command("EPSV").await;
+    assert_eq!(code, 229, "{text}");
+    let mut data = tokio::net::TcpStream::connect(("::1", epsv_port(&text))).await.expect("passive over ::1");
+    assert_eq!(raw.command("RETR f.txt").await.0, 150);
+    let mut received = Vec::new();
+    data.read_to_end(&mut received).await.expect("data");
+    assert_eq!((raw.reply().await.0, received), (226, b"over ipv6".to_vec()));
+    let listener = tokio::net::TcpListener::bind("[::1]:0").await.expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    assert_eq!(raw.command(&format!("EPRT |2|::1|{port}|")).await.0, 200);
+    let (mut data, _) = listener.accept().await.expect("the server connects over ::1");
+    assert_eq!(raw.command("RETR f.txt").await.0, 150);
+    let mut received = Vec::new();
+    data.read_to_end(&mut received).await.expect("data");
+    assert_eq!((raw.reply().await.0, received), (226, b"over ipv6".to_vec()));
+}

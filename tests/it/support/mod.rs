@@ -181,6 +181,14 @@ impl RawFtp {
         (ftp, greeting)
     }
 
+    /// Reads the greeting on an already connected socket (any address family).
+    pub async fn over(stream: tokio::net::TcpStream) -> RawFtp {
+        let (read, writer) = stream.into_split();
+        let mut ftp = RawFtp { reader: tokio::io::BufReader::new(read), writer };
+        assert_eq!(ftp.reply().await.0, 220);
+        ftp
+    }
+
     /// `USER` then `PASS`; the last reply.
     pub async fn log_in_as(&mut self, user: &str, password: &str) -> (u32, String) {
         let reply = self.command(&format!("USER {user}")).await;

@@ -24,7 +24,7 @@ where
 {
     async fn handle(&mut self, event: Event) -> Result<Reply, ControlChanError> {
         match (self.mode, &event) {
-            (ActivePassiveMode::PassiveOnly, Event::Command(Command::Port { .. })) => {
+            (ActivePassiveMode::PassiveOnly, Event::Command(Command::Port { .. } | Command::Eprt { .. })) => {
                 Ok(Reply::new(ReplyCode::CommandNotImplemented, "Active mode not enabled."))
             }
             (ActivePassiveMode::ActiveOnly, Event::Command(Command::Pasv)) => Ok(Reply::new(ReplyCode::CommandNotImplemented, "Passive mode not enabled.")),

@@ -44,6 +44,11 @@ pub enum Command {
         /// The address to use to make an active connection to the client
         addr: String,
     },
+    /// RFC 2428's extended PORT, for IPv4 and IPv6.
+    Eprt {
+        /// `|af|address|port|` as the client sent it.
+        addr: String,
+    },
     Retr {
         /// The path to the file the client would like to retrieve.
         path: String,

@@ -507,6 +507,7 @@ where
             Command::Pasv => Box::new(commands::Pasv::new()),
             Command::Epsv => Box::new(commands::Epsv::new()),
             Command::Port { addr } => Box::new(commands::Port::new(addr)),
+            Command::Eprt { addr } => Box::new(commands::Port::extended(addr)),
             Command::Retr { .. } => Box::new(commands::Retr),
             Command::Stor { .. } => Box::new(commands::Stor),
             Command::List { .. } => Box::new(commands::List),

@@ -162,6 +162,8 @@ pub enum ReplyCode {
     BadCommandSequence = 503,
     /// 504 Command not implemented for that parameter.
     CommandNotImplementedForParameter = 504,
+    /// RFC 2428: network protocol not supported (`EPRT`/`EPSV` with an unknown family).
+    NetworkProtocolNotSupported = 522,
     /// 530 Not logged in.
     NotLoggedIn = 530,
     /// 532 Need account for storing files.

@@ -9,7 +9,6 @@
 use crate::{
     auth::UserDetail,
     server::{
-        ControlChanErrorKind,
         chancomms::SwitchboardSender,
         controlchan::{
             Reply, ReplyCode,
@@ -41,11 +40,12 @@ where
     Storage: StorageBackend<User> + 'static,
 {
     async fn build_reply(&self, args: &CommandContext<Storage, User>, port: u16) -> Result<Reply, ControlChanError> {
-        let conn_addr = match args.local_addr {
-            std::net::SocketAddr::V4(addr) => *addr.ip(),
-            std::net::SocketAddr::V6(_) => {
-                slog::error!(args.logger, "local address is ipv6! we only listen on ipv4, so this shouldn't happen");
-                return Err(ControlChanErrorKind::InternalServerError.into());
+        // PASV can only name an IPv4 address; over IPv6 the client is told to use EPSV (this
+        // used to be an error that closed the session without a reply).
+        let conn_addr = match args.local_addr.ip().to_canonical() {
+            std::net::IpAddr::V4(address) => address,
+            std::net::IpAddr::V6(_) => {
+                return Ok(Reply::new(ReplyCode::NetworkProtocolNotSupported, "PASV is for IPv4; use EPSV"));
             }
         };
         Ok(make_pasv_reply(&args.logger, args.passive_host.clone(), &conn_addr, port).await)

@@ -1,4 +1,4 @@
-//! The RFC 959 Data Port (`PORT`) command
+//! The RFC 959 Data Port (`PORT`) command, and RFC 2428's Extended Port (`EPRT`)
 //
 // The argument is a HOST-PORT specification for the data port
 // to be used in data connection.  There are defaults for both
@@ -33,18 +33,58 @@ use crate::{
 };
 use async_trait::async_trait;
 use std::io;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc::{Receiver, Sender, channel};
 
 #[derive(Debug)]
 pub struct Port {
     addr: String,
+    /// `EPRT` (RFC 2428) rather than `PORT`.
+    extended: bool,
+}
+
+/// Why an active-mode address is refused.
+enum Refusal {
+    Malformed,
+    Family,
+}
+
+/// `h1,h2,h3,h4,p1,p2` (every field a number 0-255).
+fn parse_port(text: &str) -> Result<SocketAddr, Refusal> {
+    let fields: Result<Vec<u8>, _> = text.split(',').map(|field| field.trim().parse::<u8>()).collect();
+    match fields.as_deref() {
+        Ok([h1, h2, h3, h4, p1, p2]) => Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::new(*h1, *h2, *h3, *h4)), u16::from(*p1) << 8 | u16::from(*p2))),
+        _ => Err(Refusal::Malformed),
+    }
+}
+
+/// RFC 2428's `<d>af<d>address<d>port<d>` (any printable delimiter; families 1 and 2).
+fn parse_eprt(text: &str) -> Result<SocketAddr, Refusal> {
+    let delimiter = text.chars().next().filter(|delimiter| delimiter.is_ascii_graphic()).ok_or(Refusal::Malformed)?;
+    let fields: Vec<&str> = text.split(delimiter).collect();
+    let [_, family, host, port, rest] = fields.as_slice() else {
+        return Err(Refusal::Malformed);
+    };
+    if !rest.is_empty() {
+        return Err(Refusal::Malformed);
+    }
+    let port: u16 = port.parse().map_err(|_| Refusal::Malformed)?;
+    let ip: IpAddr = match *family {
+        "1" => IpAddr::V4(host.parse().map_err(|_| Refusal::Malformed)?),
+        "2" => IpAddr::V6(host.parse().map_err(|_| Refusal::Malformed)?),
+        _ => return Err(Refusal::Family),
+    };
+    Ok(SocketAddr::new(ip, port))
 }
 
 impl Port {
     pub fn new(addr: String) -> Self {
-        Port { addr }
+        Port { addr, extended: false }
+    }
+
+    pub fn extended(addr: String) -> Self {
+        Port { addr, extended: true }
     }
 
     // modifies the session by adding channels that are used to communicate with the data connection
@@ -84,12 +124,28 @@ where
             ..
         } = args;
 
-        let bytes: Vec<u8> = self.addr.split(',').map(|x| x.parse::<u8>()).filter_map(Result::ok).collect();
-        if bytes.len() != 6 {
-            return Ok(Reply::new(ReplyCode::ParameterSyntaxError, "Invalid address format"));
+        let parsed = if self.extended { parse_eprt(&self.addr) } else { parse_port(&self.addr) };
+        let addr = match parsed {
+            Ok(addr) => addr,
+            Err(Refusal::Malformed) => return Ok(Reply::new(ReplyCode::ParameterSyntaxError, "Invalid address format")),
+            Err(Refusal::Family) => return Ok(Reply::new(ReplyCode::NetworkProtocolNotSupported, "Network protocol not supported, use (1,2)")),
+        };
+        // RFC 2577 §3: connect only to the client's own address, and never to a privileged port
+        // (a server that connects wherever it is told is a port scanner and a bounce relay).
+        let client = session.lock().await.source.ip().to_canonical();
+        if addr.ip().to_canonical() != client {
+            slog::warn!(logger, "Refused an active-mode connection to {}: not the client's address {}", addr, client);
+            return Ok(Reply::new_with_string(
+                ReplyCode::CommandNotImplementedForParameter,
+                format!("Refused: the data connection must go to your own address ({})", client),
+            ));
         }
-        let port = ((bytes[4] as u16) << 8) | bytes[5] as u16;
-        let addr = SocketAddrV4::new(Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]), port);
+        if addr.port() < 1024 {
+            return Ok(Reply::new(
+                ReplyCode::CommandNotImplementedForParameter,
+                "Refused: the data connection must go to a port of 1024 or above",
+            ));
+        }
 
         // A passive listener of this session (an earlier PASV or EPSV) is not needed any more.
         let timeout = {
@@ -115,6 +171,6 @@ where
         self.setup_inter_loop_comms(session.clone(), tx).await;
         datachan::spawn_processing(logger, session, stream).await;
 
-        Ok(Reply::new(ReplyCode::CommandOkay, "PORT command successful"))
+        Ok(Reply::new(ReplyCode::CommandOkay, if self.extended { "EPRT command successful" } else { "PORT command successful" }))
     }
 }

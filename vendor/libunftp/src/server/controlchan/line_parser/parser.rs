@@ -96,6 +96,16 @@ where
             let addr = String::from_utf8_lossy(&params);
             Command::Port { addr: addr.to_string() }
         }
+        "EPRT" => {
+            // RFC 2428: `EPRT |1|132.235.1.2|6275|` or `EPRT |2|1080::8:800:200C:417A|5282|`.
+            let params = parse_to_eol(cmd_params)?;
+            if params.is_empty() {
+                return Err(ParseErrorKind::InvalidCommand.into());
+            }
+            Command::Eprt {
+                addr: String::from_utf8_lossy(&params).to_string(),
+            }
+        }
         "RETR" => {
             let path = parse_to_eol(cmd_params)?;
             if path.is_empty() {
