@@ -432,3 +432,17 @@ async fn over_ipv6_eprt_and_epsv_work_and_pasv_says_to_use_epsv() {
     data.read_to_end(&mut received).await.expect("data");
     assert_eq!((raw.reply().await.0, received), (226, b"over ipv6".to_vec()));
 }
+
+#[tokio::test]
+async fn an_empty_upload_whose_data_connection_closes_before_stor_is_stored() {
+    // libunftp patch 9 lets go of data connections the client closed; lftp uploads an empty file
+    // by connecting, closing and only then sending STOR, so the command gets a moment.
+    let cluster = server().await;
+    let mut raw = RawFtp::login(cluster.main()).await;
+    let data = raw.passive(cluster.main()).await;
+    drop(data);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(raw.command("STOR empty.txt").await.0, 150);
+    assert_eq!(raw.reply().await.0, 226);
+    assert_eq!(std::fs::read(cluster.root.path().join("empty.txt")).expect("stored").len(), 0);
+}

@@ -145,8 +145,8 @@ where
             }
         };
         // While waiting for its command, the data connection is watched: one the client closed
-        // is let go at once (it used to sit in CLOSE-WAIT for the whole wait), and so is one that
-        // a newer PASV, EPSV or PORT replaced (its command channel closes).
+        // is let go after a short grace (it used to sit in CLOSE-WAIT for five minutes), and one
+        // that a newer PASV, EPSV or PORT replaced at once (its command channel closes).
         let mut probe = [0u8; 1];
         let mut watching = true;
         loop {
@@ -185,13 +185,19 @@ where
                     }
                     break;
                 },
-                peeked = self.socket.peek(&mut probe), if watching => match peeked {
-                    Ok(0) | Err(_) => {
+                peeked = self.socket.peek(&mut probe), if watching => {
+                    watching = false;
+                    if matches!(peeked, Ok(0) | Err(_)) {
+                        // Closed by the client: an empty upload looks just like this (lftp
+                        // connects, closes and then sends STOR), so its command gets a moment
+                        // before the connection is let go.
                         slog::debug!(self.logger, "Data connection closed by the client before a command");
-                        break;
+                        let grace = tokio::time::Instant::now() + CLOSED_DATA_CONNECTION_GRACE;
+                        if grace < timeout_delay.deadline() {
+                            timeout_delay.as_mut().reset(grace);
+                        }
                     }
-                    // Data before the command (an eager STOR): stop watching, keep waiting.
-                    Ok(_) => watching = false,
+                    // Otherwise data came before the command (an eager STOR): keep waiting.
                 },
                 _ = &mut timeout_delay => {
                     slog::warn!(self.logger, "Data channel connection timed out");
@@ -710,6 +716,10 @@ where
         }
     }
 }
+
+/// How long a data connection the client closed before sending its command (an empty upload,
+/// or one it gave up on) waits for that command.
+const CLOSED_DATA_CONNECTION_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Gives up on the session's pending data connection: its channels are dropped, and a transfer
 /// command that was waiting for it is answered `425` (so that no command ends on `150`, or on
