@@ -218,3 +218,36 @@ async fn open_mode_serves_this_machine_and_tells_other_hosts_how_to_add_accounts
     assert!(!greeting.1.contains("open mode"), "{}", greeting.1);
     assert_eq!(local.log_in_as("anyone", "anything").await.0, 230, "this machine is served");
 }
+
+#[tokio::test]
+async fn a_failed_tls_handshake_on_a_data_connection_gets_425_and_the_session_goes_on() {
+    // libunftp patch 11: the handshake's error was unwrapped, which panicked the data task: no
+    // reply after 150, and the session's idle timeout stayed off.
+    use ftpcalc::cluster::control::Control;
+    use tokio::io::AsyncWriteExt;
+    let certificate = certificate(&["localhost", "127.0.0.1"]);
+    let cluster = TestCluster::start_config(|config| with_tls(config, &certificate, false), |cluster| cluster).await;
+    cluster.write_file("f.txt", b"secret");
+    let control = Control::connect(cluster.main()).await.expect("connect");
+    let (mut control, secured) = control.secure_if_offered().await.expect("AUTH TLS");
+    assert!(secured);
+    control.login("alice", PASSWORD).await.expect("login");
+    for line in ["PBSZ 0", "PROT P"] {
+        assert_eq!(control.command(line).await.expect(line).code, 200, "{line}");
+    }
+    let reply = control.command("EPSV").await.expect("EPSV");
+    let text = reply.text();
+    let port: u16 = text
+        .rsplit("|||")
+        .next()
+        .and_then(|rest| rest.split('|').next())
+        .and_then(|port| port.parse().ok())
+        .expect("port");
+    let mut data = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("data connection");
+    data.write_all(b"this is not a TLS ClientHello\r\n").await.expect("garbage");
+    let first = control.command("RETR f.txt").await.expect("RETR");
+    let last = if first.code == 150 { control.reply().await.expect("final reply") } else { first };
+    assert_eq!(last.code, 425, "{}", last.text());
+    assert!(last.text().contains("TLS"), "{}", last.text());
+    assert_eq!(control.command("NOOP").await.expect("NOOP").code, 200, "the session goes on");
+}

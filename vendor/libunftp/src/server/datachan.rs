@@ -273,7 +273,10 @@ where
                     .await;
             }
         }
-        let mut output = Self::writer(self.socket, self.ftps_mode, "retr").await;
+        let mut output = match Self::writer(self.socket, self.ftps_mode, "retr").await {
+            Ok(output) => output,
+            Err(error) => return tls_failed(&self.logger, &tx, error).await,
+        };
 
         let start_time = Instant::now();
         let result = self
@@ -370,15 +373,11 @@ where
         let tx = self.control_msg_tx.clone();
 
         let start_time = Instant::now();
-        let put_result = self
-            .storage
-            .put(
-                (*self.user).as_ref().unwrap(),
-                Self::reader(self.socket, self.ftps_mode, "stor").await,
-                path.clone(),
-                start_pos,
-            )
-            .await;
+        let input = match Self::reader(self.socket, self.ftps_mode, "stor").await {
+            Ok(input) => input,
+            Err(error) => return tls_failed(&self.logger, &tx, error).await,
+        };
+        let put_result = self.storage.put((*self.user).as_ref().unwrap(), input, path.clone(), start_pos).await;
         let duration = start_time.elapsed();
 
         match put_result {
@@ -435,15 +434,11 @@ where
         };
 
         let start_time = Instant::now();
-        let put_result = self
-            .storage
-            .put(
-                (*self.user).as_ref().unwrap(),
-                Self::reader(self.socket, self.ftps_mode, "appe").await,
-                path.clone(),
-                start_pos,
-            )
-            .await;
+        let input = match Self::reader(self.socket, self.ftps_mode, "appe").await {
+            Ok(input) => input,
+            Err(error) => return tls_failed(&self.logger, &tx, error).await,
+        };
+        let put_result = self.storage.put((*self.user).as_ref().unwrap(), input, path.clone(), start_pos).await;
         let duration = start_time.elapsed();
 
         match put_result {
@@ -501,7 +496,10 @@ where
             Ok(cursor) => {
                 // `150` only once there is a listing to send.
                 self.reply(ReplyCode::FileStatusOkay, "Sending directory list".to_string()).await;
-                let mut output = Self::writer(self.socket, self.ftps_mode.clone(), command.as_lower_str()).await;
+                let mut output = match Self::writer(self.socket, self.ftps_mode.clone(), command.as_lower_str()).await {
+                    Ok(output) => output,
+                    Err(error) => return tls_failed(&self.logger, &tx, error).await,
+                };
                 slog::debug!(self.logger, "Copying future for {}", command.as_str());
                 let mut input = cursor;
                 let result = tokio::io::copy(&mut input, &mut output).await;
@@ -601,7 +599,10 @@ where
 
                 // `150` only once there is a listing to send.
                 self.reply(ReplyCode::FileStatusOkay, "Sending directory list".to_string()).await;
-                let mut output = Self::writer(self.socket, self.ftps_mode.clone(), "mlsd").await;
+                let mut output = match Self::writer(self.socket, self.ftps_mode.clone(), "mlsd").await {
+                    Ok(output) => output,
+                    Err(error) => return tls_failed(&self.logger, &tx, error).await,
+                };
                 // Send the formatted data
                 let mut input = std::io::Cursor::new(buffer.into_bytes());
                 let result = tokio::io::copy(&mut input, &mut output).await;
@@ -670,38 +671,29 @@ where
     }
 
     #[tracing_attributes::instrument]
-    async fn writer(socket: TcpStream, ftps_mode: FtpsConfig, command: &'static str) -> Box<dyn AsyncWrite + Send + Unpin + Sync> {
+    async fn writer(socket: TcpStream, ftps_mode: FtpsConfig, command: &'static str) -> std::io::Result<Box<dyn AsyncWrite + Send + Unpin + Sync>> {
         match ftps_mode {
-            FtpsConfig::Off => Box::new(MeasuringWriter::new(socket, command)) as Box<dyn AsyncWrite + Send + Unpin + Sync>,
+            FtpsConfig::Off => Ok(Box::new(MeasuringWriter::new(socket, command)) as Box<dyn AsyncWrite + Send + Unpin + Sync>),
             FtpsConfig::Building { .. } => panic!("Illegal state"),
             FtpsConfig::On { tls_config } => {
-                let io = async move {
-                    let acceptor: TlsAcceptor = tls_config.into();
-                    let tls_stream = acceptor.accept(socket).await.unwrap();
-                    MeasuringWriter::new(tls_stream, command)
-                }
-                .await;
-                Box::new(io) as Box<dyn AsyncWrite + Send + Unpin + Sync>
+                let tls_stream = tls_handshake(tls_config, socket).await?;
+                Ok(Box::new(MeasuringWriter::new(tls_stream, command)) as Box<dyn AsyncWrite + Send + Unpin + Sync>)
             }
         }
     }
 
     #[tracing_attributes::instrument]
-    async fn reader(socket: TcpStream, ftps_mode: FtpsConfig, command: &'static str) -> Box<dyn AsyncRead + Send + Unpin + Sync> {
+    async fn reader(socket: TcpStream, ftps_mode: FtpsConfig, command: &'static str) -> std::io::Result<Box<dyn AsyncRead + Send + Unpin + Sync>> {
         match ftps_mode {
-            FtpsConfig::Off => Box::new(MeasuringReader::new(socket, command)) as Box<dyn AsyncRead + Send + Unpin + Sync>,
+            FtpsConfig::Off => Ok(Box::new(MeasuringReader::new(socket, command)) as Box<dyn AsyncRead + Send + Unpin + Sync>),
             FtpsConfig::Building { .. } => panic!("Illegal state"),
             FtpsConfig::On { tls_config } => {
-                let io = async move {
-                    let acceptor: TlsAcceptor = tls_config.into();
-                    let tls_stream = acceptor.accept(socket).await.unwrap();
-                    MeasuringReader::new(CloseNotifyOnEof { stream: tls_stream, closing: false }, command)
-                }
-                .await;
-                Box::new(io) as Box<dyn AsyncRead + Send + Unpin + Sync>
+                let tls_stream = tls_handshake(tls_config, socket).await?;
+                Ok(Box::new(MeasuringReader::new(CloseNotifyOnEof { stream: tls_stream, closing: false }, command)) as Box<dyn AsyncRead + Send + Unpin + Sync>)
             }
         }
     }
+
 
     fn resolve_path(&self, path: Option<String>) -> PathBuf {
         match path {
@@ -715,6 +707,26 @@ where
             None => self.cwd.clone(),
         }
     }
+}
+
+/// How long a TLS handshake on a data connection may take.
+const DATA_TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The server side of a data connection's TLS handshake, bounded in time.
+async fn tls_handshake(tls_config: std::sync::Arc<rustls::ServerConfig>, socket: TcpStream) -> std::io::Result<tokio_rustls::server::TlsStream<TcpStream>> {
+    let acceptor: TlsAcceptor = tls_config.into();
+    match tokio::time::timeout(DATA_TLS_HANDSHAKE_TIMEOUT, acceptor.accept(socket)).await {
+        Ok(accepted) => accepted,
+        Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "the TLS handshake timed out")),
+    }
+}
+
+/// Answers `425` for a data connection whose TLS handshake failed (it used to panic the data
+/// task: no reply, and the session's idle timeout stayed off).
+async fn tls_failed(logger: &slog::Logger, tx: &Sender<ControlChanMsg>, error: std::io::Error) {
+    slog::warn!(logger, "TLS handshake on the data connection failed: {}", error);
+    let reply = Reply::new_with_string(ReplyCode::CantOpenDataConnection, format!("TLS negotiation on the data connection failed: {}", error));
+    let _ = tx.send(ControlChanMsg::CommandChannelReply(reply)).await;
 }
 
 /// How long a data connection the client closed before sending its command (an empty upload,
