@@ -166,7 +166,8 @@ async fn permissions_are_checked_for_every_operation() {
     assert_eq!(site(&mut carol, "NOCLOBBER ON").await.0, 200);
     carol.put_file("mine.txt", &mut &b"second"[..]).await.expect("a no-clobber copy is a new file");
     assert_eq!(site(&mut carol, "STORED").await, (200, "/mine_copy1.txt".to_string()));
-    assert!(carol.rm("mine.txt").await.is_err(), "delete");
+    let refused = carol.rm("mine.txt").await.expect_err("delete");
+    assert!(refused.to_string().contains("carol has no delete permission"), "{refused}");
     assert!(carol.mkdir("folder").await.is_err(), "mkdir");
     assert!(carol.rename("mine.txt", "yours.txt").await.is_err(), "rename");
     assert!(cluster.root.path().join("mine.txt").exists() && !cluster.root.path().join("folder").exists());

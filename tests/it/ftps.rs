@@ -213,7 +213,11 @@ async fn open_mode_serves_this_machine_and_tells_other_hosts_how_to_add_accounts
     let (ok, stdout, stderr) = python_in(&host, &script).await;
     assert!(ok, "{stderr}");
     assert!(stdout.contains("open mode") && stdout.contains("--config"), "the greeting says why and how: {stdout}");
-    assert!(stdout.lines().last().is_some_and(|line| line.starts_with("refused 530")), "{stdout}");
+    let last = stdout.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("refused 530") && last.contains("open mode") && last.contains("[[users]]"),
+        "the 530 says why: {stdout}"
+    );
     let (mut local, greeting) = RawFtp::connect(SocketAddr::from(([127, 0, 0, 1], port))).await;
     assert!(!greeting.1.contains("open mode"), "{}", greeting.1);
     assert_eq!(local.log_in_as("anyone", "anything").await.0, 230, "this machine is served");

@@ -446,3 +446,44 @@ async fn an_empty_upload_whose_data_connection_closes_before_stor_is_stored() {
     assert_eq!(raw.reply().await.0, 226);
     assert_eq!(std::fs::read(cluster.root.path().join("empty.txt")).expect("stored").len(), 0);
 }
+
+#[tokio::test]
+async fn mkd_quotes_its_path_and_refusals_say_what_is_wrong_without_control_characters() {
+    // libunftp patch 12: `257 /newdir` was unquoted (ftplib's mkd() returned ""), MKD of an
+    // existing folder and DELE of a folder both said "550 File not found".
+    let cluster = server().await;
+    std::fs::create_dir(cluster.root.path().join("full")).expect("mkdir");
+    cluster.write_file("full/x.txt", b"x");
+    let mut raw = RawFtp::login(cluster.main()).await;
+    let cases: [(&str, u32, &str); 9] = [
+        ("MKD new\"dir", 257, "257 \"/new\"\"dir\" created"),
+        ("MKD full", 550, "550 /full: exists already"),
+        ("DELE full", 550, "550 /full: is a folder"),
+        ("RMD full", 550, "550 /full: folder not empty"),
+        ("DELE missing.txt", 550, "550 /missing.txt: no such file or folder"),
+        ("CWD missing", 550, "550 /missing: no such"),
+        ("MDTM missing.txt", 550, "550 /missing.txt: no such file or folder"),
+        ("RNFR missing.txt", 550, "550 /missing.txt: no such file or folder"),
+        ("PWD", 257, "257 \"/\""),
+    ];
+    for (line, code, text) in cases {
+        let reply = raw.command(line).await;
+        assert_eq!(reply.0, code, "{line}: {}", reply.1);
+        assert!(reply.1.starts_with(text), "{line}: {:?} is not {text:?}", reply.1);
+    }
+    let (code, text) = raw.command("MKD tab\there").await;
+    assert_eq!(code, 257);
+    assert!(!text.contains('\t') && text.contains("tab?here"), "{text:?}");
+    let (code, text) = raw.command("DELE no\u{1b}[31mfile").await;
+    assert_eq!(code, 550);
+    assert!(!text.chars().any(char::is_control), "{text:?}");
+    if let Some(python) = crate::support::stock_client("python3") {
+        let script = format!(
+            "import ftplib\nftp = ftplib.FTP()\nftp.connect('127.0.0.1', {})\nftp.login('a', 'b')\nprint(ftp.mkd('made'))\n",
+            cluster.main().port()
+        );
+        let (ok, stdout, stderr) = crate::support::run_stock(&python, &["-c", &script]).await;
+        assert!(ok, "{stderr}");
+        assert_eq!(stdout.trim(), "/made", "ftplib's mkd() returns the path");
+    }
+}

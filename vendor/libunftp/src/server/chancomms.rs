@@ -126,7 +126,10 @@ pub enum ControlChanMsg {
     /// Authentication successful
     AuthSuccess { username: String, trace_id: TraceId },
     /// Authentication failed
-    AuthFailed,
+    AuthFailed {
+        /// What the authenticator said for the client, if anything (see `pass.rs`).
+        message: Option<String>,
+    },
     /// Sent to switch the control channel to TLS/SSL mode.
     SecureControlChannel,
     /// Sent to switch the control channel from TLS/SSL mode back to plaintext.

@@ -11,6 +11,7 @@ use crate::{
 };
 
 use crate::server::chancomms::DataChanCmd;
+use crate::server::controlchan::reply_text::{printable, storage_error};
 use crate::server::{Reply, ReplyCode};
 use std::{path::PathBuf, sync::Arc};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
@@ -260,16 +261,16 @@ where
         // cannot tell a `550` after a `150` from a failed transfer).
         match self.storage.metadata((*self.user).as_ref().unwrap(), &path).await {
             Err(err) => {
-                let _ = tx.send(ControlChanMsg::StorageError(err)).await;
+                let _ = tx.send(ControlChanMsg::CommandChannelReply(storage_error(&err, Some(&path)))).await;
                 return;
             }
             Ok(metadata) if metadata.is_dir() => {
-                self.reply(ReplyCode::FileError, format!("{}: is a folder, not a file", path.display())).await;
+                self.reply(ReplyCode::FileError, format!("{}: is a folder, not a file", printable(&path))).await;
                 return;
             }
             Ok(metadata) => {
                 let size = metadata.len().saturating_sub(start_pos);
-                self.reply(ReplyCode::FileStatusOkay, format!("Opening data connection for {} ({} bytes)", path.display(), size))
+                self.reply(ReplyCode::FileStatusOkay, format!("Opening data connection for {} ({} bytes)", printable(&path), size))
                     .await;
             }
         }
@@ -564,7 +565,7 @@ where
 
                 categorize_and_register_error(&self.logger, &err, command.as_lower_str());
 
-                if let Err(err) = tx.send(ControlChanMsg::StorageError(err)).await {
+                if let Err(err) = tx.send(ControlChanMsg::CommandChannelReply(storage_error(&err, Some(&path)))).await {
                     slog::error!(self.logger, "Could not notify control channel of error with {}: {:?}", command.as_str(), err);
                 }
             }
@@ -663,7 +664,7 @@ where
 
                 categorize_and_register_error(&self.logger, &err, "mlsd");
 
-                if let Err(err) = tx.send(ControlChanMsg::StorageError(err)).await {
+                if let Err(err) = tx.send(ControlChanMsg::CommandChannelReply(storage_error(&err, Some(&path)))).await {
                     slog::error!(self.logger, "Could not notify control channel of error with MLSD: {:?}", err);
                 }
             }

@@ -28,7 +28,7 @@ use crate::{
         shutdown,
         tls::FtpsConfig,
     },
-    storage::{ErrorKind, Metadata, StorageBackend},
+    storage::{Metadata, StorageBackend},
 };
 use async_trait::async_trait;
 use futures_util::{SinkExt, StreamExt};
@@ -444,7 +444,11 @@ where
                 session.cmd_tls = false;
                 Ok(Reply::none())
             }
-            MkDirSuccess { path } => Ok(Reply::new_with_string(ReplyCode::DirCreated, path)),
+            // RFC 959: `257 "PATH" …`, quotes doubled inside.
+            MkDirSuccess { path } => Ok(Reply::new_with_string(
+                ReplyCode::DirCreated,
+                format!("{} created", super::reply_text::quoted(std::path::Path::new(&path))),
+            )),
             MkdirFail => Ok(Reply::new(ReplyCode::FileError, "Failed to create directory")),
             RenameSuccess { .. } => Ok(Reply::new(ReplyCode::FileActionOkay, "Renamed")),
             AuthSuccess { .. } => {
@@ -452,25 +456,18 @@ where
                 session.state = WaitCmd;
                 Ok(Reply::new(ReplyCode::UserLoggedIn, "User logged in, proceed"))
             }
-            AuthFailed => {
+            AuthFailed { message } => {
                 let mut session = self.session.lock().await;
                 session.state = New; // According to RFC 959, a PASS command MUST precede a USER command
-                Ok(Reply::new(ReplyCode::NotLoggedIn, "Authentication failed"))
+                match message {
+                    Some(message) => {
+                        let message: String = message.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+                        Ok(Reply::new_with_string(ReplyCode::NotLoggedIn, message))
+                    }
+                    None => Ok(Reply::new(ReplyCode::NotLoggedIn, "Authentication failed")),
+                }
             }
-            StorageError(error_type) => match error_type.kind() {
-                ErrorKind::ExceededStorageAllocationError => Ok(Reply::new(ReplyCode::ExceededStorageAllocation, "Exceeded storage allocation")),
-                ErrorKind::FileNameNotAllowedError => Ok(Reply::new(ReplyCode::BadFileName, "File name not allowed")),
-                ErrorKind::InsufficientStorageSpaceError => Ok(Reply::new(ReplyCode::OutOfSpace, "Insufficient storage space")),
-                ErrorKind::LocalError => Ok(Reply::new(ReplyCode::LocalError, "Local error")),
-                ErrorKind::PageTypeUnknown => Ok(Reply::new(ReplyCode::PageTypeUnknown, "Page type unknown")),
-                ErrorKind::TransientFileNotAvailable => Ok(Reply::new(ReplyCode::TransientFileError, "File not found")),
-                ErrorKind::PermanentFileNotAvailable => Ok(Reply::new(ReplyCode::FileError, "File not found")),
-                ErrorKind::PermanentDirectoryNotAvailable => Ok(Reply::new(ReplyCode::FileError, "Directory not found")),
-                ErrorKind::PermanentDirectoryNotEmpty => Ok(Reply::new(ReplyCode::FileError, "Directory not empty")),
-                ErrorKind::PermissionDenied => Ok(Reply::new(ReplyCode::FileError, "Permission denied")),
-                ErrorKind::CommandNotImplemented => Ok(Reply::new(ReplyCode::CommandNotImplemented, "Command not implemented")),
-                ErrorKind::ConnectionClosed => Ok(Reply::new(ReplyCode::ConnectionClosed, "Connection closed")),
-            },
+            StorageError(error_type) => Ok(super::reply_text::storage_error(&error_type, None)),
             CommandChannelReply(reply) => Ok(reply),
         }
     }

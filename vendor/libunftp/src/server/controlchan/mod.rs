@@ -5,6 +5,7 @@ pub mod command;
 pub(crate) mod event;
 pub(crate) mod handler;
 pub(crate) mod reply;
+pub(crate) mod reply_text;
 
 pub(super) mod commands;
 

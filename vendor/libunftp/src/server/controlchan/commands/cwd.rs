@@ -52,7 +52,7 @@ where
         match storage.cwd((*session.user).as_ref().unwrap(), path.clone()).await {
             Err(err) => {
                 slog::warn!(logger, "CWD: Failed to change directory {:?}: {} ", path, err);
-                let r = tx_fail.send(ControlChanMsg::StorageError(err)).await;
+                let r = tx_fail.send(ControlChanMsg::CommandChannelReply(crate::server::controlchan::reply_text::storage_error(&err, Some(&path)))).await;
                 if let Err(e) = r {
                     slog::warn!(logger, "CWD: Could not send internal message to notify of CWD error: {}", e);
                 }

@@ -58,7 +58,7 @@ where
                     }
                 }
                 Err(err) => {
-                    if let Err(err) = tx_fail.send(ControlChanMsg::StorageError(err)).await {
+                    if let Err(err) = tx_fail.send(ControlChanMsg::CommandChannelReply(crate::server::controlchan::reply_text::storage_error(&err, Some(std::path::Path::new(&path_str))))).await {
                         slog::warn!(logger, "DELE: Could not send internal message to notify of DELE error: {}", err);
                     }
                 }

@@ -57,7 +57,7 @@ where
                                 path,
                                 err
                             );
-                            if let Err(err) = tx_fail.send(ControlChanMsg::StorageError(err)).await {
+                            if let Err(err) = tx_fail.send(ControlChanMsg::CommandChannelReply(crate::server::controlchan::reply_text::storage_error(&err, Some(&path)))).await {
                                 slog::warn!(logger, "MDTM: Could not send internal message to notify of MDTM failure: {}", err);
                             };
                             None
@@ -78,7 +78,7 @@ where
                     }
                 }
                 Err(err) => {
-                    if let Err(err) = tx_fail.send(ControlChanMsg::StorageError(err)).await {
+                    if let Err(err) = tx_fail.send(ControlChanMsg::CommandChannelReply(crate::server::controlchan::reply_text::storage_error(&err, Some(&path)))).await {
                         slog::warn!(logger, "{}", err);
                     }
                 }

@@ -102,7 +102,7 @@ where
 
                             if is_locked {
                                 sleep(Duration::from_millis(1500)).await;
-                                ControlChanMsg::AuthFailed
+                                ControlChanMsg::AuthFailed { message: None }
                             } else if user.account_enabled() {
                                 let mut session = session2clone.lock().await;
                                 // Using Arc::get_mut means that this won't work if the Session is
@@ -112,11 +112,11 @@ where
                                 match Arc::get_mut(&mut session.storage).map(|s| s.enter(&user)) {
                                     Some(Err(e)) => {
                                         slog::error!(logger, "{}", e);
-                                        ControlChanMsg::AuthFailed
+                                        ControlChanMsg::AuthFailed { message: None }
                                     }
                                     None => {
                                         slog::error!(logger, "Failed to lock Session::storage during PASS.");
-                                        ControlChanMsg::AuthFailed
+                                        ControlChanMsg::AuthFailed { message: None }
                                     }
                                     Some(Ok(())) => {
                                         slog::info!(logger, "PASS: User {} logged in", user);
@@ -129,15 +129,22 @@ where
                                 }
                             } else {
                                 slog::warn!(logger, "PASS: User {} authenticated but account is disabled", user);
-                                ControlChanMsg::AuthFailed
+                                ControlChanMsg::AuthFailed { message: None }
                             }
                         }
                         Err(unftp_core::auth::AuthenticationError::BadUser) => {
                             slog::warn!(logger, "PASS: Login attempt for unknown user {}", username);
-                            ControlChanMsg::AuthFailed
+                            ControlChanMsg::AuthFailed { message: None }
                         }
                         Err(err) => {
                             slog::warn!(logger, "PASS: Failed login attempt for user {}, reason={}", username, err);
+                            // An authenticator's own words with no underlying error
+                            // (`AuthenticationError::new("…")`) are meant for the client: why
+                            // it is refused and what to do (other errors keep the generic text).
+                            let message = match &err {
+                                unftp_core::auth::AuthenticationError::ImplPropagated(message, None) => Some(message.clone()),
+                                _ => None,
+                            };
                             if let Some(failed_logins) = failed_logins {
                                 let result = failed_logins.failed(source_ip, username.clone()).await;
                                 if let Some(state) = result {
@@ -164,7 +171,7 @@ where
                                 }
                             }
 
-                            ControlChanMsg::AuthFailed
+                            ControlChanMsg::AuthFailed { message }
                         }
                     };
                     tokio::spawn(async move {

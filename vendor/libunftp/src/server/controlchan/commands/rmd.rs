@@ -49,7 +49,7 @@ where
         match storage.rmd((*session.user).as_ref().unwrap(), path).await {
             Err(err) => {
                 slog::warn!(logger, "RMD: Failed to delete directory {}: {}", path_str, err);
-                let r = tx.send(ControlChanMsg::StorageError(err)).await;
+                let r = tx.send(ControlChanMsg::CommandChannelReply(crate::server::controlchan::reply_text::storage_error(&err, Some(std::path::Path::new(&path_str))))).await;
                 if let Err(e) = r {
                     slog::warn!(logger, "RMD: Could not send internal message to notify of RMD error: {}", e);
                 }

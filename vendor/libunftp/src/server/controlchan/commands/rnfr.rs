@@ -63,7 +63,7 @@ where
                     }
                 }
                 Err(err) => {
-                    if let Err(err) = tx_fail.send(ControlChanMsg::StorageError(err)).await {
+                    if let Err(err) = tx_fail.send(ControlChanMsg::CommandChannelReply(crate::server::controlchan::reply_text::storage_error(&err, Some(&path)))).await {
                         slog::warn!(logger, "RNFR: Could not send internal message to notify of RNFR failure: {}", err);
                     }
                 }

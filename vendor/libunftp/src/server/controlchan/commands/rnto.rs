@@ -58,7 +58,7 @@ where
                 }
             }
             Err(err) => {
-                if let Err(err) = tx_control_chan.send(ControlChanMsg::StorageError(err)).await {
+                if let Err(err) = tx_control_chan.send(ControlChanMsg::CommandChannelReply(crate::server::controlchan::reply_text::storage_error(&err, Some(std::path::Path::new(&new_path))))).await {
                     slog::warn!(logger, "RNTO: Could not send internal message to notify of RNTO failure: {}", err);
                 }
             }

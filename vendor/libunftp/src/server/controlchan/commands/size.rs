@@ -46,7 +46,7 @@ where
             match storage.metadata((*user).as_ref().unwrap(), &path).await {
                 // RFC 3659 §4.2: SIZE is for files; a folder gets 550.
                 Ok(metadata) if metadata.is_dir() => {
-                    let reply = Reply::new_with_string(ReplyCode::FileError, format!("{}: is a folder, not a file", path.display()));
+                    let reply = Reply::new_with_string(ReplyCode::FileError, format!("{}: is a folder, not a file", crate::server::controlchan::reply_text::printable(&path)));
                     let _ = tx_success.send(ControlChanMsg::CommandChannelReply(reply)).await;
                 }
                 Ok(metadata) => {
@@ -64,7 +64,7 @@ where
                 }
                 Err(err) => {
                     slog::warn!(logger, "SIZE: Command failed for file {:?}: {}", &path, err);
-                    if let Err(err) = tx_fail.send(ControlChanMsg::StorageError(err)).await {
+                    if let Err(err) = tx_fail.send(ControlChanMsg::CommandChannelReply(crate::server::controlchan::reply_text::storage_error(&err, Some(&path)))).await {
                         slog::warn!(logger, "SIZE: Could not send internal message to notify of SIZE failure: {}", err);
                     }
                 }
