@@ -348,6 +348,13 @@ pub trait StorageBackend<User: UserDetail>: Send + Sync + Debug {
     async fn set_modified<P: AsRef<Path> + Send + Debug>(&self, _user: &User, _path: P, _modified: SystemTime) -> Result<()> {
         Err(Error::from(ErrorKind::CommandNotImplemented))
     }
+
+    /// The `perm` fact of `MLST`/`MLSD` (RFC 3659 §7.5.5) for `user` on a file or folder: which
+    /// of `a d f r w` (files) or `c d e f l m p` (folders) the user may do. `None` (the default)
+    /// leaves the fact out.
+    fn perm_fact(&self, _user: &User, _is_dir: bool) -> Option<String> {
+        None
+    }
 }
 
 // Maps IO errors to FTP errors in a sensible way.
