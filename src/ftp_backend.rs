@@ -18,6 +18,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use async_trait::async_trait;
 use tokio::io::BufReader;
@@ -201,7 +202,7 @@ impl StorageBackend<User> for FtpBackend {
     }
 
     fn supported_features(&self) -> u32 {
-        StorageBackend::<User>::supported_features(self.inner())
+        StorageBackend::<User>::supported_features(self.inner()) | unftp_core::storage::FEATURE_MFMT
     }
 
     async fn metadata<P: AsRef<Path> + Send + Debug>(&self, user: &User, path: P) -> Result<Meta> {
@@ -307,6 +308,48 @@ impl StorageBackend<User> for FtpBackend {
         visible(path.as_ref())?;
         allowed(user, Permission::Delete)?;
         self.inner().rmd(user, path).await
+    }
+
+    /// The `perm` fact of `MLST`/`MLSD`: what this user may do (RFC 3659 §7.5.5).
+    fn perm_fact(&self, user: &User, is_dir: bool) -> Option<String> {
+        let letters: &[(char, Permission)] = if is_dir {
+            &[
+                ('c', Permission::Upload),
+                ('d', Permission::Delete),
+                ('e', Permission::List),
+                ('f', Permission::Rename),
+                ('l', Permission::List),
+                ('m', Permission::Mkdir),
+                ('p', Permission::Delete),
+            ]
+        } else {
+            &[
+                ('a', Permission::Overwrite),
+                ('d', Permission::Delete),
+                ('f', Permission::Rename),
+                ('r', Permission::Download),
+                ('w', Permission::Overwrite),
+            ]
+        };
+        Some(letters.iter().filter(|(_, permission)| user.may(*permission)).map(|(letter, _)| *letter).collect())
+    }
+
+    /// `MFMT`: sets the file's modification time (needs the `chtimes` permission).
+    async fn set_modified<P: AsRef<Path> + Send + Debug>(
+        &self,
+        user: &User,
+        path: P,
+        modified: SystemTime,
+    ) -> Result<()> {
+        visible(path.as_ref())?;
+        allowed(user, Permission::Chtimes)?;
+        let (dir, target) = (self.folder.dir.clone(), relative(path.as_ref()));
+        blocking(move || dir.open(&target)?.into_std().set_modified(modified)).await.map_err(|error| {
+            match error.kind() {
+                ErrorKind::FileNameNotAllowedError => Error::from(ErrorKind::PermanentFileNotAvailable),
+                _ => error,
+            }
+        })
     }
 
     async fn cwd<P: AsRef<Path> + Send + Debug>(&self, user: &User, path: P) -> Result<()> {

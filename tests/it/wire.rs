@@ -487,3 +487,58 @@ async fn mkd_quotes_its_path_and_refusals_say_what_is_wrong_without_control_char
         assert_eq!(stdout.trim(), "/made", "ftplib's mkd() returns the path");
     }
 }
+
+#[tokio::test]
+async fn mfmt_sets_the_modification_time_and_feat_lists_what_works() {
+    // unftp-core patch 1 and libunftp patch 13: MFMT answered 500 (rclone logged "SetModTime is
+    // not supported" for every file, lftp mirrors lost times); FEAT did not list EPRT or MLST facts.
+    let cluster = server().await;
+    cluster.write_file("dated.txt", b"x");
+    let mut raw = RawFtp::login(cluster.main()).await;
+    let (code, text) = raw.command("MFMT 20200102030405 dated.txt").await;
+    assert_eq!((code, text.as_str()), (213, "213 Modify=20200102030405; dated.txt"));
+    assert_eq!(raw.command("MDTM dated.txt").await, (213, "213 20200102030405".to_string()));
+    let modified = std::fs::metadata(cluster.root.path().join("dated.txt")).expect("file").modified().expect("mtime");
+    assert_eq!(modified.duration_since(std::time::UNIX_EPOCH).expect("after 1970").as_secs(), 1_577_934_245);
+    for (line, code) in [
+        ("MFMT 2020 dated.txt", 501),
+        ("MFMT 20201302030405 dated.txt", 501),
+        ("MFMT 20200102030405", 501),
+        ("MFMT 20200102030405 missing.txt", 550),
+    ] {
+        assert_eq!(raw.command(line).await.0, code, "{line}");
+    }
+    let (code, features) = raw.command("FEAT").await;
+    assert_eq!(code, 211);
+    for feature in
+        ["MFMT", "EPRT", "EPSV", "MLST type*;size*;modify*;perm*;", "MLSD", "MDTM", "SIZE", "REST STREAM", "UTF8"]
+    {
+        assert!(features.lines().any(|line| line.trim() == feature), "FEAT lacks {feature}: {features}");
+    }
+    assert!(!features.contains("AUTH TLS") && !features.contains("SITE MD5"), "only what works: {features}");
+}
+
+#[tokio::test]
+async fn mlst_and_mlsd_give_type_size_modify_and_the_users_perm() {
+    // unftp-core patch 2 and libunftp patch 13: no perm fact; MLST of a relative path ignored the
+    // working folder, and its error text was "550 550 Permanent file not available".
+    let cluster = server().await;
+    std::fs::create_dir(cluster.root.path().join("sub")).expect("mkdir");
+    cluster.write_file("sub/f.txt", b"12345");
+    let mut raw = RawFtp::login(cluster.main()).await;
+    assert_eq!(raw.command("CWD sub").await.0, 250);
+    let (code, text) = raw.command("MLST f.txt").await;
+    assert_eq!(code, 250, "{text}");
+    assert!(text.contains("type=file;size=5;modify=") && text.contains(";perm=adfrw;"), "{text}");
+    let (code, text) = raw.command("MLST missing.txt").await;
+    assert_eq!((code, text.as_str()), (550, "550 /sub/missing.txt: no such file or folder"));
+    let (codes, listing) = data_command(&mut raw, &cluster, "MLSD /").await;
+    assert_eq!(codes, [150, 226]);
+    let listing = String::from_utf8_lossy(&listing);
+    assert!(
+        listing
+            .lines()
+            .any(|line| line.starts_with("type=dir;") && line.contains("perm=cdeflmp;") && line.ends_with(" sub")),
+        "{listing}"
+    );
+}

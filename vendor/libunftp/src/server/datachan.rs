@@ -592,7 +592,8 @@ where
                         .map(|component| component.as_os_str().to_string_lossy())
                         .unwrap_or("unknown".into());
 
-                    let facts_str = crate::server::controlchan::commands::mlst::format_facts(&file_info.metadata);
+                    let perm = self.storage.perm_fact((*self.user).as_ref().unwrap(), file_info.metadata.is_dir());
+                    let facts_str = crate::server::controlchan::commands::mlst::format_facts(&file_info.metadata, perm.as_deref());
                     let line = format!("{} {}", facts_str, filename);
                     buffer.push_str(&line);
                     buffer.push_str("\r\n");

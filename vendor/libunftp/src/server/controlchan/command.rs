@@ -138,6 +138,13 @@ pub enum Command {
     },
     /// Modification Time (MDTM) as specified in RFC 3659.
     /// This command can be used to determine when a file in the server NVFS was last modified.
+    /// draft-somers-ftp-mfxx: set a file's modification time.
+    Mfmt {
+        /// `YYYYMMDDHHMMSS[.sss]`, UTC.
+        time: String,
+        /// The file.
+        path: PathBuf,
+    },
     Mdtm {
         file: PathBuf,
     },

@@ -10,7 +10,7 @@ use crate::{
         },
         ftpserver::options::SiteMd5,
     },
-    storage::{FEATURE_RESTART, FEATURE_SITEMD5, Metadata, StorageBackend},
+    storage::{FEATURE_MFMT, FEATURE_RESTART, FEATURE_SITEMD5, Metadata, StorageBackend},
 };
 use async_trait::async_trait;
 
@@ -26,7 +26,7 @@ where
 {
     #[tracing_attributes::instrument]
     async fn handle(&self, args: CommandContext<Storage, User>) -> Result<Reply, ControlChanError> {
-        let mut feat_text = vec![" SIZE", " MDTM", " UTF8", " EPSV", " MLST", " MLSD"];
+        let mut feat_text = vec![" SIZE", " MDTM", " UTF8", " EPSV", " EPRT", " MLST type*;size*;modify*;perm*;", " MLSD"];
 
         // Add the features. According to the spec each feature line must be
         // indented by a space.
@@ -40,6 +40,9 @@ where
         }
         if args.sitemd5 != SiteMd5::None && args.storage_features & FEATURE_SITEMD5 > 0 {
             feat_text.push(" SITE MD5");
+        }
+        if args.storage_features & FEATURE_MFMT > 0 {
+            feat_text.push(" MFMT");
         }
 
         // Show them in alphabetical order.

@@ -42,19 +42,18 @@ where
             (session.user.clone(), Arc::clone(&session.storage), session.cwd.clone())
         };
 
-        let path = if let Some(p) = &self.path { p.clone().into() } else { cwd };
+        let path = match &self.path {
+            Some(p) => cwd.join(p),
+            None => cwd,
+        };
 
         let metadata = match storage.metadata((*user).as_ref().unwrap(), &path).await {
             Ok(m) => m,
-            Err(e) => {
-                return Ok(Reply::CodeAndMsg {
-                    code: ReplyCode::FileError,
-                    msg: e.to_string(),
-                });
-            }
+            Err(e) => return Ok(crate::server::controlchan::reply_text::storage_error(&e, Some(&path))),
         };
 
-        let facts_str = format_facts(&metadata);
+        let perm = storage.perm_fact((*user).as_ref().unwrap(), metadata.is_dir());
+        let facts_str = format_facts(&metadata, perm.as_deref());
         let response = format!(" {} {}", facts_str, path.display());
         Ok(Reply::new_multiline(ReplyCode::FileActionOkay, vec![" Listing", &response, "End"]))
     }
@@ -71,7 +70,7 @@ where
 ///
 /// # Returns
 /// A string containing semicolon-separated facts like "type=file;size=1234;modify=20231201120000"
-pub fn format_facts<M: Metadata>(metadata: &M) -> String {
+pub fn format_facts<M: Metadata>(metadata: &M, perm: Option<&str>) -> String {
     let mut facts = Vec::new();
 
     facts.push(if metadata.is_dir() { "type=dir" } else { "type=file" }.to_string());
@@ -83,7 +82,11 @@ pub fn format_facts<M: Metadata>(metadata: &M) -> String {
         facts.push(format!("modify={}", dt.format("%Y%m%d%H%M%S")));
     }
 
-    // Choosing not to implement create, unique, perm, lang, media-type, charset or most of the
+    if let Some(perm) = perm {
+        facts.push(format!("perm={}", perm));
+    }
+
+    // Choosing not to implement create, unique, lang, media-type, charset or most of the
     // UNIX.*, MACOS.* etc ones.
 
     if metadata.uid() > 0 {

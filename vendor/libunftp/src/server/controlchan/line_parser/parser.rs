@@ -382,6 +382,19 @@ where
             let file = String::from_utf8_lossy(&params).to_string().into();
             Command::Mdtm { file }
         }
+        "MFMT" => {
+            // draft-somers-ftp-mfxx: `MFMT YYYYMMDDHHMMSS[.sss] path`.
+            let params = parse_to_eol(cmd_params)?;
+            let params = String::from_utf8_lossy(&params).to_string();
+            let (time, path) = params.split_once(' ').ok_or(ParseErrorKind::InvalidCommand)?;
+            if path.is_empty() {
+                return Err(ParseErrorKind::InvalidCommand.into());
+            }
+            Command::Mfmt {
+                time: time.to_string(),
+                path: path.into(),
+            }
+        }
         "SITE" => {
             let (cmd_token, cmd_params) = split_token_params(cmd_params);
             let cmd_token = normalize(cmd_token)?;
