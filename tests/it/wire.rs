@@ -542,3 +542,32 @@ async fn mlst_and_mlsd_give_type_size_modify_and_the_users_perm() {
         "{listing}"
     );
 }
+
+#[tokio::test]
+async fn help_lists_the_commands_and_stat_tells_the_session_or_lists_a_path() {
+    // libunftp patch 14: HELP listed nothing; STAT printed internal type names
+    // (`libunftp::auth::anonymous::AnonymousAuthenticator`), and STAT PATH ignored the working
+    // folder, could not show a file, and answered 451 for a missing path.
+    let cluster = TestCluster::start().await;
+    std::fs::create_dir(cluster.root.path().join("sub")).expect("mkdir");
+    cluster.write_file("sub/f.txt", b"12345");
+    let mut raw = RawFtp::login(cluster.main()).await;
+    let (code, help) = raw.command("HELP").await;
+    assert_eq!(code, 214);
+    for command in ["RETR", "STOR", "EPRT", "MFMT", "MLSD", "SITE", "FEAT"] {
+        assert!(help.split_whitespace().any(|word| word == command), "HELP lacks {command}: {help}");
+    }
+    assert!(help.contains("SITE commands:") && help.contains(" ADD ") && help.contains(" LOOKUP "), "{help}");
+    let (code, status) = raw.command("STAT").await;
+    assert_eq!(code, 211);
+    assert!(status.contains("Logged in as: raw") && status.contains("Data connection: none"), "{status}");
+    assert!(!status.contains("::") && !status.contains("Authenticator"), "no internal type names: {status}");
+    assert_eq!(raw.command("CWD sub").await.0, 250);
+    let (code, text) = raw.command("STAT f.txt").await;
+    assert_eq!(code, 213, "{text}");
+    assert!(text.contains("Status of /sub/f.txt:") && text.contains("f.txt"), "{text}");
+    let (code, text) = raw.command("STAT .").await;
+    assert_eq!(code, 212, "{text}");
+    assert!(text.lines().any(|line| line.ends_with("f.txt")), "{text}");
+    assert_eq!(raw.command("STAT missing").await, (550, "550 /sub/missing: no such file or folder".to_string()));
+}

@@ -61,6 +61,7 @@ where
     /// Returns the name of the authenticator.
     ///
     /// This delegates to the underlying authenticator's `name` method.
+    #[allow(dead_code)] // STAT no longer prints it.
     pub fn name(&self) -> &str {
         self.authenticator.name()
     }

@@ -19,6 +19,13 @@ use async_trait::async_trait;
 #[derive(Debug)]
 pub struct Help;
 
+/// Every command the control loop dispatches, sorted.
+const COMMANDS: [&str; 48] = [
+    "ABOR", "ACCT", "ALLO", "APPE", "AUTH", "BYE", "CCC", "CDUP", "CWD", "DELE", "EPRT", "EPSV", "FEAT", "HELP", "LIST", "MDTM",
+    "MFMT", "MKD", "MLSD", "MLST", "MODE", "NLST", "NOOP", "OPTS", "PASS", "PASV", "PBSZ", "PORT", "PROT", "PWD", "QUIT", "REST",
+    "RETR", "RMD", "RNFR", "RNTO", "SITE", "SIZE", "STAT", "STOR", "STOU", "STRU", "SYST", "TYPE", "USER", "XCWD", "XMKD", "XPWD",
+];
+
 #[async_trait]
 impl<Storage, User> CommandHandler<Storage, User> for Help
 where
@@ -27,12 +34,20 @@ where
     Storage::Metadata: Metadata,
 {
     #[tracing_attributes::instrument]
-    async fn handle(&self, _args: CommandContext<Storage, User>) -> Result<Reply, ControlChanError> {
-        let text: Vec<String> = vec![
-            "Help:".to_string(),
-            format!("Powered by libunftp: {}", env!("CARGO_PKG_VERSION")),
-            "View the docs at: https://unftp.rs/".to_string(),
-        ];
+    async fn handle(&self, args: CommandContext<Storage, User>) -> Result<Reply, ControlChanError> {
+        let mut text: Vec<String> = vec!["The following commands are recognized:".to_string()];
+        for row in COMMANDS.chunks(10) {
+            text.push(format!(" {}", row.join(" ")));
+        }
+        let mut site: Vec<&str> = args.site_handlers.keys().map(String::as_str).collect();
+        if args.sitemd5 != crate::options::SiteMd5::None {
+            site.push("MD5");
+        }
+        site.sort_unstable();
+        if !site.is_empty() {
+            text.push(format!("SITE commands: {}", site.join(" ")));
+        }
+        text.push(format!("Help OK (libunftp {})", env!("CARGO_PKG_VERSION")));
         Ok(Reply::new_multiline(ReplyCode::HelpMessage, text))
     }
 }

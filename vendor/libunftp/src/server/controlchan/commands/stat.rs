@@ -29,10 +29,15 @@ use crate::{
     },
     storage::{Error, ErrorKind, Metadata, StorageBackend},
 };
+use crate::server::controlchan::reply_text::{printable, storage_error};
+use unftp_core::storage::Fileinfo;
 use async_trait::async_trait;
 use bytes::Bytes;
 use std::sync::Arc;
 use tokio::sync::mpsc::Sender;
+
+/// Most entries `STAT folder` lists over the control connection.
+const MAX_STAT_LINES: usize = 10_000;
 
 #[derive(Debug)]
 pub struct Stat {
@@ -57,52 +62,68 @@ where
         match self.path.clone() {
             None => {
                 let session = args.session.lock().await;
-                let text: Vec<String> = vec![
-                    "server status:".to_string(),
-                    format!("powered by libunftp: {}", env!("CARGO_PKG_VERSION")),
-                    format!("sbe: {}", session.storage.name()),
-                    format!("authenticator: {}", args.auth_pipeline.name()),
-                    format!("user: {}", session.username.as_ref().unwrap()),
-                    format!("client addr: {}", session.source),
-                    format!("ftps configured: {}", args.tls_configured),
-                    format!("cmd channel in tls mode: {}", session.cmd_tls),
-                    format!("data channel in tls mode: {}", session.data_tls),
-                    format!("cwd: {}", session.cwd.to_string_lossy()),
-                    format!("rename from path: {:?}", session.rename_from),
-                    format!("offset for REST: {}", session.start_pos),
+                let protection = |tls: bool| if tls { "TLS" } else { "plain text" };
+                let data_connection = if session.data_busy {
+                    "open"
+                } else if session.data_cmd_tx.is_some() {
+                    "set up (PASV, EPSV or PORT), waiting for a transfer command"
+                } else {
+                    "none (send PASV, EPSV, PORT or EPRT first)"
+                };
+                let mut text: Vec<String> = vec![
+                    "Status of this session:".to_string(),
+                    format!(" Server: libunftp {} (storage: {})", env!("CARGO_PKG_VERSION"), session.storage.name()),
+                    format!(" Connected from: {}", session.source),
+                    format!(" Logged in as: {}", session.username.as_deref().unwrap_or("(nobody yet)")),
+                    format!(" Control connection: {}", protection(session.cmd_tls)),
+                    format!(" Data connections: {}", protection(session.data_tls)),
+                    " Transfer type: binary (TYPE A is accepted and treated as binary)".to_string(),
+                    format!(" Data connection: {}", data_connection),
+                    format!(" Working folder: {}", printable(&session.cwd)),
                 ];
+                if session.start_pos > 0 {
+                    text.push(format!(" Restart offset (REST): {}", session.start_pos));
+                }
+                if let Some(from) = &session.rename_from {
+                    text.push(format!(" Renaming from (RNFR): {}", printable(from)));
+                }
+                text.push("End of status".to_string());
                 Ok(Reply::new_multiline(ReplyCode::SystemStatus, text))
             }
             Some(path) => {
-                let path: &str = std::str::from_utf8(&path)?;
-                let path_str = path.to_string();
-                let path = path.to_owned();
-
+                // RFC 959: like LIST, over the control connection: 213 for a file, 212 for a folder.
                 let session = args.session.lock().await;
+                let path = session.cwd.join(String::from_utf8_lossy(&path).as_ref());
                 let user = session.user.clone();
                 let storage = Arc::clone(&session.storage);
-
-                let tx_success: Sender<ControlChanMsg> = args.tx_control_chan.clone();
-                let tx_fail: Sender<ControlChanMsg> = args.tx_control_chan.clone();
+                let tx: Sender<ControlChanMsg> = args.tx_control_chan.clone();
                 let logger = args.logger;
 
                 tokio::spawn(async move {
-                    match storage.list_vec((*user).as_ref().unwrap(), path).await {
-                        Ok(lines) => {
-                            slog::info!(logger, "STAT: Successfully listed file or directory {:?}", path_str);
-                            if let Err(err) = tx_success
-                                .send(ControlChanMsg::CommandChannelReply(Reply::new_multiline(ReplyCode::CommandOkay, lines)))
-                                .await
-                            {
-                                slog::warn!(logger, "STAT: Could not send internal message to notify of STAT success: {}", err);
-                            }
+                    let user = (*user).as_ref().unwrap();
+                    let reply = match storage.metadata(user, &path).await {
+                        Err(err) => storage_error(&err, Some(&path)),
+                        Ok(metadata) if !metadata.is_dir() => {
+                            let line = Fileinfo { path: path.clone(), metadata }.to_string();
+                            Reply::new_multiline(ReplyCode::FileStatus, vec![format!("Status of {}:", printable(&path)), line, "End of status".to_string()])
                         }
-                        Err(e) => {
-                            slog::info!(logger, "STAT: Failure listing file or directory {:?}", path_str);
-                            if let Err(err) = tx_fail.send(ControlChanMsg::StorageError(Error::new(ErrorKind::LocalError, e))).await {
-                                slog::warn!(logger, "STAT: Could not send internal message to notify of STAT failure: {}", err);
+                        Ok(_) => match storage.list_vec(user, &path).await {
+                            Ok(mut lines) => {
+                                let total = lines.len();
+                                lines.truncate(MAX_STAT_LINES);
+                                let mut text = vec![format!("Status of {}:", printable(&path))];
+                                text.extend(lines.into_iter().map(|line| line.chars().map(|c| if c.is_control() { '?' } else { c }).collect()));
+                                if total > MAX_STAT_LINES {
+                                    text.push(format!("{} more entries; use LIST", total - MAX_STAT_LINES));
+                                }
+                                text.push("End of status".to_string());
+                                Reply::new_multiline(ReplyCode::DirectoryStatus, text)
                             }
-                        }
+                            Err(err) => storage_error(&Error::new(ErrorKind::LocalError, err), Some(&path)),
+                        },
+                    };
+                    if let Err(err) = tx.send(ControlChanMsg::CommandChannelReply(reply)).await {
+                        slog::warn!(logger, "STAT: Could not send internal message: {}", err);
                     }
                 });
                 Ok(Reply::none())
