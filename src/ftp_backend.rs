@@ -9,6 +9,7 @@
 
 pub mod downloads;
 pub mod folder;
+pub mod listing;
 pub mod sending;
 pub mod upload;
 
@@ -215,7 +216,29 @@ impl StorageBackend<User> for FtpBackend {
         allowed(user, Permission::List)?;
         let mut entries = self.inner().list(user, path).await?;
         entries.retain(|entry| !is_internal(&entry.path));
+        listing::sort(&mut entries);
         Ok(entries)
+    }
+
+    async fn list_fmt<P>(&self, user: &User, path: P) -> Result<std::io::Cursor<Vec<u8>>>
+    where
+        P: AsRef<Path> + Send + Debug,
+        Meta: 'static,
+    {
+        let mut text = String::new();
+        for entry in self.list(user, path).await? {
+            text.push_str(&listing::long_line(&entry));
+            text.push_str("\r\n");
+        }
+        Ok(std::io::Cursor::new(text.into_bytes()))
+    }
+
+    async fn list_vec<P>(&self, user: &User, path: P) -> Result<Vec<String>>
+    where
+        P: AsRef<Path> + Send + Debug,
+        Meta: 'static,
+    {
+        Ok(self.list(user, path).await?.iter().map(listing::long_line).collect())
     }
 
     async fn get_into<'a, P, W: ?Sized>(&self, user: &User, path: P, start_pos: u64, output: &'a mut W) -> Result<u64>

@@ -571,3 +571,31 @@ async fn help_lists_the_commands_and_stat_tells_the_session_or_lists_a_path() {
     assert!(text.lines().any(|line| line.ends_with("f.txt")), "{text}");
     assert_eq!(raw.command("STAT missing").await, (550, "550 /sub/missing: no such file or folder".to_string()));
 }
+
+#[tokio::test]
+async fn list_shows_ftp_as_owner_and_group_and_sorts_by_name() {
+    // ftpcalc's FtpBackend::list_fmt: libunftp printed the uid and gid in 12-wide columns, in
+    // directory order.
+    let cluster = server().await;
+    for name in ["zebra.txt", "apple.txt", "Mango.txt"] {
+        cluster.write_file(name, b"fruit");
+    }
+    std::fs::create_dir(cluster.root.path().join("basket")).expect("mkdir");
+    let mut raw = RawFtp::login(cluster.main()).await;
+    let (codes, listing) = data_command(&mut raw, &cluster, "LIST").await;
+    assert_eq!(codes, [150, 226]);
+    let listing = String::from_utf8_lossy(&listing);
+    let names: Vec<&str> = listing.lines().map(|line| line.rsplit(' ').next().unwrap_or_default()).collect();
+    assert_eq!(names, ["Mango.txt", "apple.txt", "basket", "zebra.txt"], "{listing}");
+    for line in listing.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!((fields[2], fields[3]), ("ftp", "ftp"), "{line}");
+        assert!(line.starts_with('-') || line.starts_with('d'), "{line}");
+    }
+    let (codes, names) = data_command(&mut raw, &cluster, "NLST").await;
+    assert_eq!(codes, [150, 226]);
+    assert_eq!(
+        String::from_utf8_lossy(&names).lines().collect::<Vec<_>>(),
+        ["Mango.txt", "apple.txt", "basket", "zebra.txt"]
+    );
+}
