@@ -181,6 +181,7 @@ pub(crate) async fn settings(
         policy: Arc::new(ArcSwap::from_pointee(policy)),
         gate: Arc::new(Gate::default()),
         passive_ports: options.passive_ports.clone(),
+        passive_host: options.passive_host.clone(),
         grace_period: options.grace_period,
         close_on_stop: options.close_on_stop,
     })

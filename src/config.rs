@@ -63,6 +63,9 @@ pub struct ServerOptions {
     pub grace_period: Duration,
     /// Ports for passive data connections; `None` for libunftp's default (49152-65535).
     pub passive_ports: Option<RangeInclusive<u16>>,
+    /// The address PASV announces (NAT, containers: the address clients reach), an IPv4 address
+    /// or a DNS name; `None` for the control connection's own address.
+    pub passive_host: Option<String>,
     /// Accounts, TLS and limits.
     pub access: AccessConfig,
     /// Apply no-clobber to every upload (`STOR x` stores `x_copy1` when `x` exists); off by
@@ -78,6 +81,7 @@ impl Default for ServerOptions {
         ServerOptions {
             grace_period: DEFAULT_GRACE_PERIOD,
             passive_ports: None,
+            passive_host: None,
             access: AccessConfig::default(),
             no_clobber: false,
             close_on_stop: true,

@@ -37,6 +37,8 @@ pub struct ServerSettings {
     pub gate: Arc<Gate>,
     /// Ports for passive data connections; `None` leaves libunftp's default (49152-65535).
     pub passive_ports: Option<RangeInclusive<u16>>,
+    /// The address PASV announces, if not the control connection's.
+    pub passive_host: Option<String>,
     /// How long a shutdown waits for open connections before closing them.
     pub grace_period: Duration,
     /// Close sessions still open when the grace period of a shutdown is over. It costs one
@@ -112,6 +114,9 @@ pub fn build_server(
         if policy.tls_required_for(peer.ip()) {
             builder = builder.ftps_required(FtpsRequired::All, FtpsRequired::None);
         }
+    }
+    if let Some(host) = &context.settings.passive_host {
+        builder = builder.passive_host(host.as_str());
     }
     if let Some(ports) = &context.settings.passive_ports {
         builder = builder.passive_ports(ports.clone());

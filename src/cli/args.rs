@@ -61,6 +61,9 @@ pub struct Serving {
     /// Port range for passive data connections, e.g. 40000-40999.
     #[arg(long, value_name = "FIRST-LAST")]
     pub passive_ports: Option<String>,
+    /// The address PASV announces (behind NAT, in a container): an IPv4 address or a host name.
+    #[arg(long, value_name = "HOST|IP")]
+    pub passive_host: Option<String>,
     /// Seconds a shutdown waits for open connections.
     #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_GRACE_PERIOD.as_secs_f64())]
     pub grace: f64,

@@ -26,6 +26,9 @@ pub fn options(serving: &Serving) -> anyhow::Result<(ServerOptions, Option<Confi
         options.passive_ports =
             Some(parse_port_range(range).map_err(|reason| anyhow::anyhow!("--passive-ports: {reason}"))?);
     }
+    if let Some(host) = &serving.passive_host {
+        options.passive_host = Some(host.clone());
+    }
     let access = &mut options.access;
     let required = serving.tls_required || access.tls.as_ref().is_some_and(|tls| tls.required);
     if let (Some(certificates), Some(key)) = (&serving.tls_cert, &serving.tls_key) {

@@ -6,6 +6,7 @@
 //! ```toml
 //! listen = "127.0.0.1:2121"            # the main server's (or the worker's) address
 //! passive_ports = "49152-65535"
+//! passive_host = "203.0.113.7"         # what PASV announces (NAT, containers); default: the control connection's address
 //! no_clobber = false
 //! secret_file = "cluster.secret"       # the cluster secret (created, mode 0600, if missing)
 //!
@@ -91,6 +92,8 @@ pub struct ConfigFile {
     pub listen: Option<SocketAddr>,
     /// `FIRST-LAST`: ports for passive data connections.
     pub passive_ports: Option<String>,
+    /// The address PASV announces (an IPv4 address or a DNS name).
+    pub passive_host: Option<String>,
     /// Every upload no-clobber.
     pub no_clobber: Option<bool>,
     /// Where the cluster secret is kept.
@@ -215,6 +218,12 @@ impl ConfigFile {
         if let Some(range) = &self.passive_ports {
             options.passive_ports =
                 Some(parse_port_range(range).map_err(|reason| value(format!("passive_ports: {reason}")))?);
+        }
+        if let Some(host) = &self.passive_host {
+            if host.is_empty() || host.len() > 253 || host.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(value(format!("passive_host {host:?} is not an address or a host name")));
+            }
+            options.passive_host = Some(host.clone());
         }
         if let Some(no_clobber) = self.no_clobber {
             options.no_clobber = no_clobber;

@@ -599,3 +599,19 @@ async fn list_shows_ftp_as_owner_and_group_and_sorts_by_name() {
         ["Mango.txt", "apple.txt", "basket", "zebra.txt"]
     );
 }
+
+#[tokio::test]
+async fn pasv_announces_the_passive_host_when_one_is_set() {
+    let cluster = TestCluster::start_config(
+        |mut config| {
+            config.options.passive_host = Some("203.0.113.7".into());
+            config.workers(Vec::new())
+        },
+        |cluster| cluster,
+    )
+    .await;
+    let mut raw = RawFtp::login(cluster.main()).await;
+    let (code, text) = raw.command("PASV").await;
+    assert_eq!(code, 227);
+    assert!(text.contains("(203,0,113,7,"), "{text}");
+}
