@@ -36,7 +36,7 @@ async fn stou_with_a_name_stores_under_a_unique_name_that_starts_with_it() {
     assert_eq!(raw.command("TYPE I").await.0, 200);
     for name in ["report.txt", ""] {
         let mut data = raw.passive(cluster.main()).await;
-        let (code, text) = raw.command(&format!("STOU {name}").trim_end().to_string()).await;
+        let (code, text) = raw.command(format!("STOU {name}").trim_end()).await;
         assert_eq!(code, 150, "{text}");
         let stored = text.strip_prefix("150 FILE: ").unwrap_or_else(|| panic!("RFC 1123 form: {text}")).to_string();
         assert!(stored.starts_with(name) && stored != "report.txt", "{stored}");
