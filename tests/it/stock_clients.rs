@@ -1,10 +1,11 @@
-//! Stock FTP clients (curl, Python's ftplib, lftp) against a real cluster: SITE commands,
-//! listings and downloads, passive and active mode.
+//! Stock FTP clients (curl, Python's ftplib, lftp, wget, tnftp) against a real cluster: SITE
+//! commands, listings, downloads and uploads, passive and active mode, IPv4 and IPv6. rclone has
+//! its own module.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::support::{run_stock, stock_client, TestCluster};
+use crate::support::{names_in, run_stock, run_stock_with_input, stock_client, TestCluster};
 
 const CONTENTS: &[u8] = b"hello from the ftpcalc test suite\n";
 
@@ -30,6 +31,11 @@ async fn curl_sends_site_commands_lists_and_downloads() {
         run_stock(&curl, &["-sS", "--max-time", "20", "--disable-eprt", "-P", "127.0.0.1", &format!("{url}hello.txt")])
             .await;
     assert!(ok && body.as_bytes() == CONTENTS, "active mode: {body:?} {stderr}");
+    // A folder's URL without the trailing slash: a clear "does not exist" (libunftp patch 7;
+    // curl used to report "transfer closed with 4096 bytes remaining").
+    std::fs::create_dir(cluster.root.path().join("folder")).expect("mkdir");
+    let (ok, _, stderr) = run_stock(&curl, &["-sS", "--max-time", "20", &format!("{url}folder")]).await;
+    assert!(!ok && stderr.contains("(78) The file does not exist"), "{stderr}");
     // A refused SITE command makes curl fail with its "quote command" error, naming the reply.
     let (ok, _, stderr) = run_stock(&curl, &["-sS", "-v", "--max-time", "20", "-Q", "SITE ADD 2 x", &url]).await;
     assert!(!ok && stderr.contains("< 501 operand 2 (x) is not an integer"), "{stderr}");
@@ -121,7 +127,10 @@ fn sample_tree(root: &Path) {
     for (name, contents) in files {
         let path = root.join(name);
         std::fs::create_dir_all(path.parent().expect("a parent")).expect("mkdir");
-        std::fs::write(path, contents).expect("write");
+        std::fs::write(&path, contents).expect("write");
+        // A whole second in the past, so that a kept time is told from a new one.
+        let old = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_234_567_890);
+        std::fs::File::options().write(true).open(&path).and_then(|file| file.set_modified(old)).expect("mtime");
     }
 }
 
@@ -163,6 +172,12 @@ async fn lftp_mirrors_a_tree_up_and_down_byte_for_byte() {
     assert_eq!(original.len(), 5);
     assert!(tree(&cluster.root.path().join("up")) == original, "uploaded tree differs");
     assert!(tree(&back.path().join("down")) == original, "downloaded tree differs");
+    // Modification times survive both ways (MFMT up, MDTM down), to the second.
+    for name in original.keys() {
+        let mtime = |root: &Path| std::fs::metadata(root.join(name)).and_then(|m| m.modified()).expect("mtime");
+        assert_eq!(mtime(&cluster.root.path().join("up")), mtime(local.path()), "{name} up");
+        assert_eq!(mtime(&back.path().join("down")), mtime(local.path()), "{name} down");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -204,4 +219,49 @@ async fn wget_downloads_a_tree_and_curl_uploads_byte_for_byte() {
     assert!(ok, "{stdout}{stderr}");
     let uploaded = std::fs::read(cluster.root.path().join("curl up/new name.txt")).expect("uploaded file");
     assert_eq!(uploaded, std::fs::read(&source).expect("source"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tnftp_get_of_a_missing_file_leaves_nothing_and_sunique_stores_beside_the_old_file() {
+    let Some(tnftp) = stock_client("tnftp") else { return };
+    let cluster = TestCluster::start_config(|config| config.workers(Vec::new()), |cluster| cluster).await;
+    cluster.write_file("up.txt", b"old\n");
+    let local = tempfile::tempdir().expect("temporary folder");
+    std::fs::write(local.path().join("up.txt"), "new\n").expect("write");
+    let script = format!("lcd {}\nget missing.txt\nsunique\nput up.txt\nput up.txt\nbye\n", local.path().display());
+    let port = cluster.main().port().to_string();
+    let (ok, stdout, stderr) =
+        run_stock_with_input(&tnftp, &["-n", "-v", "127.0.0.1", &port], &format!("user tnftp secret\n{script}")).await;
+    assert!(ok, "{stdout}{stderr}");
+    assert!(stdout.contains("550 /missing.txt: no such file or folder"), "{stdout}");
+    assert!(!local.path().join("missing.txt").exists(), "tnftp left a local file for a missing one");
+    // sunique (STOU): each upload lands under a new name beginning with the old; the file
+    // already there is kept.
+    let names = names_in(cluster.root.path());
+    assert_eq!(names.len(), 3, "{names:?}\n{stdout}");
+    assert_eq!(std::fs::read(cluster.root.path().join("up.txt")).expect("old file"), b"old\n");
+    for name in names.iter().filter(|name| *name != "up.txt") {
+        assert!(name.starts_with("up.txt."), "{names:?}");
+        assert_eq!(std::fs::read(cluster.root.path().join(name)).expect("unique file"), b"new\n");
+        assert!(stdout.contains(&format!("150 FILE: {name}")), "{stdout}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tnftp_in_active_mode_over_ipv6_downloads_and_lists() {
+    let Some(tnftp) = stock_client("tnftp") else { return };
+    let cluster = TestCluster::start_config(
+        |config| config.listen("[::1]:0".parse().expect("literal")).workers(Vec::new()),
+        |cluster| cluster,
+    )
+    .await;
+    cluster.write_file("six.txt", CONTENTS);
+    let local = tempfile::tempdir().expect("temporary folder");
+    let script = format!("user tnftp secret\npassive off\nlcd {}\nget six.txt\nls\nbye\n", local.path().display());
+    let port = cluster.main().port().to_string();
+    let (ok, stdout, stderr) = run_stock_with_input(&tnftp, &["-n", "-v", "::1", &port], &script).await;
+    assert!(ok, "{stdout}{stderr}");
+    assert_eq!(stdout.matches("200 EPRT command successful").count(), 2, "{stdout}");
+    assert_eq!(std::fs::read(local.path().join("six.txt")).expect("downloaded"), CONTENTS);
+    assert!(stdout.lines().any(|line| line.ends_with(" six.txt") && line.contains(" ftp ")), "{stdout}");
 }

@@ -136,8 +136,28 @@ pub fn stock_client(program: &str) -> Option<PathBuf> {
 
 /// Runs a stock client with a time limit and returns (success, stdout, stderr).
 pub async fn run_stock(program: &Path, args: &[&str]) -> (bool, String, String) {
-    let child = tokio::process::Command::new(program).args(args).kill_on_drop(true).output();
-    let output = tokio::time::timeout(Duration::from_secs(30), child)
+    run_stock_with_input(program, args, "").await
+}
+
+/// Runs a stock client that reads its commands from stdin (`input`), with a time limit.
+pub async fn run_stock_with_input(program: &Path, args: &[&str], input: &str) -> (bool, String, String) {
+    use std::process::Stdio;
+    use tokio::io::AsyncWriteExt;
+    let run = async {
+        let mut child = tokio::process::Command::new(program)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()?;
+        let mut stdin = child.stdin.take().expect("piped stdin");
+        // A client that exits early closes its stdin; what it printed tells why.
+        let _ = stdin.write_all(input.as_bytes()).await;
+        drop(stdin);
+        child.wait_with_output().await
+    };
+    let output = tokio::time::timeout(Duration::from_secs(30), run)
         .await
         .unwrap_or_else(|_| panic!("{program:?} {args:?} did not finish within 30 s"))
         .expect("stock client runs");
