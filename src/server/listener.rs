@@ -101,7 +101,13 @@ async fn run_connection(
         Err(error) => return tracing::error!(%peer, %error, "cannot build the FTP server"),
     };
     tracing::debug!(server = %context.name(), %peer, "connection opened");
-    let session = server.service(stream);
+    // The libunftp `Server` and its start-up live in a box only until the session's task runs:
+    // this task, one per connection, then holds a small future (libunftp patch 15; measured in
+    // BENCHMARKS.md).
+    let session = match Box::pin(server.spawn_service(stream)).await {
+        Ok(session) => session,
+        Err(error) => return tracing::warn!(%peer, %error, "cannot start the FTP session"),
+    };
     tokio::pin!(session);
     let login_deadline = tokio::time::sleep(limits.login_timeout);
     tokio::pin!(login_deadline);

@@ -1027,23 +1027,38 @@ where
     /// Use this method instead of [`listen`](Server::listen) if you want to listen for and accept
     /// new connections yourself, instead of using libunftp to do it.
     pub async fn service(self, tcp_stream: tokio::net::TcpStream) -> std::result::Result<(), crate::server::ControlChanError> {
+        let logger = self.logger.clone();
+        match self.spawn_service(tcp_stream).await {
+            Err(err) => {
+                slog::error!(logger, "Could not spawn control channel loop: {:?}", err);
+            }
+            Ok(session) => session.await,
+        }
+        Ok(())
+    }
+
+    /// Like [`service`](Server::service), but returns as soon as the control connection runs in
+    /// a task of its own, with a small future that completes when that session ends. Nothing of
+    /// the `Server` is kept: a caller that watches many sessions holds only these futures.
+    pub async fn spawn_service(
+        self,
+        tcp_stream: tokio::net::TcpStream,
+    ) -> std::result::Result<impl Future<Output = ()> + Send + 'static, crate::server::ControlChanError> {
         let failed_logins = self.failed_logins_policy.as_ref().map(|policy| FailedLoginsCache::new(policy.clone()));
         let options: chosen::OptionsHolder<Storage, User> = (&self).into();
         let shutdown_notifier = Arc::new(shutdown::Notifier::new());
         let shutdown_listener = shutdown_notifier.subscribe().await;
         slog::debug!(self.logger, "Servicing control connection from");
-        let result = controlchan::spawn_loop::<Storage, User>((&options).into(), tcp_stream, None, None, shutdown_listener, failed_logins.clone()).await;
-        match result {
-            Err(err) => {
-                slog::error!(self.logger, "Could not spawn control channel loop: {:?}", err);
+        let logger = self.logger.clone();
+        drop(self);
+        let join_handle = controlchan::spawn_loop::<Storage, User>((&options).into(), tcp_stream, None, None, shutdown_listener, failed_logins).await?;
+        Ok(async move {
+            // The notifier lives as long as the session: dropping it would tell the session to shut down.
+            let _shutdown_notifier = shutdown_notifier;
+            if let Err(e) = join_handle.await {
+                slog::error!(logger, "Control loop failed to complete: {:?}", e);
             }
-            Ok(jh) => {
-                if let Err(e) = jh.await {
-                    slog::error!(self.logger, "Control loop failed to complete: {:?}", e);
-                }
-            }
-        }
-        Ok(())
+        })
     }
 
     // Waits for sub-components to shut down gracefully or aborts if the grace period expires
