@@ -258,7 +258,9 @@ where
                             FtpsConfig::On { tls_config } => tls_config.into(),
                             _ => panic!("Could not create TLS acceptor. Illegal program state"),
                         };
-                        let accepted = acceptor.accept(io).await;
+                        // The handshake and the stream are boxed: they are kilobytes, and inline
+                        // they would make every session's task that much bigger, TLS or not.
+                        let accepted = Box::pin(acceptor.accept(io)).await.map(Box::new);
                         let io: Box<dyn AsyncReadAsyncWriteSendUnpin> = match accepted {
                             Ok(stream) => {
                                 let s: &ServerConnection = stream.get_ref().1;
@@ -266,7 +268,7 @@ where
                                     let mut session = shared_session.lock().await;
                                     session.cert_chain = Some(certs.iter().map(|c| unftp_core::auth::ClientCert(c.as_ref().to_vec())).collect());
                                 }
-                                Box::new(stream)
+                                stream
                             }
                             Err(err) => {
                                 slog::warn!(logger, "Closing control channel. Could not upgrade to TLS: {}", err);
