@@ -110,7 +110,7 @@ where
     listener_mode: ListenerMode,
     logger: slog::Logger,
     site_md5: SiteMd5,
-    site_handlers: HashMap<String, Arc<dyn SiteCommandHandler<Storage, User>>>,
+    site_handlers: Arc<HashMap<String, Arc<dyn SiteCommandHandler<Storage, User>>>>,
     configuration_error: Option<String>,
     shutdown: Pin<Box<dyn Future<Output = options::Shutdown> + Send + Sync>>,
     failed_logins_policy: Option<FailedLoginsPolicy>,
@@ -162,7 +162,7 @@ where
             ftps_client_auth: FtpsClientAuth::default(),
             ftps_trust_store: options::DEFAULT_FTPS_TRUST_STORE.into(),
             site_md5: SiteMd5::default(),
-            site_handlers: HashMap::new(),
+            site_handlers: Arc::default(),
             configuration_error: None,
             shutdown: Box::pin(futures_util::future::pending()),
             failed_logins_policy: None,
@@ -238,7 +238,7 @@ where
             listener_mode: self.listener_mode,
             logger: self.logger,
             site_md5: self.site_md5,
-            site_handlers: HashMap::new(),
+            site_handlers: Arc::default(),
             configuration_error,
             shutdown: self.shutdown,
             failed_logins_policy: self.failed_logins_policy,
@@ -297,7 +297,7 @@ where
             ftps_client_auth: FtpsClientAuth::default(),
             ftps_trust_store: options::DEFAULT_FTPS_TRUST_STORE.into(),
             site_md5: SiteMd5::default(),
-            site_handlers: HashMap::new(),
+            site_handlers: Arc::default(),
             configuration_error: None,
             shutdown: Box::pin(futures_util::future::pending()),
             failed_logins_policy: None,
@@ -381,7 +381,7 @@ where
             listener_mode: self.listener_mode,
             logger: self.logger,
             site_md5: self.site_md5,
-            site_handlers: Arc::new(self.site_handlers),
+            site_handlers: self.site_handlers,
             shutdown: self.shutdown,
             failed_logins_policy: self.failed_logins_policy,
             active_passive_mode: self.active_passive_mode,
@@ -842,7 +842,7 @@ where
             self.configuration_error
                 .get_or_insert_with(|| "Cannot replace built-in SITE command MD5".to_string());
         } else {
-            match self.site_handlers.entry(key) {
+            match Arc::make_mut(&mut self.site_handlers).entry(key) {
                 std::collections::hash_map::Entry::Occupied(entry) => {
                     let key = entry.key();
                     self.configuration_error
@@ -853,6 +853,16 @@ where
                 }
             }
         }
+        self
+    }
+
+    /// Gives this server the SITE commands of `template` (registered there with
+    /// [`site_command`](ServerBuilder::site_command)) by sharing its table instead of
+    /// registering them again. For servers built per connection, as with
+    /// [`Server::service`], this saves each connection its own copy. Commands registered on this
+    /// builder before are replaced; commands registered after are added to a copy of the table.
+    pub fn site_commands_from(mut self, template: &Server<Storage, User>) -> Self {
+        self.site_handlers = template.site_handlers.clone();
         self
     }
 
