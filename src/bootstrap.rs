@@ -142,7 +142,8 @@ impl Cluster {
             let known = KnownMain::default();
             known.set(main_entry.clone());
             let site = SiteContext::new(identity, self.catalog.clone(), ClusterView::Worker { main: known });
-            started.push(RunningServer::spawn(listener, ServerContext::new(site, settings.clone())));
+            started
+                .push(RunningServer::spawn(listener, ServerContext::new(site, settings.clone()).map_err(site_table)?));
         }
         let workers = WorkerClient::new(hop_secret, DEFAULT_MAX_PER_WORKER);
         let router = Router::new(registry.clone(), workers, config.worker_timeout);
@@ -156,9 +157,15 @@ impl Cluster {
         };
         let site = SiteContext::new(main_entry, self.catalog.clone(), view);
         let policy = settings.policy.clone();
-        started.insert(0, RunningServer::spawn(main_listener, ServerContext::new(site, settings)));
+        started.insert(0, RunningServer::spawn(main_listener, ServerContext::new(site, settings).map_err(site_table)?));
         Ok(RunningCluster::new(registry, router, policy, started))
     }
+}
+
+/// libunftp refused a SITE command name (the catalogue's names are checked before, so this
+/// would be a bug).
+pub(crate) fn site_table(error: libunftp::ServerError) -> ClusterError {
+    ClusterError::Invalid(format!("cannot register the SITE commands: {error}"))
 }
 
 /// Builds the access policy and the settings every server started with `options` shares:

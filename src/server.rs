@@ -55,16 +55,20 @@ pub struct ServerContext {
     /// Settings shared with the other servers.
     pub settings: ServerSettings,
     greeting: &'static str,
+    site_table: SiteTable,
 }
 
 impl ServerContext {
-    /// The context of a server; its greeting names it.
-    pub fn new(site: SiteContext, settings: ServerSettings) -> Self {
+    /// The context of a server; its greeting names it. Fails if libunftp refuses one of its
+    /// SITE command names.
+    pub fn new(site: SiteContext, settings: ServerSettings) -> Result<Self, libunftp::ServerError> {
         // libunftp wants a `&'static str` greeting; leaking one short string per server (not
         // per connection) is bounded.
         let greeting: &'static str =
             Box::leak(format!("ftpcalc {} ({}) ready", site.identity.name, site.identity.role).into_boxed_str());
-        ServerContext { site: Arc::new(site), settings, greeting }
+        let site = Arc::new(site);
+        let site_table = SiteTable::new(&site, &settings)?;
+        Ok(ServerContext { site, settings, greeting, site_table })
     }
 
     /// The server's name.
@@ -121,8 +125,33 @@ pub fn build_server(
     if let Some(ports) = &context.settings.passive_ports {
         builder = builder.passive_ports(ports.clone());
     }
-    for (name, verb) in verbs(&context.site) {
-        builder = builder.site_command(name, Site::new(context.site.clone(), verb));
+    builder.site_commands_from(&context.site_table.0).build()
+}
+
+/// A libunftp server that never serves: it holds the server's SITE command table, which every
+/// connection's server shares (libunftp patch 16) instead of registering each verb again
+/// (a map, a key and a handler per verb, kept for the whole session).
+struct SiteTable(Server<FtpBackend, User>);
+
+impl SiteTable {
+    fn new(site: &Arc<SiteContext>, settings: &ServerSettings) -> Result<Self, libunftp::ServerError> {
+        let nobody = SocketAddr::from(([0, 0, 0, 0], 0));
+        let policy = settings.policy.load_full();
+        let (auth, _) = SessionAuth::new(policy.clone(), settings.gate.clone(), nobody, String::new());
+        let folders = policy.folders.clone();
+        let storage = Box::new(move || FtpBackend::open(folders.clone(), nobody));
+        let provider: Arc<dyn UserDetailProvider<User = User> + Send + Sync> = auth.clone();
+        let mut builder =
+            ServerBuilder::<FtpBackend, User>::with_user_detail_provider::<User>(storage, provider).authenticator(auth);
+        for (name, verb) in verbs(site) {
+            builder = builder.site_command(name, Site::new(site.clone(), verb));
+        }
+        builder.build().map(SiteTable)
     }
-    builder.build()
+}
+
+impl std::fmt::Debug for SiteTable {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("SiteTable")
+    }
 }

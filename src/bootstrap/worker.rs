@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 
 use crate::access::{AccessPolicy, SharedPolicy};
 use crate::bootstrap::running::RunningServer;
-use crate::bootstrap::{bind, entry, settings, ClusterError};
+use crate::bootstrap::{bind, entry, settings, site_table, ClusterError};
 use crate::cluster::join::{Join, JoinError, KnownMain};
 use crate::cluster::registry::{Role, ServerEntry};
 use crate::cluster::secret::ClusterSecret;
@@ -144,7 +144,7 @@ impl Worker {
         }
         let site = SiteContext::new(identity.clone(), self.catalog.clone(), ClusterView::Worker { main: known });
         let policy = settings.policy.clone();
-        let server = RunningServer::spawn(listener, ServerContext::new(site, settings));
+        let server = RunningServer::spawn(listener, ServerContext::new(site, settings).map_err(site_table)?);
         let (stop_heartbeat, stopped) = watch::channel(false);
         let beating = join.clone();
         let interval = config.heartbeat;
