@@ -19,7 +19,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use tokio::sync::watch;
+use tokio::sync::oneshot;
 use unftp_core::auth::{
     AuthenticationError, Authenticator, Credentials, Principal, UserDetailError, UserDetailProvider,
 };
@@ -39,19 +39,21 @@ pub struct SessionAuth {
     /// One attempt at a time: libunftp checks pipelined PASS lines in parallel.
     turn: tokio::sync::Mutex<()>,
     user: Mutex<Option<User>>,
-    logged_in: watch::Sender<bool>,
+    /// Fired at the first successful login (a oneshot: a watch channel costs ~0.5 KiB per
+    /// connection).
+    logged_in: Mutex<Option<oneshot::Sender<()>>>,
 }
 
 impl SessionAuth {
     /// The logins of the connection from `peer` whose greeting carried `nonce`; the receiver
-    /// turns true at the first successful login.
+    /// completes at the first successful login (and fails if the session ends without one).
     pub fn new(
         policy: Arc<AccessPolicy>,
         gate: Arc<Gate>,
         peer: SocketAddr,
         nonce: String,
-    ) -> (Arc<Self>, watch::Receiver<bool>) {
-        let (logged_in, watcher) = watch::channel(false);
+    ) -> (Arc<Self>, oneshot::Receiver<()>) {
+        let (logged_in, watcher) = oneshot::channel();
         let auth = SessionAuth {
             policy,
             gate,
@@ -59,7 +61,7 @@ impl SessionAuth {
             nonce,
             turn: tokio::sync::Mutex::new(()),
             user: Mutex::default(),
-            logged_in,
+            logged_in: Mutex::new(Some(logged_in)),
         };
         (Arc::new(auth), watcher)
     }
@@ -113,7 +115,9 @@ impl Authenticator for SessionAuth {
             Ok(user) => {
                 tracing::info!(peer = %self.peer, user = %user.name, kind = ?user.kind, "logged in");
                 *self.user.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(user);
-                self.logged_in.send_replace(true);
+                if let Some(logged_in) = self.logged_in.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take() {
+                    let _ = logged_in.send(());
+                }
                 Ok(Principal { username: username.to_string() })
             }
             Err(reason) => {

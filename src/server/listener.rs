@@ -121,7 +121,7 @@ async fn run_connection(
                 }
                 return;
             }
-            changed = logged_in.wait_for(|done| *done), if waiting_for_login => {
+            changed = &mut logged_in, if waiting_for_login => {
                 waiting_for_login = false;
                 if changed.is_ok() && !context.settings.close_on_stop {
                     handle = None;
