@@ -1,5 +1,6 @@
 //! Contains code pertaining to the FTP *data* channel
 
+use crate::server::ControlChanSender;
 use super::{
     chancomms::{ControlChanMsg, DataChanMsg},
     tls::FtpsConfig,
@@ -16,7 +17,7 @@ use crate::server::{Reply, ReplyCode};
 use std::{path::PathBuf, sync::Arc};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc::{Receiver, Sender};
+use tokio::sync::mpsc::Receiver;
 use tokio_rustls::TlsAcceptor;
 
 use crate::metrics;
@@ -30,7 +31,7 @@ where
 {
     pub user: Arc<Option<User>>,
     pub socket: TcpStream,
-    pub control_msg_tx: Sender<ControlChanMsg>,
+    pub control_msg_tx: ControlChanSender,
     pub storage: Arc<Storage>,
     pub cwd: PathBuf,
     pub ftps_mode: FtpsConfig,
@@ -256,7 +257,7 @@ where
     #[tracing_attributes::instrument]
     async fn exec_retr(self, path: String, start_pos: u64) {
         let path = self.cwd.join(path);
-        let tx: Sender<ControlChanMsg> = self.control_msg_tx.clone();
+        let tx: ControlChanSender = self.control_msg_tx.clone();
         // `550` before any `150` when there is nothing to send (clients such as rclone and tnftp
         // cannot tell a `550` after a `150` from a failed transfer).
         match self.storage.metadata((*self.user).as_ref().unwrap(), &path).await {
@@ -725,7 +726,7 @@ async fn tls_handshake(tls_config: std::sync::Arc<rustls::ServerConfig>, socket:
 
 /// Answers `425` for a data connection whose TLS handshake failed (it used to panic the data
 /// task: no reply, and the session's idle timeout stayed off).
-async fn tls_failed(logger: &slog::Logger, tx: &Sender<ControlChanMsg>, error: std::io::Error) {
+async fn tls_failed(logger: &slog::Logger, tx: &ControlChanSender, error: std::io::Error) {
     slog::warn!(logger, "TLS handshake on the data connection failed: {}", error);
     let reply = Reply::new_with_string(ReplyCode::CantOpenDataConnection, format!("TLS negotiation on the data connection failed: {}", error));
     let _ = tx.send(ControlChanMsg::CommandChannelReply(reply)).await;
@@ -811,7 +812,7 @@ where
 
         let username = session.username.as_ref().cloned().unwrap_or_else(|| String::from("unknown"));
         let logger = logger.new(slog::o!("username" => username));
-        let control_msg_tx: Sender<ControlChanMsg> = match session.control_msg_tx {
+        let control_msg_tx: ControlChanSender = match session.control_msg_tx {
             Some(ref tx) => tx.clone(),
             None => {
                 slog::error!(logger, "Control loop message sender expected to be set up. Aborting data loop.");

@@ -13,7 +13,7 @@ pub(crate) mod shutdown;
 mod switchboard;
 mod tls;
 
-pub(crate) use chancomms::ControlChanMsg;
+pub(crate) use chancomms::{ControlChanMsg, ControlChanSender};
 pub(crate) use controlchan::ControlChanMiddleware;
 pub(crate) use controlchan::Event;
 pub(crate) use controlchan::command::Command;

@@ -1,7 +1,8 @@
 //! The session module implements per-connection session handling and currently also
 //! implements the handling for the *data* channel.
 
-use super::{chancomms::ControlChanMsg, tls::FtpsConfig};
+use crate::server::ControlChanSender;
+use super::tls::FtpsConfig;
 use crate::metrics;
 use crate::server::chancomms::DataChanCmd;
 use crate::server::failed_logins::FailedLoginsCache;
@@ -80,7 +81,7 @@ where
     // The data loop listens to this so it can know when to exit.
     pub data_abort_rx: Option<Receiver<()>>,
     // This may not be needed here...
-    pub control_msg_tx: Option<Sender<ControlChanMsg>>,
+    pub control_msg_tx: Option<ControlChanSender>,
     // The socket address of the client on the control channel
     pub source: SocketAddr,
     // The control connection over the proxy protocol
@@ -176,7 +177,7 @@ where
         self
     }
 
-    pub fn control_msg_tx(mut self, sender: Sender<ControlChanMsg>) -> Self {
+    pub fn control_msg_tx(mut self, sender: ControlChanSender) -> Self {
         self.control_msg_tx = Some(sender);
         self
     }

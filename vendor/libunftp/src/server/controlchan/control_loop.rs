@@ -1,3 +1,4 @@
+use crate::server::ControlChanSender;
 use crate::server::switchboard::SocketAddrPair;
 use crate::{
     auth::{AuthenticationPipeline, UserDetail},
@@ -37,10 +38,7 @@ use std::{collections::HashMap, net::SocketAddr, ops::RangeInclusive, sync::Arc,
 use tokio::{
     io::{AsyncRead, AsyncWrite},
     net::TcpStream,
-    sync::{
-        Mutex,
-        mpsc::{Receiver, Sender, channel},
-    },
+    sync::Mutex,
     task::JoinHandle,
 };
 use tokio_util::codec::Framed;
@@ -113,7 +111,7 @@ where
 
     let tls_configured = matches!(ftps_config, FtpsConfig::On { .. });
     let storage_features = storage.supported_features();
-    let (control_msg_tx, mut control_msg_rx): (Sender<ControlChanMsg>, Receiver<ControlChanMsg>) = channel(1);
+    let (control_msg_tx, mut control_msg_rx) = crate::server::chancomms::control_chan();
     let local_addr = tcp_stream.local_addr()?;
     let mut session: Session<Storage, User> = Session::new(Arc::new(storage), tcp_stream.peer_addr()?)
         .ftps(ftps_config.clone())
@@ -395,7 +393,7 @@ where
     tls_configured: bool,
     passive_ports: RangeInclusive<u16>,
     passive_host: PassiveHost,
-    tx_control_chan: Sender<ControlChanMsg>,
+    tx_control_chan: ControlChanSender,
     local_addr: SocketAddr,
     storage_features: u32,
     tx_proxy_loop: Option<SwitchboardSender<Storage, User>>,

@@ -1,7 +1,7 @@
+use crate::server::ControlChanSender;
 use crate::{
     auth::{AuthenticationPipeline, UserDetail},
     server::{
-        ControlChanMsg,
         chancomms::SwitchboardSender,
         controlchan::{Reply, command::Command, error::ControlChanError},
         ftpserver::options::{PassiveHost, SiteCommandHandler, SiteMd5},
@@ -11,7 +11,6 @@ use crate::{
 };
 use async_trait::async_trait;
 use std::{collections::HashMap, ops::RangeInclusive, sync::Arc};
-use tokio::sync::mpsc::Sender;
 
 // Common interface for all handlers of `Commands`
 #[async_trait]
@@ -38,7 +37,7 @@ where
     pub tls_configured: bool,
     pub passive_ports: RangeInclusive<u16>,
     pub passive_host: PassiveHost,
-    pub tx_control_chan: Sender<ControlChanMsg>,
+    pub tx_control_chan: ControlChanSender,
     pub local_addr: std::net::SocketAddr,
     pub storage_features: u32,
     pub tx_prebound_loop: Option<SwitchboardSender<Storage, User>>,

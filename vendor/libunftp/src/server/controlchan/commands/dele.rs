@@ -5,6 +5,7 @@
 // is desired (such as the query, "Do you really wish to delete?"),
 // it should be provided by the user-FTP process.
 
+use crate::server::ControlChanSender;
 use crate::{
     auth::UserDetail,
     server::{
@@ -19,7 +20,6 @@ use crate::{
 };
 use async_trait::async_trait;
 use std::sync::Arc;
-use tokio::sync::mpsc::Sender;
 
 #[derive(Debug)]
 pub struct Dele {
@@ -46,8 +46,8 @@ where
         let user = session.user.clone();
         let path = session.cwd.join(self.path.clone());
         let path_str = path.to_string_lossy().to_string();
-        let tx_success: Sender<ControlChanMsg> = args.tx_control_chan.clone();
-        let tx_fail: Sender<ControlChanMsg> = args.tx_control_chan.clone();
+        let tx_success: ControlChanSender = args.tx_control_chan.clone();
+        let tx_fail: ControlChanSender = args.tx_control_chan.clone();
         let logger = args.logger;
         tokio::spawn(async move {
             match storage.del((*user).as_ref().unwrap(), path).await {

@@ -1,3 +1,4 @@
+use crate::server::ControlChanSender;
 use crate::{
     auth::UserDetail,
     server::{
@@ -13,7 +14,6 @@ use crate::{
 use async_trait::async_trait;
 use chrono::{DateTime, offset::Utc};
 use std::{path::PathBuf, sync::Arc};
-use tokio::sync::mpsc::Sender;
 
 const RFC3659_TIME: &str = "%Y%m%d%H%M%S";
 
@@ -41,8 +41,8 @@ where
         let user = session.user.clone();
         let storage = Arc::clone(&session.storage);
         let path = session.cwd.join(self.path.clone());
-        let tx_success: Sender<ControlChanMsg> = args.tx_control_chan.clone();
-        let tx_fail: Sender<ControlChanMsg> = args.tx_control_chan.clone();
+        let tx_success: ControlChanSender = args.tx_control_chan.clone();
+        let tx_fail: ControlChanSender = args.tx_control_chan.clone();
         let logger = args.logger;
 
         tokio::spawn(async move {

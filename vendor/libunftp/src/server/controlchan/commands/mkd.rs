@@ -5,6 +5,7 @@
 // or as a subdirectory of the current working directory (if
 // the pathname is relative).
 
+use crate::server::ControlChanSender;
 use crate::{
     auth::UserDetail,
     server::{
@@ -19,7 +20,6 @@ use crate::{
 };
 use async_trait::async_trait;
 use std::{path::PathBuf, sync::Arc};
-use tokio::sync::mpsc::Sender;
 
 #[derive(Debug)]
 pub struct Mkd {
@@ -46,7 +46,7 @@ where
         let storage = Arc::clone(&session.storage);
         let path: PathBuf = session.cwd.join(self.path.clone());
         let path_str = path.to_string_lossy().to_string();
-        let tx: Sender<ControlChanMsg> = args.tx_control_chan.clone();
+        let tx: ControlChanSender = args.tx_control_chan.clone();
         let logger = args.logger;
         tokio::spawn(async move {
             match storage.mkd((*user).as_ref().unwrap(), &path).await {

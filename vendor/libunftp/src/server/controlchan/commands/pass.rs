@@ -10,6 +10,7 @@
 // therefore the responsibility of the user-FTP process to hide
 // the sensitive password information.
 
+use crate::server::ControlChanSender;
 use crate::server::{
     chancomms::ControlChanMsg,
     controlchan::{
@@ -23,7 +24,7 @@ use crate::server::{
 };
 use async_trait::async_trait;
 use std::{sync::Arc, time::Duration};
-use tokio::{sync::mpsc::Sender, time::sleep};
+use tokio::time::sleep;
 use unftp_core::auth::{ChannelEncryptionState, UserDetail};
 use unftp_core::storage::{Metadata, StorageBackend};
 
@@ -60,7 +61,7 @@ where
                         return Ok(Reply::new(ReplyCode::NotLoggedIn, "Please open a new connection to re-authenticate"));
                     }
                 };
-                let tx: Sender<ControlChanMsg> = args.tx_control_chan.clone();
+                let tx: ControlChanSender = args.tx_control_chan.clone();
 
                 let auth_pipeline = args.auth_pipeline.clone();
 

@@ -1,9 +1,10 @@
 //! Contains shared code for the PASV and EPSV commands.
 
+use crate::server::ControlChanSender;
 use crate::{
     auth::UserDetail,
     server::{
-        ControlChanErrorKind, ControlChanMsg,
+        ControlChanErrorKind,
         chancomms::{DataChanCmd, PortAllocationError, SwitchboardMessage, SwitchboardSender},
         controlchan::{Reply, ReplyCode, error::ControlChanError, handler::CommandContext},
         datachan,
@@ -62,7 +63,7 @@ pub(crate) fn try_port_range(local_addr: SocketAddr, passive_ports: RangeInclusi
 // modifies the session by adding channels that are used to communicate with the data connection
 // processing loop.
 #[tracing_attributes::instrument]
-pub(crate) async fn setup_inter_loop_comms<S, U>(session: SharedSession<S, U>, control_loop_tx: Sender<ControlChanMsg>)
+pub(crate) async fn setup_inter_loop_comms<S, U>(session: SharedSession<S, U>, control_loop_tx: ControlChanSender)
 where
     U: UserDetail + 'static,
     S: StorageBackend<U> + 'static,

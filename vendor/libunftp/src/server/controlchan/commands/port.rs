@@ -16,10 +16,10 @@
 // where h1 is the high order 8 bits of the internet host
 // address.
 
+use crate::server::ControlChanSender;
 use crate::{
     auth::UserDetail,
     server::{
-        ControlChanMsg,
         chancomms::DataChanCmd,
         controlchan::{
             Reply, ReplyCode,
@@ -90,7 +90,7 @@ impl Port {
     // modifies the session by adding channels that are used to communicate with the data connection
     // processing loop.
     #[tracing_attributes::instrument]
-    async fn setup_inter_loop_comms<S, U>(&self, session: SharedSession<S, U>, control_loop_tx: Sender<ControlChanMsg>)
+    async fn setup_inter_loop_comms<S, U>(&self, session: SharedSession<S, U>, control_loop_tx: ControlChanSender)
     where
         U: UserDetail + 'static,
         S: StorageBackend<U> + 'static,

@@ -12,6 +12,7 @@
 // server to take the effective action of an abort (ABOR) and a
 // logout (QUIT).
 
+use crate::server::ControlChanSender;
 use crate::{
     auth::UserDetail,
     server::{
@@ -25,7 +26,6 @@ use crate::{
     storage::{Metadata, StorageBackend},
 };
 use async_trait::async_trait;
-use tokio::sync::mpsc::Sender;
 
 #[derive(Debug)]
 pub struct Quit;
@@ -39,7 +39,7 @@ where
 {
     #[tracing_attributes::instrument]
     async fn handle(&self, args: CommandContext<Storage, User>) -> Result<Reply, ControlChanError> {
-        let tx: Sender<ControlChanMsg> = args.tx_control_chan.clone();
+        let tx: ControlChanSender = args.tx_control_chan.clone();
         let logger = args.logger;
         // Let the control loop know it can exit.
         if let Err(send_res) = tx.send(ControlChanMsg::ExitControlLoop).await {

@@ -1,5 +1,6 @@
 //! The RFC 959 Rename From (`RNFR`) command
 
+use crate::server::ControlChanSender;
 use crate::{
     auth::UserDetail,
     server::{
@@ -14,7 +15,6 @@ use crate::{
 };
 use async_trait::async_trait;
 use std::{path::PathBuf, sync::Arc};
-use tokio::sync::mpsc::Sender;
 
 #[derive(Debug)]
 pub struct Rnfr {
@@ -40,8 +40,8 @@ where
         let user = session.user.clone();
         let storage = Arc::clone(&session.storage);
         let path = session.cwd.join(self.path.clone());
-        let tx_success: Sender<ControlChanMsg> = args.tx_control_chan.clone();
-        let tx_fail: Sender<ControlChanMsg> = args.tx_control_chan.clone();
+        let tx_success: ControlChanSender = args.tx_control_chan.clone();
+        let tx_fail: ControlChanSender = args.tx_control_chan.clone();
         let logger = args.logger;
         drop(session);
 

@@ -17,6 +17,7 @@
 // should include current values of all transfer parameters and
 // the status of connections.
 
+use crate::server::ControlChanSender;
 use crate::{
     auth::UserDetail,
     server::{
@@ -34,7 +35,6 @@ use unftp_core::storage::Fileinfo;
 use async_trait::async_trait;
 use bytes::Bytes;
 use std::sync::Arc;
-use tokio::sync::mpsc::Sender;
 
 /// Most entries `STAT folder` lists over the control connection.
 const MAX_STAT_LINES: usize = 10_000;
@@ -96,7 +96,7 @@ where
                 let path = session.cwd.join(String::from_utf8_lossy(&path).as_ref());
                 let user = session.user.clone();
                 let storage = Arc::clone(&session.storage);
-                let tx: Sender<ControlChanMsg> = args.tx_control_chan.clone();
+                let tx: ControlChanSender = args.tx_control_chan.clone();
                 let logger = args.logger;
 
                 tokio::spawn(async move {

@@ -95,7 +95,7 @@ mod tests {
 
     use crate::server::controlchan::handler::CommandHandler;
     use crate::server::session::SharedSession;
-    use crate::server::{Command, ControlChanMsg, Reply, ReplyCode, Session, SessionState};
+    use crate::server::{Command, Reply, ReplyCode, Session, SessionState};
     use async_trait::async_trait;
     use bytes::Bytes;
     use pretty_assertions::assert_eq;
@@ -106,7 +106,6 @@ mod tests {
     use std::time::SystemTime;
     use tokio::io::AsyncRead;
     use tokio::sync::Mutex;
-    use tokio::sync::mpsc;
     use unftp_core::auth::{AuthenticationError, Authenticator, ClientCert, Credentials, DefaultUser, DefaultUserDetailProvider, Principal, UserDetail};
     use unftp_core::storage::{Fileinfo, Metadata, Result, StorageBackend};
 
@@ -240,7 +239,7 @@ mod tests {
         where
             P: unftp_core::auth::UserDetailProvider<User = User> + Send + Sync + 'static,
         {
-            let (tx, _) = mpsc::channel::<ControlChanMsg>(1);
+            let (tx, _) = crate::server::chancomms::control_chan();
             let auth_pipeline = Arc::new(crate::auth::AuthenticationPipeline::new(auther, user_provider));
             super::CommandContext {
                 parsed_command: Command::User {
