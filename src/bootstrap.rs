@@ -3,7 +3,9 @@
 //! [`RunningCluster`] ([`running`]) reports their addresses and shuts them down; [`worker`]
 //! starts a standalone worker that joins a main server over the network.
 
+pub mod reload;
 pub mod running;
+pub mod status;
 pub mod worker;
 
 use std::io;
@@ -16,7 +18,7 @@ use tokio::net::TcpListener;
 use arc_swap::ArcSwap;
 
 use crate::access::gate::Gate;
-use crate::access::{AccessError, AccessPolicy, FolderSettings};
+use crate::access::{AccessError, AccessPolicy, FolderSettings, SharedPolicy};
 use crate::cluster::join::KnownMain;
 use crate::cluster::registry::{Registry, RegistryError, Role, ServerEntry};
 use crate::cluster::router::Router;
@@ -28,8 +30,13 @@ use crate::protocol::RESERVED;
 use crate::server::{ServerContext, ServerSettings};
 use crate::services::{is_valid_name, Service, ServiceSet};
 use crate::site_cmds::{ClusterView, SiteContext};
+use crate::telemetry::http::{Endpoint, Status};
+use crate::telemetry::xferlog::TransferLog;
+use crate::telemetry::Telemetry;
+use reload::Reloader;
 pub use running::RunningCluster;
 use running::RunningServer;
+use status::ClusterStatus;
 
 /// Why a cluster could not start.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +54,22 @@ pub enum ClusterError {
     Bind {
         /// The server's name.
         name: String,
+        /// The address.
+        address: SocketAddr,
+        /// What failed.
+        source: io::Error,
+    },
+    /// The transfer log cannot be opened.
+    #[error("cannot open the transfer log {path:?}: {source}")]
+    TransferLog {
+        /// The file.
+        path: PathBuf,
+        /// What failed.
+        source: io::Error,
+    },
+    /// The metrics endpoint cannot listen on its address.
+    #[error("the metrics endpoint cannot listen on {address}: {source}")]
+    Metrics {
         /// The address.
         address: SocketAddr,
         /// What failed.
@@ -123,7 +146,7 @@ impl Cluster {
         // The cluster's servers log in to each other with the cluster secret; an in-process
         // cluster without one (registration off) makes one up for its own hop.
         let hop_secret = config.secret.clone().unwrap_or_else(|| ClusterSecret::generate().0);
-        let settings =
+        let (settings, reloader) =
             settings(&config.root, self.downloads.clone(), &config.options, Some(hop_secret.clone())).await?;
         let main_listener = bind(&config.main_name, config.listen).await?;
         let main_entry = entry(&config.main_name, &main_listener, Role::Main, &config.main_services)?;
@@ -146,7 +169,7 @@ impl Cluster {
                 .push(RunningServer::spawn(listener, ServerContext::new(site, settings.clone()).map_err(site_table)?));
         }
         let workers = WorkerClient::new(hop_secret, DEFAULT_MAX_PER_WORKER);
-        let router = Router::new(registry.clone(), workers, config.worker_timeout);
+        let router = Router::new(registry.clone(), workers, config.worker_timeout, settings.telemetry.clone());
         let view = ClusterView::Main {
             registry: registry.clone(),
             router: router.clone(),
@@ -156,9 +179,17 @@ impl Cluster {
             policy: settings.policy.clone(),
         };
         let site = SiteContext::new(main_entry, self.catalog.clone(), view);
-        let policy = settings.policy.clone();
+        let (policy, telemetry) = (settings.policy.clone(), settings.telemetry.clone());
         started.insert(0, RunningServer::spawn(main_listener, ServerContext::new(site, settings).map_err(site_table)?));
-        Ok(RunningCluster::new(registry, router, policy, started))
+        let endpoint = match config.options.metrics_listen {
+            Some(address) => {
+                let routed = self.catalog.names().into_iter().filter(|name| !config.main_services.contains(name));
+                let status = ClusterStatus { registry: registry.clone(), services: routed.collect() };
+                Some(metrics_endpoint(address, telemetry.clone(), Arc::new(status)).await?)
+            }
+            None => None,
+        };
+        Ok(RunningCluster::new(registry, router, policy, started).observed(telemetry, endpoint, reloader))
     }
 }
 
@@ -175,23 +206,42 @@ pub(crate) async fn settings(
     downloads: Arc<Downloads>,
     options: &ServerOptions,
     cluster_secret: Option<ClusterSecret>,
-) -> Result<ServerSettings, ClusterError> {
+) -> Result<(ServerSettings, Reloader), ClusterError> {
     let folders = FolderSettings { root: root.to_path_buf(), downloads, no_clobber: options.no_clobber };
     let descriptors = rlimit::getrlimit(rlimit::Resource::NOFILE).ok().map(|(soft, _)| soft);
-    let policy = AccessPolicy::build(&options.access, &folders, cluster_secret, descriptors).await?;
+    let policy = AccessPolicy::build(&options.access, &folders, cluster_secret.clone(), descriptors).await?;
     match policy.folders.root.remove_stale_uploads().await {
         Ok(0) => {}
         Ok(removed) => tracing::info!(removed, "removed temporary files of interrupted uploads"),
         Err(error) => tracing::warn!(%error, "cannot look for temporary upload files"),
     }
-    Ok(ServerSettings {
-        policy: Arc::new(ArcSwap::from_pointee(policy)),
+    let transfer_log = match &options.transfer_log {
+        Some(path) => {
+            Some(TransferLog::open(path).map_err(|source| ClusterError::TransferLog { path: path.clone(), source })?)
+        }
+        None => None,
+    };
+    let policy: SharedPolicy = Arc::new(ArcSwap::from_pointee(policy));
+    let telemetry = Arc::new(Telemetry::new(transfer_log));
+    let reloader = Reloader { policy: policy.clone(), folders, secret: cluster_secret, telemetry: telemetry.clone() };
+    let settings = ServerSettings {
+        policy,
+        telemetry,
         gate: Arc::new(Gate::default()),
         passive_ports: options.passive_ports.clone(),
         passive_host: options.passive_host.clone(),
         grace_period: options.grace_period,
         close_on_stop: options.close_on_stop,
-    })
+    };
+    Ok((settings, reloader))
+}
+
+pub(crate) async fn metrics_endpoint(
+    address: SocketAddr,
+    telemetry: Arc<Telemetry>,
+    status: Arc<dyn Status>,
+) -> Result<Endpoint, ClusterError> {
+    Endpoint::start(address, telemetry, status).await.map_err(|source| ClusterError::Metrics { address, source })
 }
 
 pub(crate) async fn bind(name: &str, address: SocketAddr) -> Result<TcpListener, ClusterError> {

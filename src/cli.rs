@@ -9,19 +9,39 @@ mod serving;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use ftpcalc::client::{self, ClientConfig};
 
-use args::{seconds, Cli, ClientArgs, Command};
+use args::{seconds, Cli, ClientArgs, Command, LogFormat};
 
 /// Parses the command line and runs the subcommand.
 pub fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Client(args) => client_main(args),
-        Command::Server(args) => with_runtime(commands::serve(args)),
-        Command::Worker(args) => with_runtime(commands::work(args)),
-        Command::Bench(args) => with_runtime(commands::bench(args)),
+        Command::Server(args) => with_runtime(args.serving.log_format, commands::serve(args)),
+        Command::Worker(args) => with_runtime(args.serving.log_format, commands::work(args)),
+        Command::Bench(args) => with_runtime(LogFormat::Text, commands::bench(args)),
         Command::HashPassword => hash_password(),
+        Command::Completions { shell } => {
+            let mut command = Cli::command();
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut command, "ftpcalc", &mut script);
+            say(&String::from_utf8_lossy(&script));
+            ExitCode::SUCCESS
+        }
+        Command::Man => {
+            let mut page = Vec::new();
+            match clap_mangen::Man::new(Cli::command()).render(&mut page) {
+                Ok(()) => {
+                    say(&String::from_utf8_lossy(&page));
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("ftpcalc: {error}");
+                    ExitCode::from(2)
+                }
+            }
+        }
     }
 }
 
@@ -55,14 +75,8 @@ fn hash_password() -> ExitCode {
 }
 
 /// Sets up logging and runs `job` on a tokio runtime; errors exit with 2.
-fn with_runtime(job: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,libunftp=warn,rustls=error".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+fn with_runtime(format: LogFormat, job: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+    init_logging(format);
     // As nginx and vsftpd do: the soft descriptor limit up to the hard one, so that
     // `max_connections` is not cut short by a low default.
     match ftpcalc::access::gate::raise_descriptor_limit() {
@@ -77,6 +91,21 @@ fn with_runtime(job: impl std::future::Future<Output = anyhow::Result<()>>) -> E
             eprintln!("ftpcalc: {error:#}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// Logs on stderr: `RUST_LOG` or, by default, our events at info and libunftp's (its struct
+/// dumps) only from warn; colours only when stderr is a terminal.
+fn init_logging(format: LogFormat) {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,libunftp=warn,unftp_sbe_fs=warn,rustls=error".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        // Every line one JSON object: the event's fields flattened, and the session span's
+        // fields (`id`, `server`, `peer`, `user`) in "span".
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).with_span_list(false).init(),
     }
 }
 

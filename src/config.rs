@@ -74,6 +74,10 @@ pub struct ServerOptions {
     /// Close sessions still open when a shutdown's grace period is over (one extra file
     /// descriptor per session); on by default, the binary turns it off because it exits.
     pub close_on_stop: bool,
+    /// Where the HTTP endpoint (`/metrics`, `/health`, `/ready`) listens; `None`: no endpoint.
+    pub metrics_listen: Option<SocketAddr>,
+    /// The xferlog-format transfer log; `None`: none.
+    pub transfer_log: Option<PathBuf>,
 }
 
 impl Default for ServerOptions {
@@ -85,6 +89,8 @@ impl Default for ServerOptions {
             access: AccessConfig::default(),
             no_clobber: false,
             close_on_stop: true,
+            metrics_listen: None,
+            transfer_log: None,
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod downloads;
 pub mod folder;
 pub mod listing;
 pub mod sending;
+pub mod transfer;
 pub mod upload;
 
 use std::fmt::Debug;
@@ -27,8 +28,11 @@ use unftp_core::storage::{Error, ErrorKind, Fileinfo, Result, StorageBackend};
 use unftp_sbe_fs::{Filesystem, Meta};
 
 use crate::accounts::{Permission, User};
+use crate::telemetry::metrics::Direction;
+use crate::telemetry::{SessionTag, Telemetry};
 use downloads::{normalize, Downloads};
 pub use folder::{FolderError, Folders, SharedFolder};
+use transfer::{Counted, Watch};
 use upload::{is_internal, relative, Upload};
 
 /// Buffer size for file transfers: large buffers mean few trips to tokio's blocking pool.
@@ -44,6 +48,8 @@ pub struct FtpBackend {
     no_clobber: AtomicBool,
     last_stored: Mutex<Option<String>>,
     challenge: Mutex<Option<String>>,
+    telemetry: Option<Arc<Telemetry>>,
+    tag: SessionTag,
 }
 
 impl FtpBackend {
@@ -52,7 +58,28 @@ impl FtpBackend {
     pub fn open(folders: Arc<Folders>, peer: SocketAddr) -> Self {
         let folder = folders.root.clone();
         let no_clobber = AtomicBool::new(folder.no_clobber);
-        FtpBackend { folders, folder, peer, no_clobber, last_stored: Mutex::default(), challenge: Mutex::default() }
+        FtpBackend {
+            folders,
+            folder,
+            peer,
+            no_clobber,
+            last_stored: Mutex::default(),
+            challenge: Mutex::default(),
+            telemetry: None,
+            tag: SessionTag::none(),
+        }
+    }
+
+    /// Reports this session's transfers to `telemetry` and logs them in the session's span.
+    pub fn observed(mut self, telemetry: Arc<Telemetry>, tag: SessionTag) -> Self {
+        self.telemetry = Some(telemetry);
+        self.tag = tag;
+        self
+    }
+
+    /// The session's tag (its span for log lines).
+    pub fn tag(&self) -> &SessionTag {
+        &self.tag
     }
 
     /// The client's address (of its control connection).
@@ -251,6 +278,10 @@ impl StorageBackend<User> for FtpBackend {
         allowed(user, Permission::Download)?;
         let dir = self.folder.dir.clone();
         let target = relative(&path);
+        let full = self.folder.full_path(&path);
+        let watch = Watch::start(self.telemetry.clone(), &self.tag, Direction::Download, full.clone(), user, self.peer);
+        let opened = Arc::new(AtomicBool::new(false));
+        let opened_here = opened.clone();
         // Opening and one fstat are cheap path operations; `send_file` runs them in place.
         let open = move || {
             let file = dir.open(&target)?.into_std();
@@ -258,10 +289,16 @@ impl StorageBackend<User> for FtpBackend {
             if metadata.is_dir() {
                 return Err(io::Error::new(io::ErrorKind::NotFound, "a directory"));
             }
+            opened_here.store(true, Ordering::Relaxed);
             Ok((file, metadata.len()))
         };
-        let sent = sending::send_file(open, start_pos, output).await.map_err(download_error)?;
-        let full = self.folder.full_path(&path);
+        let mut counted = Counted::new(output, watch.counter());
+        let sent = sending::send_file(open, start_pos, &mut counted).await;
+        match (&sent, opened.load(Ordering::Relaxed)) {
+            (_, false) => watch.forget(),
+            (outcome, true) => watch.finish(outcome.is_ok()),
+        }
+        let sent = sent.map_err(download_error)?;
         let count = self.folder.downloads.record(Path::new(&full), self.peer);
         tracing::debug!(path = %full, peer = %self.peer, count, "download completed");
         Ok(sent)
@@ -295,16 +332,23 @@ impl StorageBackend<User> for FtpBackend {
         // no-clobber copy) needs `upload`.
         let replaces = upload.target_exists() && (start_pos > 0 || !no_clobber);
         allowed(user, if replaces { Permission::Overwrite } else { Permission::Upload })?;
+        let full = self.folder.full_path(path.as_ref());
+        let mut watch = Watch::start(self.telemetry.clone(), &self.tag, Direction::Upload, full, user, self.peer);
+        let input = Counted::new(input, watch.counter());
         // Uploads keep tokio's file writer: a double-buffered writer (1 MiB chunks written on the
         // blocking pool while the next one arrives) was steadier per GiB but had runs at a
         // third of the speed with curl -T (bench/compare.sh, 2026-11-25), so it was dropped.
         let mut file = tokio::fs::File::from_std(file);
-        // If this future is dropped or fails before the commit, `upload` removes the temporary file.
+        // If this future is dropped or fails before the commit, `upload` removes the temporary
+        // file, and `watch` records an incomplete upload.
         let written = tokio::io::copy_buf(&mut BufReader::with_capacity(TRANSFER_BUFFER, input), &mut file).await?;
         tokio::io::AsyncWriteExt::flush(&mut file).await?;
         drop(file);
         let stored = blocking(move || upload.commit(no_clobber)).await?;
-        *self.last_stored.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(normalize(&stored));
+        let stored = normalize(&stored);
+        watch.rename(self.folder.full_path(Path::new(&stored)));
+        watch.finish(true);
+        *self.last_stored.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(stored);
         Ok(written)
     }
 

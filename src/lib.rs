@@ -22,6 +22,8 @@
 //!   graceful shutdown.
 //! - [`bootstrap`]: [`Cluster::start`] binds, registers and starts every server of a cluster in
 //!   order; [`Worker::start`] starts a standalone worker that joins one over the network.
+//! - [`telemetry`]: Prometheus metrics, the xferlog transfer log, the HTTP endpoint with
+//!   `/metrics`, `/health` and `/ready`, and the session tag every log line carries.
 //! - `client` and `bench` (with the default `cli` feature): the `ftpcalc client` and
 //!   `ftpcalc bench` commands, as library code behind the thin binary.
 //!
@@ -73,6 +75,7 @@ pub mod protocol;
 pub mod server;
 pub mod services;
 pub mod site_cmds;
+pub mod telemetry;
 
 pub use bootstrap::worker::{RunningWorker, Worker, WorkerConfig};
 pub use bootstrap::{Cluster, ClusterError, RunningCluster};

@@ -26,6 +26,7 @@ use crate::access::{AccessPolicy, SharedPolicy};
 use crate::accounts::User;
 use crate::ftp_backend::FtpBackend;
 use crate::site_cmds::{verbs, Site, SiteContext};
+use crate::telemetry::SessionTag;
 use auth::SessionAuth;
 
 /// Settings every server of a cluster shares.
@@ -41,6 +42,8 @@ pub struct ServerSettings {
     pub passive_host: Option<String>,
     /// How long a shutdown waits for open connections before closing them.
     pub grace_period: Duration,
+    /// Metrics and the transfer log, shared by every server of the process.
+    pub telemetry: Arc<crate::telemetry::Telemetry>,
     /// Close sessions still open when the grace period of a shutdown is over. It costs one
     /// file descriptor per session (a second handle on its socket); a process that exits after
     /// the shutdown anyway (the `ftpcalc` binary) can do without.
@@ -95,11 +98,13 @@ pub fn build_server(
     policy: &AccessPolicy,
     peer: SocketAddr,
     auth: Arc<SessionAuth>,
+    tag: SessionTag,
 ) -> Result<Server<FtpBackend, User>, libunftp::ServerError> {
     let folders = policy.folders.clone();
+    let telemetry = context.settings.telemetry.clone();
     let storage = Box::new(move || {
         // The folders were opened once at start-up; sessions share their handles.
-        FtpBackend::open(folders.clone(), peer)
+        FtpBackend::open(folders.clone(), peer).observed(telemetry.clone(), tag.clone())
     });
     let provider: Arc<dyn UserDetailProvider<User = User> + Send + Sync> = auth.clone();
     let mut builder = ServerBuilder::<FtpBackend, User>::with_user_detail_provider::<User>(storage, provider)
@@ -137,7 +142,14 @@ impl SiteTable {
     fn new(site: &Arc<SiteContext>, settings: &ServerSettings) -> Result<Self, libunftp::ServerError> {
         let nobody = SocketAddr::from(([0, 0, 0, 0], 0));
         let policy = settings.policy.load_full();
-        let (auth, _) = SessionAuth::new(policy.clone(), settings.gate.clone(), nobody, String::new());
+        let (auth, _) = SessionAuth::new(
+            policy.clone(),
+            settings.gate.clone(),
+            nobody,
+            String::new(),
+            settings.telemetry.clone(),
+            SessionTag::none(),
+        );
         let folders = policy.folders.clone();
         let storage = Box::new(move || FtpBackend::open(folders.clone(), nobody));
         let provider: Arc<dyn UserDetailProvider<User = User> + Send + Sync> = auth.clone();

@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use libunftp::options::{Reply, ReplyCode, SiteCommandContext, SiteCommandHandler};
+use tracing::Instrument;
 
 use crate::access::gate::Gate;
 use crate::access::SharedPolicy;
@@ -213,7 +214,12 @@ impl Site {
 impl SiteCommandHandler<FtpBackend, User> for Site {
     async fn handle(&self, context: &SiteCommandContext<FtpBackend, User>) -> Reply {
         let user = context.user.as_ref().as_ref();
-        self.answer(user, &context.arguments, &context.storage).await.unwrap_or_else(|error| error.to_reply())
+        // Runs in libunftp's task, outside our session span: enter it for the log lines.
+        let span = context.storage.tag().span.clone();
+        self.answer(user, &context.arguments, &context.storage)
+            .instrument(span)
+            .await
+            .unwrap_or_else(|error| error.to_reply())
     }
 }
 
@@ -264,7 +270,12 @@ mod tests {
 
     fn main_server(registry: &Registry, folder: &tempfile::TempDir) -> Arc<SiteContext> {
         let secret = ClusterSecret::generate().0;
-        let router = Router::new(registry.clone(), WorkerClient::new(secret, 1), Duration::from_secs(1));
+        let router = Router::new(
+            registry.clone(),
+            WorkerClient::new(secret, 1),
+            Duration::from_secs(1),
+            Arc::new(crate::telemetry::Telemetry::default()),
+        );
         let view = ClusterView::Main {
             registry: registry.clone(),
             router,

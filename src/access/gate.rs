@@ -58,17 +58,19 @@ impl Default for Gate {
 #[derive(Debug)]
 pub struct Admission {
     gate: Arc<Gate>,
-    address: IpAddr,
+    /// The address counted against the per-address limit (`None`: exempt, not counted).
+    address: Option<IpAddr>,
 }
 
 impl Drop for Admission {
     fn drop(&mut self) {
         let mut counts = self.gate.counts.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         counts.total = counts.total.saturating_sub(1);
-        if let Some(count) = counts.per_address.get_mut(&self.address) {
+        let Some(address) = self.address else { return };
+        if let Some(count) = counts.per_address.get_mut(&address) {
             *count -= 1;
             if *count == 0 {
-                counts.per_address.remove(&self.address);
+                counts.per_address.remove(&address);
             }
         }
     }
@@ -76,7 +78,9 @@ impl Drop for Admission {
 
 impl Gate {
     /// Admits a connection from `address` if the server has room for it: at most `max` in all
-    /// and `per_address` from one address (`None`: the address is exempt from that limit).
+    /// and `per_address` from one address (`None`: the address is exempt from that limit, and
+    /// its connections do not count against it: the main server's pool to in-process workers
+    /// comes from the same loopback address as local clients).
     pub fn admit(
         self: &Arc<Self>,
         address: IpAddr,
@@ -92,8 +96,11 @@ impl Gate {
             return Err(Refusal::AddressFull(limit));
         }
         counts.total += 1;
+        if per_address.is_none() {
+            return Ok(Admission { gate: self.clone(), address: None });
+        }
         *counts.per_address.entry(address).or_insert(0) += 1;
-        Ok(Admission { gate: self.clone(), address })
+        Ok(Admission { gate: self.clone(), address: Some(address) })
     }
 
     /// Open connections in all.

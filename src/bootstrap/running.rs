@@ -8,11 +8,15 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::access::{AccessPolicy, SharedPolicy};
+use crate::access::{AccessError, AccessPolicy, SharedPolicy};
+use crate::bootstrap::reload::Reloader;
 use crate::cluster::registry::{Registry, Role, ServerEntry};
 use crate::cluster::router::Router;
+use crate::config::AccessConfig;
 use crate::server::listener::serve;
 use crate::server::ServerContext;
+use crate::telemetry::http::Endpoint;
+use crate::telemetry::Telemetry;
 
 /// One started server: its entry, the trigger that stops it and its task.
 #[derive(Debug)]
@@ -61,12 +65,55 @@ pub struct RunningCluster {
     policy: SharedPolicy,
     maintenance: JoinHandle<()>,
     servers: Vec<RunningServer>,
+    telemetry: Arc<Telemetry>,
+    endpoint: Option<Endpoint>,
+    reloader: Option<Reloader>,
 }
 
 impl RunningCluster {
     pub(crate) fn new(registry: Registry, router: Router, policy: SharedPolicy, servers: Vec<RunningServer>) -> Self {
         let maintenance = tokio::spawn(router.clone().maintain());
-        RunningCluster { registry, router, policy, maintenance, servers }
+        RunningCluster {
+            registry,
+            router,
+            policy,
+            maintenance,
+            servers,
+            telemetry: Arc::default(),
+            endpoint: None,
+            reloader: None,
+        }
+    }
+
+    pub(crate) fn observed(
+        mut self,
+        telemetry: Arc<Telemetry>,
+        endpoint: Option<Endpoint>,
+        reloader: Reloader,
+    ) -> Self {
+        self.telemetry = telemetry;
+        self.endpoint = endpoint;
+        self.reloader = Some(reloader);
+        self
+    }
+
+    /// Puts a new access configuration (users, permissions, anonymous access, TLS, limits) in
+    /// force for new sessions; open sessions keep theirs. On error the old one stays.
+    pub async fn reload(&self, access: &AccessConfig) -> Result<(), AccessError> {
+        match &self.reloader {
+            Some(reloader) => reloader.reload(access).await,
+            None => Ok(()),
+        }
+    }
+
+    /// The metrics and the transfer log of the cluster's servers.
+    pub fn telemetry(&self) -> &Arc<Telemetry> {
+        &self.telemetry
+    }
+
+    /// Where the HTTP endpoint (`/metrics`, `/health`, `/ready`) listens, if it was asked for.
+    pub fn metrics_address(&self) -> Option<SocketAddr> {
+        self.endpoint.as_ref().map(Endpoint::address)
     }
 
     /// The access policy in force (accounts, TLS, limits).

@@ -10,17 +10,24 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::access::AccessError;
 use crate::access::{AccessPolicy, SharedPolicy};
+use crate::bootstrap::reload::Reloader;
 use crate::bootstrap::running::RunningServer;
-use crate::bootstrap::{bind, entry, settings, site_table, ClusterError};
+use crate::bootstrap::status::WorkerStatus;
+use crate::bootstrap::{bind, entry, metrics_endpoint, settings, site_table, ClusterError};
 use crate::cluster::join::{Join, JoinError, KnownMain};
 use crate::cluster::registry::{Role, ServerEntry};
 use crate::cluster::secret::ClusterSecret;
+use crate::config::AccessConfig;
 use crate::config::{ServerOptions, DEFAULT_HEARTBEAT};
 use crate::ftp_backend::downloads::Downloads;
 use crate::server::ServerContext;
 use crate::services::{Service, ServiceSet};
 use crate::site_cmds::{ClusterView, SiteContext};
+use crate::telemetry::http::Endpoint;
+use crate::telemetry::Telemetry;
+use std::sync::atomic::AtomicBool;
 
 /// What a standalone worker needs.
 #[derive(Clone, Debug)]
@@ -106,7 +113,7 @@ impl Worker {
         if !crate::services::is_valid_name(&config.name) {
             return Err(ClusterError::Invalid(format!("{:?} cannot be a server name", config.name)));
         }
-        let settings =
+        let (settings, reloader) =
             settings(&config.root, Arc::new(Downloads::default()), &config.options, Some(config.secret.clone()))
                 .await?;
         let listener = bind(&config.name, config.listen).await?;
@@ -143,14 +150,32 @@ impl Worker {
             });
         }
         let site = SiteContext::new(identity.clone(), self.catalog.clone(), ClusterView::Worker { main: known });
-        let policy = settings.policy.clone();
+        let (policy, telemetry) = (settings.policy.clone(), settings.telemetry.clone());
         let server = RunningServer::spawn(listener, ServerContext::new(site, settings).map_err(site_table)?);
         let (stop_heartbeat, stopped) = watch::channel(false);
         let beating = join.clone();
         let interval = config.heartbeat;
-        let registered = main.is_some();
-        let heartbeat = tokio::spawn(async move { beating.heartbeat(interval, registered, stopped).await });
-        Ok(RunningWorker { identity, main, join, server, policy, stop_heartbeat, heartbeat })
+        let registered = Arc::new(AtomicBool::new(main.is_some()));
+        let flag = registered.clone();
+        let heartbeat = tokio::spawn(async move { beating.heartbeat(interval, flag, stopped).await });
+        let endpoint = match config.options.metrics_listen {
+            Some(address) => {
+                Some(metrics_endpoint(address, telemetry.clone(), Arc::new(WorkerStatus { registered })).await?)
+            }
+            None => None,
+        };
+        Ok(RunningWorker {
+            identity,
+            main,
+            join,
+            server,
+            policy,
+            stop_heartbeat,
+            heartbeat,
+            telemetry,
+            endpoint,
+            reloader,
+        })
     }
 }
 
@@ -164,6 +189,9 @@ pub struct RunningWorker {
     policy: SharedPolicy,
     stop_heartbeat: watch::Sender<bool>,
     heartbeat: JoinHandle<()>,
+    telemetry: Arc<Telemetry>,
+    endpoint: Option<Endpoint>,
+    reloader: Reloader,
 }
 
 impl RunningWorker {
@@ -180,6 +208,22 @@ impl RunningWorker {
     /// The shared access policy, to replace on reload.
     pub fn policy(&self) -> &SharedPolicy {
         &self.policy
+    }
+
+    /// Puts a new access configuration in force for new sessions (see
+    /// [`RunningCluster::reload`](crate::RunningCluster::reload)).
+    pub async fn reload(&self, access: &AccessConfig) -> Result<(), AccessError> {
+        self.reloader.reload(access).await
+    }
+
+    /// The worker's metrics and transfer log.
+    pub fn telemetry(&self) -> &Arc<Telemetry> {
+        &self.telemetry
+    }
+
+    /// Where the HTTP endpoint listens, if it was asked for.
+    pub fn metrics_address(&self) -> Option<SocketAddr> {
+        self.endpoint.as_ref().map(Endpoint::address)
     }
 
     /// The main server, if the first registration succeeded.

@@ -31,6 +31,13 @@ pub enum Command {
     /// Read a password from standard input (without echo on a terminal) and print its Argon2id
     /// hash, for the `password` of a `[[users]]` entry.
     HashPassword,
+    /// Print a shell completion script for SHELL (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), e.g. `ftpcalc man > ftpcalc.1`.
+    Man,
 }
 
 /// What `server` and `worker` share: the configuration file and the flags that override it.
@@ -70,6 +77,25 @@ pub struct Serving {
     /// The file the cluster secret is kept in (created with mode 0600 if missing).
     #[arg(long, value_name = "FILE")]
     pub secret_file: Option<PathBuf>,
+    /// Serve /metrics (Prometheus), /health and /ready over HTTP on this address, e.g.
+    /// 127.0.0.1:9121 (off by default).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<SocketAddr>,
+    /// Append one line per upload and download, in xferlog format, to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub transfer_log: Option<PathBuf>,
+    /// Log lines on stderr as text or as JSON objects (one per line).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines (colours only on a terminal).
+    Text,
+    /// One JSON object per line, with the session's id, user and client address.
+    Json,
 }
 
 #[derive(Debug, Args)]

@@ -26,14 +26,22 @@ pub async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     let (secret, secret_file) = serving::secret(&args.name, args.secret.as_deref(), &args.serving, file.as_ref())?;
     config.secret = Some(secret);
     let stop = shutdown_signal();
+    let hangups = serving::hangups();
     let cluster = Cluster::new(config).start().await?;
     let mut console = cluster.table();
     console.push_str(&serving::banner(&cluster.access()));
     if let Some(path) = secret_file {
         console.push_str(&format!("cluster secret in {} (for workers: --secret-file)\n", path.display()));
     }
+    if let Some(address) = cluster.metrics_address() {
+        console.push_str(&format!("metrics on http://{address}/metrics (also /health, /ready)\n"));
+    }
     say(&console);
-    stop.await;
+    serving::serve_until_stopped(stop, hangups, &args.serving, |access| {
+        let cluster = &cluster;
+        async move { cluster.reload(&access).await }
+    })
+    .await;
     eprintln!("ftpcalc: shutting down");
     cluster.shutdown().await;
     Ok(())
@@ -56,6 +64,7 @@ pub async fn work(args: WorkerArgs) -> anyhow::Result<()> {
     config.heartbeat = seconds(args.heartbeat, "--heartbeat")?;
     let heartbeat = config.heartbeat;
     let stop = shutdown_signal();
+    let hangups = serving::hangups();
     let worker = Worker::new(config).start().await?;
     let identity = worker.identity();
     let mut console = format!("{:<8} {:<22} {:<7} SERVICES\n", "NAME", "ADDRESS", "ROLE");
@@ -66,8 +75,15 @@ pub async fn work(args: WorkerArgs) -> anyhow::Result<()> {
         None => format!("main server at {} not reachable yet; retrying every {heartbeat:?}\n", args.join),
     });
     console.push_str(&serving::banner(&worker.access()));
+    if let Some(address) = worker.metrics_address() {
+        console.push_str(&format!("metrics on http://{address}/metrics (also /health, /ready)\n"));
+    }
     say(&console);
-    stop.await;
+    serving::serve_until_stopped(stop, hangups, &args.serving, |access| {
+        let worker = &worker;
+        async move { worker.reload(&access).await }
+    })
+    .await;
     eprintln!("ftpcalc: shutting down");
     worker.shutdown().await;
     Ok(())

@@ -49,6 +49,12 @@ pub fn options(serving: &Serving) -> anyhow::Result<(ServerOptions, Option<Confi
     if let Some(max) = serving.max_connections_per_ip {
         access.limits.max_connections_per_ip = max.max(1);
     }
+    if let Some(address) = serving.metrics {
+        options.metrics_listen = Some(address);
+    }
+    if let Some(path) = &serving.transfer_log {
+        options.transfer_log = Some(path.clone());
+    }
     options.grace_period = seconds(serving.grace, "--grace")?;
     // The process exits after the shutdown: sessions need no second handle to be closed.
     options.close_on_stop = false;
@@ -121,4 +127,54 @@ pub fn read_new_password() -> anyhow::Result<String> {
         bail!("an empty password would let anyone in: give one");
     }
     Ok(password)
+}
+
+/// Waits for `stop`. On each `SIGHUP` reads the configuration file again, lays the flags over
+/// it as at start, and hands the access part (users, anonymous, TLS, limits) to `reload`; a
+/// file that does not parse or check, or a policy that cannot be built, is refused with a
+/// message and the running configuration stays.
+/// `hangups` comes from [`hangups`], installed before the servers start so that no `SIGHUP`
+/// kills the process once it has said it is up.
+pub async fn serve_until_stopped<F, R>(
+    stop: impl std::future::Future<Output = ()>,
+    mut hangups: Option<tokio::signal::unix::Signal>,
+    serving: &Serving,
+    reload: F,
+) where
+    F: Fn(ftpcalc::config::AccessConfig) -> R,
+    R: std::future::Future<Output = Result<(), ftpcalc::access::AccessError>>,
+{
+    tokio::pin!(stop);
+    loop {
+        let hangup = async {
+            match &mut hangups {
+                Some(hangups) => hangups.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = &mut stop => return,
+            _ = hangup => {}
+        }
+        let Some(path) = &serving.config else {
+            tracing::warn!("SIGHUP: no configuration file to reload (start with --config FILE)");
+            continue;
+        };
+        match options(serving) {
+            Err(error) => {
+                tracing::error!(config = %path.display(), "SIGHUP: configuration refused, the running one stays: {error:#}")
+            }
+            Ok((options, _)) => match reload(options.access).await {
+                Ok(()) => tracing::info!(config = %path.display(), "SIGHUP: configuration reloaded for new sessions"),
+                Err(error) => {
+                    tracing::error!(config = %path.display(), %error, "SIGHUP: configuration refused, the running one stays")
+                }
+            },
+        }
+    }
+}
+
+/// The `SIGHUP` handler, installed now.
+pub fn hangups() -> Option<tokio::signal::unix::Signal> {
+    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok()
 }

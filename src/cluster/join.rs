@@ -4,6 +4,7 @@
 //! connection, so a restarted main server is found again without any special case.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -146,8 +147,14 @@ impl Join {
     /// so that workers started together do not beat together) until `stop` turns true;
     /// failures are logged and retried at the next beat (so a restarted main server gets the
     /// worker back, and a worker started before its main server joins when it comes up).
-    pub async fn heartbeat(&self, interval: Duration, registered: bool, mut stop: watch::Receiver<bool>) {
-        let mut registered = registered;
+    /// `registered` says, all along, whether the last attempt succeeded.
+    pub async fn heartbeat(
+        &self,
+        interval: Duration,
+        registered_flag: Arc<AtomicBool>,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let mut registered = registered_flag.load(Ordering::Relaxed);
         loop {
             tokio::select! {
                 _ = stop.wait_for(|stopping| *stopping) => return,
@@ -166,6 +173,7 @@ impl Join {
                     registered = false;
                 }
             }
+            registered_flag.store(registered, Ordering::Relaxed);
         }
     }
 }

@@ -208,6 +208,18 @@ impl Registry {
             .map(|server| (server.entry.clone(), server.failed))
     }
 
+    /// Every live worker, with whether it is marked failed.
+    pub fn workers(&self) -> Vec<(ServerEntry, bool)> {
+        let mut table = self.lock();
+        table.purge(Instant::now());
+        table
+            .servers
+            .iter()
+            .filter(|server| server.entry.role == Role::Worker)
+            .map(|server| (server.entry.clone(), server.failed))
+            .collect()
+    }
+
     /// The addresses of every live server.
     pub fn addresses(&self) -> Vec<SocketAddr> {
         self.lock().live().map(|server| server.address).collect()

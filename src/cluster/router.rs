@@ -24,6 +24,8 @@ use tokio::time::Instant;
 use crate::cluster::control::Reply;
 use crate::cluster::registry::{Registry, ServerEntry};
 use crate::cluster::worker_client::{WorkerClient, WorkerError};
+use crate::telemetry::metrics::SiteResult;
+use crate::telemetry::Telemetry;
 
 /// The shortest wait before an idempotent request is hedged on a second worker.
 pub const MIN_HEDGE_DELAY: Duration = Duration::from_millis(10);
@@ -72,6 +74,7 @@ struct Inner {
     latency: Mutex<HashMap<String, Latency>>,
     /// Set when the cluster shuts down: probes and pruning stop.
     closed: AtomicBool,
+    metrics: Arc<Telemetry>,
 }
 
 /// Routes requests to workers. Cloning shares everything.
@@ -85,8 +88,16 @@ type Attempt = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Reply, 
 impl Router {
     /// A router over `registry` that calls workers through `workers`, each request bounded by
     /// `timeout`.
-    pub fn new(registry: Registry, workers: WorkerClient, timeout: Duration) -> Self {
-        let inner = Inner { registry, workers, timeout, latency: Mutex::default(), closed: AtomicBool::new(false) };
+    /// `telemetry` counts every request and its latency by worker.
+    pub fn new(registry: Registry, workers: WorkerClient, timeout: Duration, telemetry: Arc<Telemetry>) -> Self {
+        let inner = Inner {
+            registry,
+            workers,
+            timeout,
+            latency: Mutex::default(),
+            closed: AtomicBool::new(false),
+            metrics: telemetry,
+        };
         Router { inner: Arc::new(inner) }
     }
 
@@ -101,8 +112,35 @@ impl Router {
     }
 
     /// Sends `SITE <service> <words>` to a worker offering `service`, following the policy
-    /// of this module.
+    /// of this module, and counts the outcome in the metrics and the log.
     pub async fn route(&self, service: &str, words: &[String], idempotent: bool) -> Result<Routed, RouteError> {
+        let started = Instant::now();
+        let outcome = self.route_once(service, words, idempotent).await;
+        let took = started.elapsed();
+        let (worker, result) = match &outcome {
+            Ok(routed) => (
+                Some(routed.worker.name.as_str()),
+                match routed.reply.code {
+                    200..=299 => SiteResult::Ok,
+                    500..=599 => SiteResult::ClientError,
+                    _ => SiteResult::Transient,
+                },
+            ),
+            Err(RouteError::NoWorker(_)) => (None, SiteResult::Transient),
+            Err(RouteError::Worker { worker, .. }) => (Some(worker.name.as_str()), SiteResult::Transient),
+        };
+        self.inner.metrics.metrics.site_request(service, worker, result, took);
+        tracing::info!(
+            service,
+            worker = worker.unwrap_or("none"),
+            result = result.label(),
+            micros = took.as_micros() as u64,
+            "routed"
+        );
+        outcome
+    }
+
+    async fn route_once(&self, service: &str, words: &[String], idempotent: bool) -> Result<Routed, RouteError> {
         let deadline = Instant::now() + self.inner.timeout;
         let registry = &self.inner.registry;
         let first = registry.pick(service, None).ok_or_else(|| RouteError::NoWorker(service.to_string()))?;
@@ -214,6 +252,7 @@ impl Router {
     /// Takes `worker` out of rotation and, if this call did, probes it until it answers or
     /// leaves the registry.
     fn failed(&self, worker: &ServerEntry, error: &WorkerError) {
+        self.inner.metrics.metrics.worker_failed(&worker.name);
         self.inner.workers.forget_idle(worker.address);
         if !self.inner.registry.mark_failed(&worker.name) {
             return;

@@ -9,6 +9,7 @@
 //! passive_host = "203.0.113.7"         # what PASV announces (NAT, containers); default: the control connection's address
 //! no_clobber = false
 //! secret_file = "cluster.secret"       # the cluster secret (created, mode 0600, if missing)
+//! transfer_log = "xferlog"             # one xferlog line per upload and download
 //!
 //! [[users]]
 //! name = "alice"
@@ -34,6 +35,9 @@
 //! login_timeout_seconds = 30
 //! idle_timeout_seconds = 600
 //! data_timeout_seconds = 30
+//!
+//! [metrics]
+//! listen = "127.0.0.1:9121"            # /metrics, /health, /ready
 //! ```
 
 use std::net::SocketAddr;
@@ -98,6 +102,8 @@ pub struct ConfigFile {
     pub no_clobber: Option<bool>,
     /// Where the cluster secret is kept.
     pub secret_file: Option<PathBuf>,
+    /// The xferlog-format transfer log.
+    pub transfer_log: Option<PathBuf>,
     #[serde(default)]
     users: Vec<UserSection>,
     anonymous: Option<AnonymousSection>,
@@ -263,6 +269,15 @@ impl ConfigFile {
         }
         if let Some(limits) = &self.limits {
             apply_limits(&mut access.limits, limits).map_err(|message| value(format!("[limits]: {message}")))?;
+        }
+        if let Some(metrics) = &self.metrics {
+            options.metrics_listen = Some(metrics.listen);
+        }
+        if let Some(log) = &self.transfer_log {
+            if log.as_os_str().is_empty() {
+                return Err(value("transfer_log is empty".into()));
+            }
+            options.transfer_log = Some(self.resolve(log));
         }
         // The accounts are checked here too (hashes, homes), so that `--config` fails early.
         crate::accounts::Accounts::new(access.users.clone(), access.anonymous.clone())

@@ -28,6 +28,7 @@ use crate::access::gate::Gate;
 use crate::access::{is_local, AccessPolicy, FAILURE_DELAY, OPEN_MODE_REFUSAL};
 use crate::accounts::User;
 use crate::protocol::CLUSTER_USER;
+use crate::telemetry::{SessionTag, Telemetry};
 
 /// The logins of one connection.
 #[derive(Debug)]
@@ -42,6 +43,8 @@ pub struct SessionAuth {
     /// Fired at the first successful login (a oneshot: a watch channel costs ~0.5 KiB per
     /// connection).
     logged_in: Mutex<Option<oneshot::Sender<()>>>,
+    telemetry: Arc<Telemetry>,
+    tag: SessionTag,
 }
 
 impl SessionAuth {
@@ -52,6 +55,8 @@ impl SessionAuth {
         gate: Arc<Gate>,
         peer: SocketAddr,
         nonce: String,
+        telemetry: Arc<Telemetry>,
+        tag: SessionTag,
     ) -> (Arc<Self>, oneshot::Receiver<()>) {
         let (logged_in, watcher) = oneshot::channel();
         let auth = SessionAuth {
@@ -62,6 +67,8 @@ impl SessionAuth {
             turn: tokio::sync::Mutex::new(()),
             user: Mutex::default(),
             logged_in: Mutex::new(Some(logged_in)),
+            telemetry,
+            tag,
         };
         (Arc::new(auth), watcher)
     }
@@ -113,7 +120,9 @@ impl Authenticator for SessionAuth {
         let password = credentials.password.as_deref().unwrap_or_default();
         match self.check(username, password).await {
             Ok(user) => {
-                tracing::info!(peer = %self.peer, user = %user.name, kind = ?user.kind, "logged in");
+                self.tag.logged_in(&user.name);
+                self.tag.span.in_scope(|| tracing::info!(kind = ?user.kind, "logged in"));
+                self.telemetry.metrics.login(&self.tag.server, true);
                 *self.user.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(user);
                 if let Some(logged_in) = self.logged_in.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take() {
                     let _ = logged_in.send(());
@@ -121,7 +130,8 @@ impl Authenticator for SessionAuth {
                 Ok(Principal { username: username.to_string() })
             }
             Err(reason) => {
-                tracing::warn!(peer = %self.peer, user = username, ?reason, "login refused");
+                self.tag.span.in_scope(|| tracing::warn!(tried = username, ?reason, "login refused"));
+                self.telemetry.metrics.login(&self.tag.server, false);
                 tokio::time::sleep(FAILURE_DELAY).await;
                 Err(match reason {
                     Refused::OpenMode => AuthenticationError::new(OPEN_MODE_REFUSAL),

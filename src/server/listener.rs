@@ -20,6 +20,9 @@ use crate::cluster::secret::random_hex;
 use crate::protocol::nonce_line;
 use crate::server::auth::SessionAuth;
 use crate::server::{build_server, ServerContext};
+use crate::telemetry::metrics::RefusalReason;
+use crate::telemetry::SessionTag;
+use tracing::Instrument;
 
 /// Serves `listener` until `shutdown` completes, then stops accepting, gives open connections
 /// the grace period to finish, and closes the ones still open.
@@ -63,9 +66,9 @@ pub async fn serve(listener: TcpListener, context: Arc<ServerContext>, shutdown:
 /// limits, lockout), the greeting's nonce, the libunftp session, the login timeout.
 async fn run_connection(
     context: Arc<ServerContext>,
-    mut stream: TcpStream,
+    stream: TcpStream,
     peer: SocketAddr,
-    mut close: watch::Receiver<bool>,
+    close: watch::Receiver<bool>,
 ) {
     let policy = context.settings.policy.load_full();
     let gate = context.settings.gate.clone();
@@ -73,11 +76,31 @@ async fn run_connection(
     let per_address = (!context.trusts(peer.ip())).then_some(limits.max_connections_per_ip);
     let _admission = match gate.admit(peer.ip(), limits.max_connections, per_address) {
         Ok(admission) => admission,
-        Err(refusal) => return refuse(&stream, peer, &refusal),
+        Err(refusal) => return refuse(&context, &stream, peer, &refusal),
     };
     if let Some(left) = gate.lockout.locked(peer.ip(), policy.lockout_rule()) {
-        return refuse(&stream, peer, &Refusal::LockedOut(left.as_secs().max(1)));
+        return refuse(&context, &stream, peer, &Refusal::LockedOut(left.as_secs().max(1)));
     }
+    let telemetry = context.settings.telemetry.clone();
+    let _open = telemetry.metrics.connection_opened(context.name());
+    let tag = SessionTag::new(context.name(), peer);
+    let span = tag.span.clone();
+    let opened = std::time::Instant::now();
+    run_session(context, stream, peer, close, tag).instrument(span.clone()).await;
+    span.in_scope(|| tracing::info!(seconds = opened.elapsed().as_secs(), "session closed"));
+}
+
+/// The admitted connection: the greeting's nonce, the libunftp session, the login timeout.
+async fn run_session(
+    context: Arc<ServerContext>,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    mut close: watch::Receiver<bool>,
+    tag: SessionTag,
+) {
+    let policy = context.settings.policy.load_full();
+    let gate = context.settings.gate.clone();
+    let limits = &policy.limits;
     let _ = stream.set_nodelay(true);
     let nonce = random_hex(16);
     let mut greeting = nonce_line(&nonce);
@@ -95,12 +118,13 @@ async fn run_connection(
         Err(error) => return tracing::warn!(%peer, %error, "cannot set up connection"),
     };
     let mut handle = Some(handle);
-    let (auth, mut logged_in) = SessionAuth::new(policy.clone(), gate, peer, nonce);
-    let server = match build_server(&context, &policy, peer, auth) {
+    let (auth, mut logged_in) =
+        SessionAuth::new(policy.clone(), gate, peer, nonce, context.settings.telemetry.clone(), tag.clone());
+    let server = match build_server(&context, &policy, peer, auth, tag) {
         Ok(server) => server,
         Err(error) => return tracing::error!(%peer, %error, "cannot build the FTP server"),
     };
-    tracing::debug!(server = %context.name(), %peer, "connection opened");
+    tracing::debug!("connection opened");
     // The libunftp `Server` and its start-up live in a box only until the session's task runs:
     // this task, one per connection, then holds a small future (libunftp patch 15; measured in
     // BENCHMARKS.md).
@@ -141,8 +165,14 @@ async fn run_connection(
 
 /// Tells the client why it is not served (`421`, RFC 959's "service not available, closing
 /// control connection") and closes the connection, without waiting for a slow client.
-fn refuse(stream: &TcpStream, peer: SocketAddr, refusal: &Refusal) {
-    tracing::info!(%peer, %refusal, "connection refused");
+fn refuse(context: &ServerContext, stream: &TcpStream, peer: SocketAddr, refusal: &Refusal) {
+    tracing::info!(server = %context.name(), %peer, %refusal, "connection refused");
+    let reason = match refusal {
+        Refusal::Full(_) => RefusalReason::TooMany,
+        Refusal::AddressFull(_) => RefusalReason::TooManyFromAddress,
+        Refusal::LockedOut(_) => RefusalReason::LockedOut,
+    };
+    context.settings.telemetry.metrics.connection_refused(context.name(), reason);
     let _ = stream.try_write(format!("421 {refusal}\r\n").as_bytes());
 }
 

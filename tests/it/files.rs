@@ -7,19 +7,11 @@ use std::time::Duration;
 use suppaftp::tokio::AsyncFtpStream;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::support::{connect, names_in, site, RawFtp, TestCluster};
+use crate::support::{connect, download, names_in, site, RawFtp, TestCluster};
 
 /// `size` bytes that differ from one `seed` to another.
 fn payload(seed: u8, size: usize) -> Vec<u8> {
     (0..size).map(|index| (index as u8).wrapping_mul(31).wrapping_add(seed)).collect()
-}
-
-async fn download(ftp: &mut AsyncFtpStream, name: &str) -> Vec<u8> {
-    let mut stream = ftp.retr_as_stream(name).await.unwrap_or_else(|error| panic!("RETR {name}: {error}"));
-    let mut data = Vec::new();
-    stream.read_to_end(&mut data).await.expect("read data");
-    stream.finish().await.expect("226 after RETR");
-    data
 }
 
 async fn upload(ftp: &mut AsyncFtpStream, name: &str, data: &[u8]) {

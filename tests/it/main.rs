@@ -10,6 +10,7 @@ mod faults;
 mod files;
 mod ftps;
 mod limits;
+mod operations;
 mod rclone;
 mod routing;
 mod site_commands;

@@ -100,6 +100,16 @@ pub async fn connect_as(address: SocketAddr, user: &str, password: &str) -> Asyn
     ftp
 }
 
+/// Downloads `name` whole (RETR, then the 226).
+pub async fn download(ftp: &mut AsyncFtpStream, name: &str) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let mut stream = ftp.retr_as_stream(name).await.unwrap_or_else(|error| panic!("RETR {name}: {error}"));
+    let mut data = Vec::new();
+    stream.read_to_end(&mut data).await.expect("read data");
+    stream.finish().await.expect("226 after RETR");
+    data
+}
+
 /// Sends `SITE <line>` and returns the reply code and its text (without the code).
 pub async fn site(ftp: &mut AsyncFtpStream, line: &str) -> (u32, String) {
     let response = ftp

@@ -1,0 +1,35 @@
+//! [`Reloader`]: replaces the access policy of running servers (users, permissions, anonymous
+//! access, TLS certificates, limits) for new sessions, leaving open ones as they are. The
+//! `ftpcalc` binary calls it on `SIGHUP` with the configuration file read again; a file that
+//! fails to parse or check never gets here, and a policy that fails to build (a certificate
+//! that cannot be read, a home outside the folder) leaves the old one in force.
+
+use std::sync::Arc;
+
+use crate::access::{AccessError, AccessPolicy, FolderSettings, SharedPolicy};
+use crate::cluster::secret::ClusterSecret;
+use crate::config::AccessConfig;
+use crate::telemetry::Telemetry;
+
+/// What a reload needs besides the new configuration.
+#[derive(Clone, Debug)]
+pub struct Reloader {
+    pub(crate) policy: SharedPolicy,
+    pub(crate) folders: FolderSettings,
+    pub(crate) secret: Option<ClusterSecret>,
+    pub(crate) telemetry: Arc<Telemetry>,
+}
+
+impl Reloader {
+    /// Builds the policy of `access` and puts it in force for new sessions; reopens the
+    /// transfer log (after logrotate). On error the old policy stays.
+    pub async fn reload(&self, access: &AccessConfig) -> Result<(), AccessError> {
+        let descriptors = rlimit::getrlimit(rlimit::Resource::NOFILE).ok().map(|(soft, _)| soft);
+        let policy = AccessPolicy::build(access, &self.folders, self.secret.clone(), descriptors).await?;
+        self.policy.store(Arc::new(policy));
+        if let Some(log) = &self.telemetry.transfer_log {
+            log.reopen();
+        }
+        Ok(())
+    }
+}
