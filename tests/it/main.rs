@@ -10,6 +10,7 @@ mod faults;
 mod files;
 mod ftps;
 mod limits;
+mod logs_and_reload;
 mod operations;
 mod rclone;
 mod routing;

@@ -305,6 +305,16 @@ pub struct Process {
 impl Process {
     /// Starts `ftpcalc ARGS...` (or `PREFIX... ftpcalc ARGS...`, e.g. `ip netns exec NS`).
     pub fn start(prefix: &[&str], args: &[&str]) -> Process {
+        Process::spawn(prefix, args, std::process::Stdio::null())
+    }
+
+    /// Starts `ftpcalc ARGS...` with its stderr (the log) written to `stderr`.
+    pub fn start_logging(args: &[&str], stderr: &Path) -> Process {
+        let file = std::fs::File::create(stderr).expect("create the log file");
+        Process::spawn(&[], args, std::process::Stdio::from(file))
+    }
+
+    fn spawn(prefix: &[&str], args: &[&str], stderr: std::process::Stdio) -> Process {
         let program = env!("CARGO_BIN_EXE_ftpcalc");
         let mut command = match prefix.split_first() {
             Some((first, rest)) => {
@@ -319,7 +329,7 @@ impl Process {
             .env("XDG_STATE_HOME", state_folder())
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("spawn ftpcalc");
         let stdout = child.stdout.take().expect("piped stdout");
@@ -349,6 +359,13 @@ impl Process {
             .nth(1)
             .and_then(|address| address.parse().ok())
             .unwrap_or_else(|| panic!("no address in {row:?}"))
+    }
+
+    /// Sends `signal` (`HUP`, `TERM`...) to the process.
+    pub fn signal(&self, signal: &str) {
+        let sent =
+            std::process::Command::new("kill").args([&format!("-{signal}"), &self.child.id().to_string()]).status();
+        assert!(sent.is_ok_and(|status| status.success()), "kill -{signal}");
     }
 
     /// Sends SIGKILL (no goodbye, no deregistration).
