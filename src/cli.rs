@@ -29,15 +29,19 @@ pub fn main() -> ExitCode {
             say(&String::from_utf8_lossy(&script));
             ExitCode::SUCCESS
         }
-        Command::Man => {
+        Command::Man { dir } => {
             let mut page = Vec::new();
-            match clap_mangen::Man::new(Cli::command()).render(&mut page) {
+            let written = match &dir {
+                Some(dir) => clap_mangen::generate_to(Cli::command(), dir),
+                None => clap_mangen::Man::new(Cli::command()).render(&mut page),
+            };
+            match written {
                 Ok(()) => {
                     say(&String::from_utf8_lossy(&page));
                     ExitCode::SUCCESS
                 }
                 Err(error) => {
-                    eprintln!("ftpcalc: {error}");
+                    eprintln!("ftpcalc: cannot write the manual pages: {error}");
                     ExitCode::from(2)
                 }
             }

@@ -36,8 +36,12 @@ pub enum Command {
         /// The shell.
         shell: clap_complete::Shell,
     },
-    /// Print the manual page (roff), e.g. `ftpcalc man > ftpcalc.1`.
-    Man,
+    /// Print the manual page (roff), or with DIR write ftpcalc.1 and one page per subcommand
+    /// (ftpcalc-server.1, ...) there.
+    Man {
+        /// The folder to write the pages to.
+        dir: Option<PathBuf>,
+    },
 }
 
 /// What `server` and `worker` share: the configuration file and the flags that override it.

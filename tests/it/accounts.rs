@@ -12,7 +12,7 @@ use ftpcalc::accounts::{Account, AnonymousPolicy, Permissions, ServiceGrant};
 use ftpcalc::ClusterConfig;
 use suppaftp::tokio::AsyncFtpStream;
 
-use crate::support::{connect_as, site, RawFtp, TestCluster};
+use crate::support::{connect_as, run_ftpcalc, site, RawFtp, TestCluster};
 
 /// One Argon2id hash per password, made once for all the tests here.
 fn hashed(password: &str) -> String {
@@ -247,35 +247,14 @@ async fn cluster_logins_hold_only_for_the_connection_whose_nonce_they_sign() {
     assert_eq!(guessed.log_in_as(ftpcalc::protocol::CLUSTER_USER, "00").await.0, 530);
 }
 
-/// Runs the binary with `args` and `stdin`; returns (exit code, stdout, stderr).
-fn run<S: AsRef<std::ffi::OsStr>>(args: &[S], stdin: &str, env: &[(&str, &str)]) -> (Option<i32>, String, String) {
-    use std::io::Write;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ftpcalc"))
-        .args(args)
-        .envs(env.iter().copied())
-        .env("XDG_STATE_HOME", crate::support::state_folder())
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    child.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("write");
-    let output = child.wait_with_output().expect("runs");
-    (
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hash_from_hash_password_in_a_config_file_lets_its_user_in() {
-    let (code, phc, stderr) = run(&["hash-password"], "s3cret-password\n", &[]);
+    let (code, phc, stderr) = run_ftpcalc(&["hash-password"], "s3cret-password\n", &[]);
     assert_eq!(code, Some(0), "{stderr}");
     let phc = phc.trim().to_string();
     assert!(phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{phc}");
     assert!(!phc.contains("s3cret"));
-    assert_eq!(run(&["hash-password"], "\n", &[]).0, Some(2), "an empty password is refused");
+    assert_eq!(run_ftpcalc(&["hash-password"], "\n", &[]).0, Some(2), "an empty password is refused");
 
     let settings = tempfile::tempdir().expect("folder");
     let config = settings.path().join("ftpcalc.toml");
@@ -302,15 +281,15 @@ async fn a_hash_from_hash_password_in_a_config_file_lets_its_user_in() {
     let local_text = local.path().to_str().expect("utf-8");
     let base = ["client", "dora", local_text, "--server", server_text.as_str()];
     let with = |extra: &[&'static str]| base.iter().chain(extra).map(|word| word.to_string()).collect::<Vec<String>>();
-    let (code, out, err) = run(&with(&["--password", "s3cret-password", "add", "2", "3"]), "", &[]);
+    let (code, out, err) = run_ftpcalc(&with(&["--password", "s3cret-password", "add", "2", "3"]), "", &[]);
     assert_eq!((code, out.trim()), (Some(1), ""), "no worker, but the login worked: {err}");
     assert!(err.contains("451"), "{err}");
-    let (code, _, err) = run(&with(&["info"]), "", &[("FTPCALC_PASSWORD", "s3cret-password")]);
+    let (code, _, err) = run_ftpcalc(&with(&["info"]), "", &[("FTPCALC_PASSWORD", "s3cret-password")]);
     assert_eq!(code, Some(0), "{err}");
     let home_text = home.path().to_str().expect("utf-8");
-    let (code, _, err) = run(&with(&["info"]), "", &[("HOME", home_text)]);
+    let (code, _, err) = run_ftpcalc(&with(&["info"]), "", &[("HOME", home_text)]);
     assert_eq!(code, Some(0), "the password from ~/.netrc: {err}");
-    let (code, _, err) = run(&with(&["--password", "wrong", "info"]), "", &[]);
+    let (code, _, err) = run_ftpcalc(&with(&["--password", "wrong", "info"]), "", &[]);
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("refused the login as dora"), "{err}");
 }
@@ -323,11 +302,11 @@ async fn a_bad_configuration_file_is_refused_with_its_name_and_line() {
     let config_text = config.to_str().expect("utf-8");
     let root = tempfile::tempdir().expect("folder");
     let (code, _, stderr) =
-        run(&["server", "SV0", root.path().to_str().expect("utf-8"), "--config", config_text], "", &[]);
+        run_ftpcalc(&["server", "SV0", root.path().to_str().expect("utf-8"), "--config", config_text], "", &[]);
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("bad.toml") && stderr.contains("line 2"), "{stderr}");
     let (code, _, stderr) =
-        run(&["server", "SV0", root.path().to_str().expect("utf-8"), "--config", "/nonexistent.toml"], "", &[]);
+        run_ftpcalc(&["server", "SV0", root.path().to_str().expect("utf-8"), "--config", "/nonexistent.toml"], "", &[]);
     assert_eq!(code, Some(2));
     assert!(stderr.contains("/nonexistent.toml"), "{stderr}");
 }

@@ -12,6 +12,7 @@ mod ftps;
 mod limits;
 mod logs_and_reload;
 mod operations;
+mod packaging;
 mod rclone;
 mod routing;
 mod site_commands;

@@ -100,6 +100,31 @@ pub async fn connect_as(address: SocketAddr, user: &str, password: &str) -> Asyn
     ftp
 }
 
+/// Runs the binary with `args` and `stdin`; returns (exit code, stdout, stderr).
+pub fn run_ftpcalc<S: AsRef<std::ffi::OsStr>>(
+    args: &[S],
+    stdin: &str,
+    env: &[(&str, &str)],
+) -> (Option<i32>, String, String) {
+    use std::io::Write;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ftpcalc"))
+        .args(args)
+        .envs(env.iter().copied())
+        .env("XDG_STATE_HOME", crate::support::state_folder())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("write");
+    let output = child.wait_with_output().expect("runs");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
 /// Downloads `name` whole (RETR, then the 226).
 pub async fn download(ftp: &mut AsyncFtpStream, name: &str) -> Vec<u8> {
     use tokio::io::AsyncReadExt;
