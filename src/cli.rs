@@ -80,7 +80,7 @@ fn hash_password() -> ExitCode {
 
 /// Sets up logging and runs `job` on a tokio runtime; errors exit with 2.
 fn with_runtime(format: LogFormat, job: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
-    init_logging(format);
+    let _flush_logs_at_exit = init_logging(format);
     // As nginx and vsftpd do: the soft descriptor limit up to the hard one, so that
     // `max_connections` is not cut short by a low default.
     match ftpcalc::access::gate::raise_descriptor_limit() {
@@ -99,18 +99,22 @@ fn with_runtime(format: LogFormat, job: impl std::future::Future<Output = anyhow
 }
 
 /// Logs on stderr: `RUST_LOG` or, by default, our events at info and libunftp's (its struct
-/// dumps) only from warn; colours only when stderr is a terminal.
-fn init_logging(format: LogFormat) {
+/// dumps) only from warn; colours only when stderr is a terminal. Lines are written by a thread
+/// of their own through a bounded queue (tracing-appender's: 128,000 lines, then dropped and
+/// counted); the returned guard flushes it at exit.
+fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
     use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| "info,libunftp=warn,unftp_sbe_fs=warn,rustls=error".into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
     match format {
         LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
         // Every line one JSON object: the event's fields flattened, and the session span's
         // fields (`id`, `server`, `peer`, `user`) in "span".
         LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).with_span_list(false).init(),
     }
+    guard
 }
 
 /// Prints `text` on stdout; a closed stdout is not a reason to stop serving.
