@@ -50,15 +50,31 @@ pub fn main() -> ExitCode {
 }
 
 fn client_main(args: ClientArgs) -> ExitCode {
-    let timeout = match seconds(args.timeout, "--timeout") {
-        Ok(timeout) => timeout,
+    let durations = seconds(args.timeout, "--timeout")
+        .and_then(|timeout| Ok((timeout, seconds(args.cache_fresh, "--cache-fresh")?)));
+    let (timeout, cache_fresh) = match durations {
+        Ok(durations) => durations,
         Err(error) => {
             eprintln!("ftpcalc: {error:#}");
             return ExitCode::from(client::error::EXIT_USAGE_OR_CONNECTION);
         }
     };
-    let ClientArgs { name, folder, server, password, verbose, command, tls, tls_ca, .. } = args;
-    let config = ClientConfig { name, password, tls, tls_ca, folder, server, verbose, timeout };
+    let cache_dir =
+        if args.no_cache { None } else { args.cache_dir.clone().or_else(client::cache::FileCache::default_dir) };
+    let ClientArgs { name, folder, server, password, verbose, command, tls, tls_ca, cache_size, .. } = args;
+    let config = ClientConfig {
+        name,
+        password,
+        tls,
+        tls_ca,
+        folder,
+        server,
+        verbose,
+        timeout,
+        cache_dir,
+        cache_fresh,
+        cache_max_bytes: cache_size.saturating_mul(1 << 20),
+    };
     ExitCode::from(client::run(config, &command))
 }
 

@@ -5,20 +5,26 @@
 //! stdout alone (so scripts can use them); messages, progress and `--verbose` details go to
 //! stderr.
 
+pub mod cache;
 pub mod command;
+pub mod completion;
 pub mod credentials;
 pub mod error;
+pub mod local;
 pub mod progress;
 pub mod session;
 pub mod shell;
+pub mod transfer;
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::protocol::{parse_lookup, split_answer, INFO, LOOKUP, SERVERS, STATS};
+use cache::FileCache;
 use command::Request;
 pub use error::ClientError;
 use session::Session;
+use transfer::{GetOptions, Got};
 
 /// Where the client connects unless told otherwise.
 pub const DEFAULT_SERVER: &str = crate::config::DEFAULT_LISTEN;
@@ -45,44 +51,112 @@ pub struct ClientConfig {
     pub verbose: bool,
     /// Connect and reply timeout.
     pub timeout: Duration,
+    /// The whole-file cache's folder; `None`: no cache (`--no-cache`).
+    pub cache_dir: Option<PathBuf>,
+    /// How long after a check a cached file is used without asking the server.
+    pub cache_fresh: Duration,
+    /// The cache's size bound in bytes.
+    pub cache_max_bytes: u64,
 }
 
 /// A lazily opened connection: opened by the first request that needs the server, dropped
-/// when it breaks, reopened by the next request.
+/// when it breaks, reopened by the next request (in the remote folder the last one was in).
 pub struct Connection {
     config: ClientConfig,
     session: Option<Session>,
+    cache: Option<FileCache>,
+    /// The remote folder to return to after a reconnection.
+    cwd: Option<String>,
+    /// The names of the remote folder, for completion: (folder, names, when listed).
+    listing: Option<(String, Vec<String>, Instant)>,
 }
+
+/// How long a listing serves completion before it is asked again.
+const LISTING_FRESH: Duration = Duration::from_secs(10);
 
 impl Connection {
     /// No connection yet.
     pub fn new(config: ClientConfig) -> Self {
-        Connection { config, session: None }
+        let cache = config.cache_dir.as_ref().and_then(|dir| {
+            FileCache::open(dir, config.cache_fresh, config.cache_max_bytes)
+                .map_err(|error| eprintln!("warning: no file cache in {}: {error}", dir.display()))
+                .ok()
+        });
+        Connection { config, session: None, cache, cwd: None, listing: None }
+    }
+
+    /// The local folder.
+    pub fn folder(&self) -> &Path {
+        &self.config.folder
     }
 
     fn session(&mut self) -> Result<&mut Session, ClientError> {
+        // A server that restarted (or timed the session out) closed the socket: notice it before
+        // sending anything, so that no command is lost or sent twice.
+        if self.session.as_ref().is_some_and(Session::is_stale) {
+            self.session = None;
+        }
         if self.session.is_none() {
-            self.session = Some(Session::connect(&self.config)?);
+            let mut session = Session::connect(&self.config)?;
+            if let Some(cwd) = self.cwd.clone() {
+                if let Err(error) = session.cd(&cwd) {
+                    eprintln!("warning: reconnected, but cannot return to {cwd}: {error:#}");
+                    self.cwd = None;
+                }
+            }
+            self.session = Some(session);
         }
         Ok(self.session.as_mut().expect("connected just above"))
     }
 
-    /// Runs one request and prints its answer; `Ok(false)` means the user asked to quit.
+    /// Runs one request and prints its answer; `Ok(false)` means the user asked to quit. A
+    /// connection that broke under an idempotent request is opened again and the request sent
+    /// once more.
     pub fn run(&mut self, request: &Request) -> Result<bool, ClientError> {
-        let result = self.execute(request);
+        let reused = self.session.is_some();
+        let mut result = self.execute(request);
         if let Err(error) = &result {
             if error.breaks_connection() {
                 self.session = None;
+                if reused && request.idempotent() && !matches!(error, ClientError::Login { .. }) {
+                    result = self.execute(request);
+                    if result.as_ref().is_err_and(ClientError::breaks_connection) {
+                        self.session = None;
+                    }
+                }
             }
         }
         result
     }
 
+    /// The names in the current remote folder, listed at most every 10 s (for completion).
+    pub fn remote_names(&mut self) -> Vec<String> {
+        let folder = self.cwd.clone().unwrap_or_default();
+        if let Some((listed, names, when)) = &self.listing {
+            if *listed == folder && when.elapsed() < LISTING_FRESH {
+                return names.clone();
+            }
+        }
+        let names = match self.session().and_then(|session| session.names(None)) {
+            Ok(names) => names,
+            Err(_) => return Vec::new(),
+        };
+        self.listing = Some((folder, names.clone(), Instant::now()));
+        names
+    }
+
     fn execute(&mut self, request: &Request) -> Result<bool, ClientError> {
         let verbose = self.config.verbose;
         let folder = self.config.folder.clone();
+        if request.changes_remote_names() {
+            self.listing = None;
+        }
         match request {
-            Request::Help => println!("{}", command::HELP),
+            Request::Help(None) => println!("{}", command::help_text()),
+            Request::Help(Some(name)) => match command::command_help(name) {
+                Some(text) => println!("{text}"),
+                None => return Err(ClientError::Usage(format!("no command {name:?} (try: help)"))),
+            },
             Request::Quit => return Ok(false),
             Request::Service { verb, arguments } => {
                 let line = std::iter::once(verb.clone()).chain(arguments.iter().cloned()).collect::<Vec<_>>().join(" ");
@@ -120,18 +194,118 @@ impl Connection {
                     println!("{line}");
                 }
             }
-            Request::Get(remote) => {
+            Request::Get { remote, resume, force } => {
                 create_folder(&folder)?;
-                let local = self.session()?.get(remote, &folder)?;
-                println!("{}", local.display());
+                self.get(remote, GetOptions { resume: *resume, force: *force })?;
             }
-            Request::Put(file) => {
-                let local = if Path::new(file).is_absolute() { PathBuf::from(file) } else { folder.join(file) };
-                let stored = self.session()?.put(&local)?;
+            Request::Put { local, resume } => {
+                let stored = self.session()?.put(&folder.join(local), *resume)?;
                 println!("{stored}");
+            }
+            Request::Mget(patterns) => self.mget(patterns)?,
+            Request::Mput(patterns) => self.mput(patterns)?,
+            Request::Cd(path) => {
+                let cwd = self.session()?.cd(path)?;
+                self.cwd = Some(cwd.clone());
+                println!("{cwd}");
+            }
+            Request::Pwd => {
+                let cwd = self.session()?.cwd()?;
+                println!("{cwd}");
+            }
+            Request::Mkdir(path) => self.session()?.mkdir(path)?,
+            Request::Rm(path) => self.session()?.rm(path)?,
+            Request::Rmdir(path) => self.session()?.rmdir(path)?,
+            Request::Mv(from, to) => self.session()?.mv(from, to)?,
+            Request::Lcd(path) => {
+                let target = folder.join(path);
+                let canonical =
+                    target.canonicalize().map_err(|source| ClientError::Local { path: target.clone(), source })?;
+                if !canonical.is_dir() {
+                    return Err(ClientError::Usage(format!("{} is not a folder", canonical.display())));
+                }
+                println!("{}", canonical.display());
+                self.config.folder = canonical;
             }
         }
         Ok(true)
+    }
+
+    fn get(&mut self, remote: &str, options: GetOptions) -> Result<(), ClientError> {
+        let folder = self.config.folder.clone();
+        let cache = if options.resume { None } else { self.cache.clone() };
+        let got = self.session()?.get(remote, &folder, options, cache.as_ref())?;
+        match got {
+            Got::Downloaded(path) => println!("{}", path.display()),
+            Got::Cached(path) => {
+                eprintln!("{remote}: cached (unchanged on the server)");
+                println!("{}", path.display());
+            }
+            Got::Complete(path) => {
+                eprintln!("{remote}: already complete");
+                println!("{}", path.display());
+            }
+        }
+        Ok(())
+    }
+
+    fn mget(&mut self, patterns: &[String]) -> Result<(), ClientError> {
+        let mut failed = None;
+        for pattern in patterns {
+            let (dir, name_pattern) = match pattern.rsplit_once('/') {
+                Some((dir, name)) => (Some(if dir.is_empty() { "/" } else { dir }), name),
+                None => (None, pattern.as_str()),
+            };
+            let matcher = glob::Pattern::new(name_pattern)
+                .map_err(|error| ClientError::Usage(format!("bad pattern {pattern:?}: {error}")))?;
+            let names = self.session()?.names(dir)?;
+            let matching: Vec<String> = names.into_iter().filter(|name| matcher.matches(name)).collect();
+            if matching.is_empty() {
+                eprintln!("mget: nothing matches {pattern}");
+            }
+            for name in matching {
+                let remote = match dir {
+                    Some("/") => format!("/{name}"),
+                    Some(dir) => format!("{dir}/{name}"),
+                    None => name,
+                };
+                if let Err(error) = self.get(&remote, GetOptions::default()) {
+                    eprintln!("error: {error:#}");
+                    if error.breaks_connection() {
+                        return Err(error);
+                    }
+                    failed = Some(error);
+                }
+            }
+        }
+        failed.map_or(Ok(()), Err)
+    }
+
+    fn mput(&mut self, patterns: &[String]) -> Result<(), ClientError> {
+        let folder = self.config.folder.clone();
+        let mut failed = None;
+        for pattern in patterns {
+            let full = folder.join(pattern);
+            let paths = glob::glob(&full.to_string_lossy())
+                .map_err(|error| ClientError::Usage(format!("bad pattern {pattern:?}: {error}")))?;
+            let files: Vec<PathBuf> = paths.filter_map(Result::ok).filter(|path| path.is_file()).collect();
+            if files.is_empty() {
+                eprintln!("mput: nothing matches {pattern}");
+            }
+            for file in files {
+                match self.session()?.put(&file, false) {
+                    Ok(stored) => println!("{stored}"),
+                    Err(error) => {
+                        eprintln!("error: {error:#}");
+                        if error.breaks_connection() {
+                            return Err(error);
+                        }
+                        failed = Some(error);
+                    }
+                }
+            }
+        }
+        failed.map_or(Ok(()), Err)
     }
 
     /// Closes the connection politely.

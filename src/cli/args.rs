@@ -271,6 +271,18 @@ pub struct ClientArgs {
     /// Seconds to wait for a connection or a reply.
     #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_TIMEOUT.as_secs_f64())]
     pub timeout: f64,
+    /// Download every file: no whole-file cache.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Seconds after a check during which a cached file is used without asking the server.
+    #[arg(long, value_name = "SECONDS", default_value_t = ftpcalc::client::cache::DEFAULT_FRESH.as_secs_f64())]
+    pub cache_fresh: f64,
+    /// The cache's size bound in MiB (least recently used files go first).
+    #[arg(long, value_name = "MIB", default_value_t = ftpcalc::client::cache::DEFAULT_MAX_BYTES >> 20)]
+    pub cache_size: u64,
+    /// The cache's folder [default: $XDG_CACHE_HOME/ftpcalc or ~/.cache/ftpcalc].
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
     /// The command and its arguments, e.g. `add 2 3`; `help` lists them.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,

@@ -19,37 +19,217 @@ pub enum Request {
     Servers,
     /// `ls [PATH]`.
     List(Option<String>),
-    /// `get FILE`.
-    Get(String),
-    /// `put FILE`.
-    Put(String),
+    /// `get [-c] [-f] FILE`.
+    Get {
+        /// The remote file.
+        remote: String,
+        /// `-c`: continue an interrupted download.
+        resume: bool,
+        /// `-f`: replace a local file of the same name.
+        force: bool,
+    },
+    /// `put [-c] FILE`.
+    Put {
+        /// The local file.
+        local: String,
+        /// `-c`: continue an interrupted upload.
+        resume: bool,
+    },
+    /// `mget PATTERN...`: every remote file matching a pattern.
+    Mget(Vec<String>),
+    /// `mput PATTERN...`: every local file matching a pattern.
+    Mput(Vec<String>),
+    /// `cd PATH`.
+    Cd(String),
+    /// `pwd`.
+    Pwd,
+    /// `mkdir PATH`.
+    Mkdir(String),
+    /// `rm FILE`.
+    Rm(String),
+    /// `rmdir PATH`.
+    Rmdir(String),
+    /// `mv FROM TO`.
+    Mv(String, String),
+    /// `lcd PATH`: the local folder.
+    Lcd(String),
     /// `stats [FILE]`.
     Stats(Option<String>),
     /// `info`.
     Info,
-    /// `help`.
-    Help,
+    /// `help [COMMAND]`.
+    Help(Option<String>),
     /// `quit`.
     Quit,
 }
 
-/// The text `help` prints.
-pub const HELP: &str = "\
-commands:
-  add A B [C ...]     sum of integers (any size)
-  sub A B [C ...]     A minus the others
-  mul A B [C ...]     product
-  inc A               A plus one
-  lookup SERVICE      which servers offer SERVICE
-  servers             every server of the cluster
-  ls [PATH]           list a remote folder
-  get FILE            download FILE into the local folder
-  put FILE            upload FILE (never overwrites: NAME_copy1.EXT, ...)
-  stats [FILE]        download counts
-  info                the server's name, role, pid, version and services
-  site VERB [ARG ...] any SITE command; VERB [ARG ...] works too for services the server knows
-  help                this text
-  quit                leave the shell";
+impl Request {
+    /// True when it may change the names in a remote folder (the completion listing is then
+    /// asked again).
+    pub fn changes_remote_names(&self) -> bool {
+        matches!(
+            self,
+            Request::Put { .. }
+                | Request::Mput(_)
+                | Request::Mkdir(_)
+                | Request::Rm(_)
+                | Request::Rmdir(_)
+                | Request::Mv(..)
+                | Request::Cd(_)
+        )
+    }
+
+    /// True when running it twice does what running it once does, so that it may be sent
+    /// again after the connection broke under it (the arithmetic services are pure).
+    pub fn idempotent(&self) -> bool {
+        match self {
+            Request::Service { verb, .. } => ["ADD", "SUB", "MUL", "INC"].contains(&verb.as_str()),
+            Request::Put { .. } | Request::Mput(_) | Request::Mkdir(_) | Request::Rm(_) | Request::Rmdir(_) => false,
+            Request::Mv(..) | Request::Quit => false,
+            _ => true,
+        }
+    }
+}
+
+/// One command's help: its form, what it does, an example.
+pub struct CommandHelp {
+    /// The command's name.
+    pub name: &'static str,
+    /// Its arguments.
+    pub form: &'static str,
+    /// What it does.
+    pub summary: &'static str,
+    /// More, for `help COMMAND`.
+    pub details: &'static str,
+    /// An example line.
+    pub example: &'static str,
+}
+
+/// Every command, in the order `help` lists them.
+pub const COMMANDS: &[CommandHelp] = &[
+    CommandHelp {
+        name: "add",
+        form: "A B [C ...]",
+        summary: "sum of integers (any size)",
+        details: "",
+        example: "add 2 3",
+    },
+    CommandHelp { name: "sub", form: "A B [C ...]", summary: "A minus the others", details: "", example: "sub 10 3 2" },
+    CommandHelp {
+        name: "mul",
+        form: "A B [C ...]",
+        summary: "product",
+        details: "",
+        example: "mul 99999999999 99999999999",
+    },
+    CommandHelp { name: "inc", form: "A", summary: "A plus one", details: "", example: "inc -1" },
+    CommandHelp {
+        name: "lookup",
+        form: "SERVICE",
+        summary: "which servers offer SERVICE",
+        details: "",
+        example: "lookup add",
+    },
+    CommandHelp { name: "servers", form: "", summary: "every server of the cluster", details: "", example: "servers" },
+    CommandHelp { name: "ls", form: "[PATH]", summary: "list a remote folder", details: "", example: "ls docs" },
+    CommandHelp { name: "cd", form: "PATH", summary: "change the remote folder", details: "", example: "cd docs" },
+    CommandHelp { name: "pwd", form: "", summary: "print the remote folder", details: "", example: "pwd" },
+    CommandHelp {
+        name: "get",
+        form: "[-c] [-f] FILE",
+        summary: "download FILE into the local folder",
+        details: "Never replaces a local file: if NAME.EXT exists the copy is NAME_copy1.EXT, ... (-f replaces it).\n\
+                  -c continues a download that was cut off, from the bytes already here.\n\
+                  Downloads are cached: a second get asks the server for MDTM and SIZE and, if the file is\n\
+                  unchanged, copies it from the cache without a data connection (says \"cached\").",
+        example: "get -c big.iso",
+    },
+    CommandHelp {
+        name: "put",
+        form: "[-c] FILE",
+        summary: "upload FILE (never overwrites: NAME_copy1.EXT, ...)",
+        details: "-c continues an upload that was cut off: the bytes past the remote file's size are appended.",
+        example: "put report.pdf",
+    },
+    CommandHelp {
+        name: "mget",
+        form: "PATTERN ...",
+        summary: "download every remote file matching a pattern",
+        details: "Patterns use * ? and [...] on the names of the current remote folder (or PATTERN's folder).",
+        example: "mget *.txt",
+    },
+    CommandHelp {
+        name: "mput",
+        form: "PATTERN ...",
+        summary: "upload every local file matching a pattern",
+        details: "Patterns are matched in the local folder (see lcd).",
+        example: "mput *.csv",
+    },
+    CommandHelp { name: "mkdir", form: "PATH", summary: "make a remote folder", details: "", example: "mkdir reports" },
+    CommandHelp { name: "rm", form: "FILE", summary: "delete a remote file", details: "", example: "rm old.txt" },
+    CommandHelp {
+        name: "rmdir",
+        form: "PATH",
+        summary: "delete an empty remote folder",
+        details: "",
+        example: "rmdir reports",
+    },
+    CommandHelp {
+        name: "mv",
+        form: "FROM TO",
+        summary: "rename a remote file or folder",
+        details: "",
+        example: "mv a.txt b.txt",
+    },
+    CommandHelp { name: "lcd", form: "PATH", summary: "change the local folder", details: "", example: "lcd /tmp" },
+    CommandHelp { name: "stats", form: "[FILE]", summary: "download counts", details: "", example: "stats" },
+    CommandHelp {
+        name: "info",
+        form: "",
+        summary: "the server's name, role, pid, version and services",
+        details: "",
+        example: "info",
+    },
+    CommandHelp {
+        name: "site",
+        form: "VERB [ARG ...]",
+        summary: "any SITE command; VERB [ARG ...] works too for services the server knows",
+        details: "",
+        example: "site lookup mul",
+    },
+    CommandHelp {
+        name: "help",
+        form: "[COMMAND]",
+        summary: "this text, or one command's",
+        details: "",
+        example: "help get",
+    },
+    CommandHelp { name: "quit", form: "", summary: "leave the shell", details: "", example: "quit" },
+];
+
+/// The text `help` prints: every command on one line.
+pub fn help_text() -> String {
+    let mut text = String::from("commands:\n");
+    for command in COMMANDS {
+        let usage = format!("{} {}", command.name, command.form);
+        text.push_str(&format!("  {:<20} {}\n", usage.trim_end(), command.summary));
+    }
+    text.push_str("  (help COMMAND explains one, with an example)");
+    text
+}
+
+/// The text `help COMMAND` prints, if there is such a command.
+pub fn command_help(name: &str) -> Option<String> {
+    let name = name.to_ascii_lowercase();
+    let command = COMMANDS.iter().find(|command| command.name == name)?;
+    let mut text = format!("usage: {} {}\n{}\n", command.name, command.form, command.summary);
+    if !command.details.is_empty() {
+        text.push_str(command.details);
+        text.push('\n');
+    }
+    text.push_str(&format!("example: {}", command.example));
+    Some(text)
+}
 
 /// Splits a line into words: white space separates, double quotes group (`get "a b.txt"`).
 pub fn split(line: &str) -> Result<Vec<String>, ClientError> {
@@ -109,11 +289,41 @@ pub fn parse(words: &[String]) -> Result<Request, ClientError> {
         "lookup" => Ok(Request::Lookup(one("one service name")?)),
         "servers" => none(Request::Servers),
         "ls" | "dir" => Ok(Request::List(optional("one path")?)),
-        "get" => Ok(Request::Get(one("one file name")?)),
-        "put" => Ok(Request::Put(one("one file name")?)),
+        "get" => {
+            let (flags, names) = flags(rest, &["-c", "-f"])?;
+            match names.as_slice() {
+                [remote] => Ok(Request::Get {
+                    remote: remote.clone(),
+                    resume: flags.contains(&"-c"),
+                    force: flags.contains(&"-f"),
+                }),
+                _ => Err(usage("get takes one file name (and -c, -f)")),
+            }
+        }
+        "put" => {
+            let (flags, names) = flags(rest, &["-c"])?;
+            match names.as_slice() {
+                [local] => Ok(Request::Put { local: local.clone(), resume: flags.contains(&"-c") }),
+                _ => Err(usage("put takes one file name (and -c)")),
+            }
+        }
+        "mget" if rest.is_empty() => Err(usage("mget takes one or more patterns")),
+        "mget" => Ok(Request::Mget(rest.to_vec())),
+        "mput" if rest.is_empty() => Err(usage("mput takes one or more patterns")),
+        "mput" => Ok(Request::Mput(rest.to_vec())),
+        "cd" => Ok(Request::Cd(one("one path")?)),
+        "pwd" => none(Request::Pwd),
+        "mkdir" => Ok(Request::Mkdir(one("one path")?)),
+        "rm" | "delete" => Ok(Request::Rm(one("one file name")?)),
+        "rmdir" => Ok(Request::Rmdir(one("one path")?)),
+        "mv" | "rename" => match rest {
+            [from, to] => Ok(Request::Mv(from.clone(), to.clone())),
+            _ => Err(usage("mv takes two paths")),
+        },
+        "lcd" => Ok(Request::Lcd(one("one local path")?)),
         "stats" => Ok(Request::Stats(optional("one file name")?)),
         "info" => none(Request::Info),
-        "help" | "?" => Ok(Request::Help),
+        "help" | "?" => Ok(Request::Help(optional("one command name")?)),
         "quit" | "exit" | "bye" => none(Request::Quit),
         "site" => match rest.split_first() {
             Some((verb, arguments)) => service(verb, arguments),
@@ -121,6 +331,28 @@ pub fn parse(words: &[String]) -> Result<Request, ClientError> {
         },
         _ => service(first, rest),
     }
+}
+
+/// Splits `words` into the flags among `known` (leading `-x` words) and the rest; an unknown
+/// flag is a usage error. `--` ends the flags (for names that start with `-`).
+fn flags<'a>(words: &'a [String], known: &[&'static str]) -> Result<(Vec<&'static str>, Vec<String>), ClientError> {
+    let mut found = Vec::new();
+    let mut rest: &'a [String] = words;
+    while let Some((first, tail)) = rest.split_first() {
+        if first == "--" {
+            rest = tail;
+            break;
+        }
+        if !first.starts_with('-') || first.len() < 2 {
+            break;
+        }
+        match known.iter().find(|flag| **flag == first.as_str()) {
+            Some(flag) => found.push(*flag),
+            None => return Err(usage(&format!("unknown option {first} (known: {})", known.join(" ")))),
+        }
+        rest = tail;
+    }
+    Ok((found, rest.to_vec()))
 }
 
 fn service(verb: &str, arguments: &[String]) -> Result<Request, ClientError> {
@@ -173,9 +405,30 @@ mod tests {
         check("lookup add", Request::Lookup("add".into()));
         check("ls", Request::List(None));
         check("ls sub", Request::List(Some("sub".into())));
-        check("get \"a b.txt\"", Request::Get("a b.txt".into()));
+        check("get \"a b.txt\"", Request::Get { remote: "a b.txt".into(), resume: false, force: false });
+        check("get -c -f big.iso", Request::Get { remote: "big.iso".into(), resume: true, force: true });
+        check("get -- -c", Request::Get { remote: "-c".into(), resume: false, force: false });
+        check("put -c x", Request::Put { local: "x".into(), resume: true });
+        check("mget *.txt a?", Request::Mget(vec!["*.txt".into(), "a?".into()]));
+        check("mv a b", Request::Mv("a".into(), "b".into()));
+        check("cd ..", Request::Cd("..".into()));
+        check("help get", Request::Help(Some("get".into())));
         check("stats", Request::Stats(None));
         check("quit", Request::Quit);
+    }
+
+    #[test]
+    fn every_command_has_help_with_an_example() {
+        for command in COMMANDS {
+            let text = command_help(command.name).expect("help");
+            assert!(text.contains(&format!("example: {}", command.example)), "{text}");
+            assert!(help_text().contains(command.summary));
+            if command.name != "site" && command.name != "help" {
+                let words = split(command.example).expect("splits");
+                assert!(parse(&words).is_ok(), "the example of {} parses", command.name);
+            }
+        }
+        assert!(command_help("frobnicate").is_none());
     }
 
     #[test]
@@ -190,6 +443,11 @@ mod tests {
         refused("servers now", "no arguments");
         refused("what?!", "unknown command");
         refused("site", "SITE verb");
+        refused("get -x a", "unknown option -x");
+        refused("put -f a", "unknown option -f");
+        refused("mget", "one or more patterns");
+        refused("mv a", "two paths");
+        refused("pwd x", "no arguments");
     }
 
     proptest::proptest! {

@@ -1,29 +1,25 @@
 //! One logged-in FTP connection of the client (suppaftp's blocking API: a CLI has nothing else
 //! to do while it waits): SITE requests, listings, downloads and uploads with progress.
 
-use std::fs::File;
-use std::io::{Read, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::Path;
 
 use suppaftp::types::FileType;
 use suppaftp::{FtpError, RustlsConnector, RustlsFtpStream, Status};
 
 use crate::client::credentials;
 use crate::client::error::ClientError;
-use crate::client::progress::Progress;
 use crate::client::ClientConfig;
-use crate::protocol::{reply_lines, strip_code, NOCLOBBER, SITE_REPLY_CODES, STORED};
-
-/// Chunk size for transfers.
-const CHUNK: usize = 256 * 1024;
+use crate::protocol::{reply_lines, strip_code, SITE_REPLY_CODES};
 
 /// A logged-in connection.
 pub struct Session {
-    ftp: RustlsFtpStream,
-    server: String,
-    no_clobber: bool,
+    pub(crate) ftp: RustlsFtpStream,
+    pub(crate) server: String,
+    pub(crate) user: String,
+    pub(crate) no_clobber: bool,
+    /// The remote working folder, once asked (`PWD`); forgotten by `cd`.
+    cwd: Option<String>,
 }
 
 impl Session {
@@ -71,16 +67,16 @@ impl Session {
             ftp.custom_command(format!("PASS {password}"), &[Status::LoggedIn]).map_err(refused)?;
         }
         ftp.transfer_type(FileType::Binary).map_err(|error| broken(error.to_string()))?;
-        Ok(Session { ftp, server, no_clobber: false })
+        Ok(Session { ftp, server, user: config.name.clone(), no_clobber: false, cwd: None })
     }
 
-    fn broken(&self, error: impl std::fmt::Display) -> ClientError {
+    pub(crate) fn broken(&self, error: impl std::fmt::Display) -> ClientError {
         ClientError::Connection { server: self.server.clone(), reason: error.to_string() }
     }
 
     /// Turns a suppaftp error into ours: a reply is a refusal of `what`, anything else a
     /// broken connection.
-    fn failure(&self, what: &str, error: FtpError) -> ClientError {
+    pub(crate) fn failure(&self, what: &str, error: FtpError) -> ClientError {
         match error {
             FtpError::UnexpectedResponse(response) => {
                 let line = reply_line(&response.body);
@@ -95,7 +91,7 @@ impl Session {
     }
 
     /// Like `failure`, but a broken connection is reported as `transfer` breaking off.
-    fn transfer_failure(&self, what: &str, transfer: &str, error: FtpError) -> ClientError {
+    pub(crate) fn transfer_failure(&self, what: &str, transfer: &str, error: FtpError) -> ClientError {
         match error {
             FtpError::UnexpectedResponse(_) => self.failure(what, error),
             other => self.broken(format!("{transfer} broke off: {other}")),
@@ -122,101 +118,71 @@ impl Session {
         self.ftp.list(path).map_err(|error| self.failure(what.trim_end(), error))
     }
 
-    /// Downloads `remote` into `folder` under its base name, through a temporary name that is
-    /// renamed only when the transfer completed; returns the local path.
-    pub fn get(&mut self, remote: &str, folder: &Path) -> Result<PathBuf, ClientError> {
-        let what = format!("get {remote}");
-        let name =
-            Path::new(remote).file_name().ok_or_else(|| ClientError::Usage(format!("{remote:?} names no file")))?;
-        let target = folder.join(name);
-        let size = self.ftp.size(remote).map_err(|error| match self.failure(&what, error) {
-            ClientError::Refused { code: 550, .. } => {
-                ClientError::Refused { what: what.clone(), code: 550, text: format!("no such remote file: {remote}") }
-            }
-            other => other,
-        })?;
-        let partial = folder.join(format!(".{}.ftpcalc-part-{}", name.to_string_lossy(), std::process::id()));
-        let result = self.download_into(remote, &partial, size as u64, &what);
-        match result {
-            Ok(()) => std::fs::rename(&partial, &target)
-                .map_err(|source| ClientError::Local { path: target.clone(), source })?,
-            Err(error) => {
-                let _ = std::fs::remove_file(&partial);
-                return Err(error);
-            }
+    /// True when the server closed the connection (or said something unasked, such as a
+    /// `421` before closing) while it sat idle: it must not be used for the next command.
+    pub fn is_stale(&self) -> bool {
+        let socket = self.ftp.get_ref();
+        if socket.set_nonblocking(true).is_err() {
+            return true;
         }
-        Ok(target)
+        let mut byte = [0u8; 1];
+        let peeked = socket.peek(&mut byte);
+        let _ = socket.set_nonblocking(false);
+        !matches!(peeked, Err(error) if error.kind() == std::io::ErrorKind::WouldBlock)
     }
 
-    fn download_into(&mut self, remote: &str, partial: &Path, size: u64, what: &str) -> Result<(), ClientError> {
-        let local = |source| ClientError::Local { path: partial.to_path_buf(), source };
-        let mut file = File::create(partial).map_err(local)?;
-        let mut stream = self.ftp.retr_as_stream(remote).map_err(|error| self.failure(what, error))?;
-        let _ = stream.get_ref().get_ref().set_read_timeout(Some(Duration::from_secs(30)));
-        let mut progress = Progress::start(remote, size);
-        let mut buffer = vec![0; CHUNK];
-        let mut received = 0u64;
-        loop {
-            let read = match stream.read(&mut buffer) {
-                Ok(0) => break,
-                Ok(read) => read,
-                Err(error) => {
-                    progress.abandon();
-                    return Err(self.broken(format!("download of {remote} broke off: {error}")));
-                }
-            };
-            file.write_all(&buffer[..read]).map_err(local)?;
-            received += read as u64;
-            progress.advance(read as u64);
+    /// The remote working folder (asked once, then remembered until `cd`).
+    pub fn cwd(&mut self) -> Result<String, ClientError> {
+        if let Some(cwd) = &self.cwd {
+            return Ok(cwd.clone());
         }
-        if let Err(error) = stream.finish() {
-            progress.abandon();
-            return Err(self.transfer_failure(what, &format!("download of {remote}"), error));
-        }
-        if received != size {
-            progress.abandon();
-            return Err(self.broken(format!("download of {remote} ended after {received} of {size} bytes")));
-        }
-        file.sync_all().map_err(local)?;
-        progress.finish();
-        Ok(())
+        let cwd = self.ftp.pwd().map_err(|error| self.failure("pwd", error))?;
+        self.cwd = Some(cwd.clone());
+        Ok(cwd)
     }
 
-    /// Uploads `local` under its base name without ever replacing a remote file; returns the
-    /// remote path it was stored under (`/meme_copy1.png` when `/meme.png` existed).
-    pub fn put(&mut self, local: &Path) -> Result<String, ClientError> {
-        let name = local
-            .file_name()
-            .map(|name| name.to_string_lossy().into_owned())
-            .ok_or_else(|| ClientError::Usage(format!("{local:?} names no file")))?;
-        let what = format!("put {name}");
-        let local_error = |source| ClientError::Local { path: local.to_path_buf(), source };
-        let mut file = File::open(local).map_err(local_error)?;
-        let size = file.metadata().map_err(local_error)?.len();
-        if !self.no_clobber {
-            self.site(&format!("{NOCLOBBER} ON"), "turning no-clobber on")?;
-            self.no_clobber = true;
-        }
-        let mut stream = self.ftp.put_with_stream(&name).map_err(|error| self.failure(&what, error))?;
-        let mut progress = Progress::start(&name, size);
-        let mut buffer = vec![0; CHUNK];
-        loop {
-            let read = file.read(&mut buffer).map_err(local_error)?;
-            if read == 0 {
-                break;
-            }
-            if let Err(error) = stream.write_all(&buffer[..read]) {
-                progress.abandon();
-                return Err(self.broken(format!("upload of {name} broke off: {error}")));
-            }
-            progress.advance(read as u64);
-        }
-        if let Err(error) = stream.finish() {
-            progress.abandon();
-            return Err(self.transfer_failure(&what, &format!("upload of {name}"), error));
-        }
-        progress.finish();
-        self.site(STORED, &what)
+    /// `path` as an absolute remote path.
+    pub fn absolute(&mut self, path: &str) -> Result<String, ClientError> {
+        let joined = if path.starts_with('/') { path.to_string() } else { format!("{}/{path}", self.cwd()?) };
+        Ok(crate::ftp_backend::downloads::normalize(Path::new(&joined)))
+    }
+
+    /// `cd PATH`; returns the new remote folder.
+    pub fn cd(&mut self, path: &str) -> Result<String, ClientError> {
+        self.ftp.cwd(path).map_err(|error| self.failure(&format!("cd {path}"), error))?;
+        self.cwd = None;
+        self.cwd()
+    }
+
+    /// `mkdir PATH`.
+    pub fn mkdir(&mut self, path: &str) -> Result<(), ClientError> {
+        self.ftp.mkdir(path).map_err(|error| self.failure(&format!("mkdir {path}"), error))
+    }
+
+    /// `rm FILE`.
+    pub fn rm(&mut self, path: &str) -> Result<(), ClientError> {
+        self.ftp.rm(path).map_err(|error| self.failure(&format!("rm {path}"), error))
+    }
+
+    /// `rmdir PATH`.
+    pub fn rmdir(&mut self, path: &str) -> Result<(), ClientError> {
+        self.ftp.rmdir(path).map_err(|error| self.failure(&format!("rmdir {path}"), error))
+    }
+
+    /// `mv FROM TO`.
+    pub fn mv(&mut self, from: &str, to: &str) -> Result<(), ClientError> {
+        self.ftp.rename(from, to).map_err(|error| self.failure(&format!("mv {from} {to}"), error))
+    }
+
+    /// The names in a remote folder (`NLST`), without any folder part.
+    pub fn names(&mut self, path: Option<&str>) -> Result<Vec<String>, ClientError> {
+        let what = format!("ls {}", path.unwrap_or(""));
+        let names = self.ftp.nlst(path).map_err(|error| self.failure(what.trim_end(), error))?;
+        Ok(names
+            .into_iter()
+            .map(|name| name.rsplit('/').next().unwrap_or_default().to_string())
+            .filter(|name| !name.is_empty())
+            .collect())
     }
 
     /// Says goodbye (errors do not matter any more).
@@ -232,6 +198,6 @@ fn host_of(server: &str) -> &str {
 }
 
 /// The first line of a reply.
-fn reply_line(body: &[u8]) -> String {
+pub(crate) fn reply_line(body: &[u8]) -> String {
     String::from_utf8_lossy(body).lines().next().unwrap_or_default().trim_end().to_string()
 }
