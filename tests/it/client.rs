@@ -3,52 +3,19 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Stdio;
-use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
-use crate::support::{loopback, TestCluster};
-
-/// What one run of the client printed and how it ended.
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
+use crate::support::{loopback, run_client, ClientRun, TestCluster};
 
 /// Runs `ftpcalc client CL1 FOLDER --server ADDRESS ARGS...` with `input` on stdin.
-async fn client(server: SocketAddr, folder: &Path, args: &[&str], input: &str) -> Run {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ftpcalc"))
-        .args(["client", "CL1"])
-        .arg(folder)
-        .args(["--server", &server.to_string(), "--timeout", "10"])
-        .env("XDG_CACHE_HOME", crate::support::state_folder().join("cache"))
-        .env("XDG_STATE_HOME", crate::support::state_folder())
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn the client");
-    let mut stdin = child.stdin.take().expect("stdin");
-    stdin.write_all(input.as_bytes()).await.expect("write stdin");
-    drop(stdin);
-    let output = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
-        .await
-        .expect("the client ends within 60 s")
-        .expect("client output");
-    Run {
-        code: output.status.code().expect("an exit code"),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+async fn client(server: SocketAddr, folder: &Path, args: &[&str], input: &str) -> ClientRun {
+    run_client(server, folder, args, input).await
 }
 
 #[track_caller]
-fn check(run: &Run, code: i32, stdout: &str) {
+fn check(run: &ClientRun, code: i32, stdout: &str) {
     assert_eq!((run.code, run.stdout.as_str()), (code, stdout), "stderr: {}", run.stderr);
 }
 
@@ -195,7 +162,7 @@ async fn missing_files_are_named_and_leave_nothing_behind() {
 /// A scripted FTP peer for failures a real server will not produce on demand: it answers the
 /// login with `login_reply`, and a download by sending 1,000 of the 1,000,000 bytes it
 /// announced and then hanging up.
-async fn scripted_server(login_reply: &'static str) -> SocketAddr {
+pub async fn scripted_server(login_reply: &'static str) -> SocketAddr {
     let listener = TcpListener::bind(loopback(0)).await.expect("bind");
     let address = listener.local_addr().expect("address");
     tokio::spawn(async move {

@@ -4,6 +4,8 @@ mod accounts;
 mod bench;
 mod cli;
 mod client;
+mod client_files;
+mod client_shell;
 mod concurrency;
 mod embedding;
 mod faults;

@@ -125,6 +125,42 @@ pub fn run_ftpcalc<S: AsRef<std::ffi::OsStr>>(
     )
 }
 
+/// What one run of the client printed and how it ended.
+pub struct ClientRun {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `ftpcalc client CL1 FOLDER --server ADDRESS ARGS...` with `input` on stdin.
+pub async fn run_client(server: SocketAddr, folder: &Path, args: &[&str], input: &str) -> ClientRun {
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ftpcalc"))
+        .args(["client", "CL1"])
+        .arg(folder)
+        .args(["--server", &server.to_string(), "--timeout", "10"])
+        .env("XDG_CACHE_HOME", state_folder().join("cache"))
+        .env("XDG_STATE_HOME", state_folder())
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn the client");
+    let mut stdin = child.stdin.take().expect("stdin");
+    tokio::io::AsyncWriteExt::write_all(&mut stdin, input.as_bytes()).await.expect("write stdin");
+    drop(stdin);
+    let output = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("the client ends within 60 s")
+        .expect("client output");
+    ClientRun {
+        code: output.status.code().expect("an exit code"),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
 /// Downloads `name` whole (RETR, then the 226).
 pub async fn download(ftp: &mut AsyncFtpStream, name: &str) -> Vec<u8> {
     use tokio::io::AsyncReadExt;
