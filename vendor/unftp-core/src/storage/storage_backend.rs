@@ -26,6 +26,8 @@ pub const FEATURE_SITEMD5: u32 = 0b0000_0010;
 /// Indicates that the backend can set a file's modification time
 /// ([`StorageBackend::set_modified`], the FTP `MFMT` command).
 pub const FEATURE_MFMT: u32 = 0b0000_0100;
+/// Indicates that the backend's metadata gives RFC 3659's `unique` fact ([`Metadata::unique`]).
+pub const FEATURE_UNIQUE: u32 = 0b0000_1000;
 
 /// Result type returned by storage backend operations.
 pub type Result<T> = result::Result<T, Error>;
@@ -72,6 +74,13 @@ pub trait Metadata {
 
     /// If this is a symlink, return the path to its target
     fn readlink(&self) -> Option<&Path> {
+        None
+    }
+
+    /// RFC 3659's `unique` fact: a value that names this file and no other on the server (the
+    /// same for two paths of one file). `None` by default; a backend that gives it says so with
+    /// [`FEATURE_UNIQUE`].
+    fn unique(&self) -> Option<String> {
         None
     }
 }
