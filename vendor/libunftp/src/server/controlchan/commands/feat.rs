@@ -10,7 +10,7 @@ use crate::{
         },
         ftpserver::options::SiteMd5,
     },
-    storage::{FEATURE_MFMT, FEATURE_RESTART, FEATURE_SITEMD5, Metadata, StorageBackend},
+    storage::{FEATURE_MFMT, FEATURE_RESTART, FEATURE_SITEMD5, FEATURE_UNIQUE, Metadata, StorageBackend},
 };
 use async_trait::async_trait;
 
@@ -26,7 +26,12 @@ where
 {
     #[tracing_attributes::instrument]
     async fn handle(&self, args: CommandContext<Storage, User>) -> Result<Reply, ControlChanError> {
-        let mut feat_text = vec![" SIZE", " MDTM", " UTF8", " EPSV", " EPRT", " MLST type*;size*;modify*;perm*;", " MLSD"];
+        let mlst = if args.storage_features & FEATURE_UNIQUE > 0 {
+            " MLST type*;size*;modify*;perm*;unique*;"
+        } else {
+            " MLST type*;size*;modify*;perm*;"
+        };
+        let mut feat_text = vec![" SIZE", " MDTM", " UTF8", " EPSV", " EPRT", mlst, " MLSD"];
 
         // Add the features. According to the spec each feature line must be
         // indented by a space.

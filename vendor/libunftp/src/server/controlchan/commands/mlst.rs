@@ -86,7 +86,11 @@ pub fn format_facts<M: Metadata>(metadata: &M, perm: Option<&str>) -> String {
         facts.push(format!("perm={}", perm));
     }
 
-    // Choosing not to implement create, unique, lang, media-type, charset or most of the
+    if let Some(unique) = metadata.unique() {
+        facts.push(format!("unique={}", unique));
+    }
+
+    // Choosing not to implement create, lang, media-type, charset or most of the
     // UNIX.*, MACOS.* etc ones.
 
     if metadata.uid() > 0 {
