@@ -10,6 +10,7 @@
 pub mod downloads;
 pub mod folder;
 pub mod listing;
+pub mod meta;
 pub mod sending;
 pub mod transfer;
 pub mod upload;
@@ -23,9 +24,10 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use async_trait::async_trait;
+use meta::FileMeta;
 use tokio::io::BufReader;
 use unftp_core::storage::{Error, ErrorKind, Fileinfo, Result, StorageBackend};
-use unftp_sbe_fs::{Filesystem, Meta};
+use unftp_sbe_fs::Filesystem;
 
 use crate::accounts::{Permission, User};
 use crate::telemetry::metrics::Direction;
@@ -214,7 +216,7 @@ fn upload_error(error: io::Error) -> Error {
 
 #[async_trait]
 impl StorageBackend<User> for FtpBackend {
-    type Metadata = Meta;
+    type Metadata = FileMeta;
 
     /// Roots the session at the user's home (opened at start-up).
     fn enter(&mut self, user: &User) -> io::Result<()> {
@@ -230,27 +232,43 @@ impl StorageBackend<User> for FtpBackend {
     }
 
     fn supported_features(&self) -> u32 {
-        StorageBackend::<User>::supported_features(self.inner()) | unftp_core::storage::FEATURE_MFMT
+        StorageBackend::<User>::supported_features(self.inner())
+            | unftp_core::storage::FEATURE_MFMT
+            | unftp_core::storage::FEATURE_UNIQUE
     }
 
-    async fn metadata<P: AsRef<Path> + Send + Debug>(&self, user: &User, path: P) -> Result<Meta> {
+    async fn metadata<P: AsRef<Path> + Send + Debug>(&self, user: &User, path: P) -> Result<FileMeta> {
         visible(path.as_ref())?;
-        self.inner().metadata(user, path).await
+        let target = relative(path.as_ref());
+        let meta = self.inner().metadata(user, path).await?;
+        let unique = meta::uniques(self.folder.dir.clone(), vec![target]).await.pop().flatten();
+        Ok(FileMeta::new(meta, unique))
     }
 
-    async fn list<P: AsRef<Path> + Send + Debug>(&self, user: &User, path: P) -> Result<Vec<Fileinfo<PathBuf, Meta>>> {
+    async fn list<P: AsRef<Path> + Send + Debug>(
+        &self,
+        user: &User,
+        path: P,
+    ) -> Result<Vec<Fileinfo<PathBuf, FileMeta>>> {
         visible(path.as_ref())?;
         allowed(user, Permission::List)?;
+        let folder = relative(path.as_ref());
         let mut entries = self.inner().list(user, path).await?;
         entries.retain(|entry| !is_internal(&entry.path));
         listing::sort(&mut entries);
-        Ok(entries)
+        let paths = entries.iter().map(|entry| folder.join(entry.path.file_name().unwrap_or_default())).collect();
+        let uniques = meta::uniques(self.folder.dir.clone(), paths).await;
+        Ok(entries
+            .into_iter()
+            .zip(uniques)
+            .map(|(entry, unique)| Fileinfo { path: entry.path, metadata: FileMeta::new(entry.metadata, unique) })
+            .collect())
     }
 
     async fn list_fmt<P>(&self, user: &User, path: P) -> Result<std::io::Cursor<Vec<u8>>>
     where
         P: AsRef<Path> + Send + Debug,
-        Meta: 'static,
+        FileMeta: 'static,
     {
         let mut text = String::new();
         for entry in self.list(user, path).await? {
@@ -263,7 +281,7 @@ impl StorageBackend<User> for FtpBackend {
     async fn list_vec<P>(&self, user: &User, path: P) -> Result<Vec<String>>
     where
         P: AsRef<Path> + Send + Debug,
-        Meta: 'static,
+        FileMeta: 'static,
     {
         Ok(self.list(user, path).await?.iter().map(listing::long_line).collect())
     }

@@ -510,9 +510,17 @@ async fn mfmt_sets_the_modification_time_and_feat_lists_what_works() {
     }
     let (code, features) = raw.command("FEAT").await;
     assert_eq!(code, 211);
-    for feature in
-        ["MFMT", "EPRT", "EPSV", "MLST type*;size*;modify*;perm*;", "MLSD", "MDTM", "SIZE", "REST STREAM", "UTF8"]
-    {
+    for feature in [
+        "MFMT",
+        "EPRT",
+        "EPSV",
+        "MLST type*;size*;modify*;perm*;unique*;",
+        "MLSD",
+        "MDTM",
+        "SIZE",
+        "REST STREAM",
+        "UTF8",
+    ] {
         assert!(features.lines().any(|line| line.trim() == feature), "FEAT lacks {feature}: {features}");
     }
     assert!(!features.contains("AUTH TLS") && !features.contains("SITE MD5"), "only what works: {features}");
@@ -520,16 +528,26 @@ async fn mfmt_sets_the_modification_time_and_feat_lists_what_works() {
 
 #[tokio::test]
 async fn mlst_and_mlsd_give_type_size_modify_and_the_users_perm() {
-    // unftp-core patch 2 and libunftp patch 13: no perm fact; MLST of a relative path ignored the
-    // working folder, and its error text was "550 550 Permanent file not available".
+    // unftp-core patches 2 and 3, libunftp patches 13 and 19: no perm or unique fact; MLST of a
+    // relative path ignored the working folder, and its error text was "550 550 Permanent file
+    // not available".
     let cluster = server().await;
     std::fs::create_dir(cluster.root.path().join("sub")).expect("mkdir");
     cluster.write_file("sub/f.txt", b"12345");
+    cluster.write_file("sub/other.txt", b"12345");
+    std::fs::hard_link(cluster.root.path().join("sub/f.txt"), cluster.root.path().join("sub/link.txt")).expect("link");
     let mut raw = RawFtp::login(cluster.main()).await;
     assert_eq!(raw.command("CWD sub").await.0, 250);
     let (code, text) = raw.command("MLST f.txt").await;
     assert_eq!(code, 250, "{text}");
     assert!(text.contains("type=file;size=5;modify=") && text.contains(";perm=adfrw;"), "{text}");
+    let unique = |text: &str| -> String {
+        let fact = text.split(';').find_map(|fact| fact.trim().strip_prefix("unique=")).expect("a unique fact");
+        fact.to_string()
+    };
+    let of_file = unique(&text);
+    assert_eq!(unique(&raw.command("MLST link.txt").await.1), of_file, "two names of one file");
+    assert_ne!(unique(&raw.command("MLST other.txt").await.1), of_file, "two files");
     let (code, text) = raw.command("MLST missing.txt").await;
     assert_eq!((code, text.as_str()), (550, "550 /sub/missing.txt: no such file or folder"));
     let (codes, listing) = data_command(&mut raw, &cluster, "MLSD /").await;
@@ -541,6 +559,7 @@ async fn mlst_and_mlsd_give_type_size_modify_and_the_users_perm() {
             .any(|line| line.starts_with("type=dir;") && line.contains("perm=cdeflmp;") && line.ends_with(" sub")),
         "{listing}"
     );
+    assert!(listing.lines().all(|line| line.contains(";unique=")), "{listing}");
 }
 
 #[tokio::test]
