@@ -130,6 +130,21 @@ impl FtpBackend {
         &self.folder.downloads
     }
 
+    /// The visible entries of the folder at `path`, sorted by name (without the `unique` facts
+    /// `MLSD` adds; `LIST` has no use for them).
+    async fn entries<P: AsRef<Path> + Send + Debug>(
+        &self,
+        user: &User,
+        path: P,
+    ) -> Result<Vec<Fileinfo<PathBuf, unftp_sbe_fs::Meta>>> {
+        visible(path.as_ref())?;
+        allowed(user, Permission::List)?;
+        let mut entries = self.inner().list(user, path).await?;
+        entries.retain(|entry| !is_internal(&entry.path));
+        listing::sort(&mut entries);
+        Ok(entries)
+    }
+
     /// Opens the file at `path` for reading from `start_pos`, with a large buffer.
     async fn open_for_download(&self, path: &Path, start_pos: u64) -> Result<BufReader<tokio::fs::File>> {
         visible(path)?;
@@ -250,12 +265,8 @@ impl StorageBackend<User> for FtpBackend {
         user: &User,
         path: P,
     ) -> Result<Vec<Fileinfo<PathBuf, FileMeta>>> {
-        visible(path.as_ref())?;
-        allowed(user, Permission::List)?;
         let folder = relative(path.as_ref());
-        let mut entries = self.inner().list(user, path).await?;
-        entries.retain(|entry| !is_internal(&entry.path));
-        listing::sort(&mut entries);
+        let entries = self.entries(user, path).await?;
         let paths = entries.iter().map(|entry| folder.join(entry.path.file_name().unwrap_or_default())).collect();
         let uniques = meta::uniques(self.folder.dir.clone(), paths).await;
         Ok(entries
@@ -271,7 +282,7 @@ impl StorageBackend<User> for FtpBackend {
         FileMeta: 'static,
     {
         let mut text = String::new();
-        for entry in self.list(user, path).await? {
+        for entry in self.entries(user, path).await? {
             text.push_str(&listing::long_line(&entry));
             text.push_str("\r\n");
         }
@@ -283,7 +294,7 @@ impl StorageBackend<User> for FtpBackend {
         P: AsRef<Path> + Send + Debug,
         FileMeta: 'static,
     {
-        Ok(self.list(user, path).await?.iter().map(listing::long_line).collect())
+        Ok(self.entries(user, path).await?.iter().map(listing::long_line).collect())
     }
 
     async fn get_into<'a, P, W: ?Sized>(&self, user: &User, path: P, start_pos: u64, output: &'a mut W) -> Result<u64>
