@@ -8,62 +8,16 @@
 # scenarios interleaved (ftpbench.py run), then cmd_rtt with the routed `SITE ADD 2 3` on
 # ftpcalc next to the peers' NOOP, and writes JSON lines and a markdown table to $OUT_DIR
 # (default target/bench-results). Everything is stopped on exit.
-# Knobs: PEERS, REPS (3), QUICK=1 (64 MiB, 200 files, 1 s loops, 1 rep).
+# Knobs: PEERS, REPS (3), QUICK=1 (64 MiB, 200 files, 1 s loops, 1 rep); see bench/setup.sh.
 set -euo pipefail
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-HARNESS=$(cd "$ROOT/../shared/bench" && pwd)
-. "$HARNESS/peers/common.sh"
-[ "$(id -u)" = 0 ] || { echo "run as root (the peers need it)" >&2; exit 1; }
-
-PEERS=${PEERS:-vsftpd pure-ftpd}
-declare -A PORT=([vsftpd]=2111 [pure-ftpd]=2112 [proftpd]=2113)
-OURS_PORT=2121
 REPS=${REPS:-3}
-BIG_MIB=${BIG_MIB:-1024}
-SMALL_COUNT=${SMALL_COUNT:-2000}
 EXTRA=()
 if [ "${QUICK:-0}" = 1 ]; then
-    BIG_MIB=64 SMALL_COUNT=200 REPS=1
+    REPS=1
     EXTRA=(--duration 1 --login-duration 1 --idle 200 --idle-hold 1 --iperf-seconds 1)
-    FTPBENCH_DATA=$FTPBENCH_WORK/quick-data
 fi
-OUT_DIR=${OUT_DIR:-$ROOT/target/bench-results}
-mkdir -p "$OUT_DIR" "$FTPBENCH_WORK/ours"
-stamp=$(date +%F-%H%M)
+. "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 OUT=$OUT_DIR/compare-$stamp.jsonl
-ulimit -n "$(ulimit -Hn)"
-
-[ -d "$PEERS_ROOT/vsftpd/usr" ] && id "$FTPBENCH_USER" >/dev/null 2>&1 || "$HARNESS/peers/install_peers.sh"
-(cd "$ROOT" && cargo build --release --quiet)
-python3 "$HARNESS/ftpbench.py" prepare --data-dir "$FTPBENCH_DATA" --big-mib "$BIG_MIB" \
-    --small-count "$SMALL_COUNT" --owner "$FTPBENCH_USER"
-find "$FTPBENCH_DATA/upload" -mindepth 1 -delete
-
-started=() ours_pid=
-cleanup() {
-    [ -n "$ours_pid" ] && kill "$ours_pid" 2>/dev/null && wait "$ours_pid" 2>/dev/null || true
-    for name in "${started[@]}"; do "$HARNESS/peers/stop_peer.sh" "$name" "${PORT[$name]}" || true; done
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# The peers share 40000-40499, ftpcalc has 40500-40999: only one target is active at a time.
-export PASV_MIN=40000 PASV_MAX=40499
-targets=() labels=()
-for name in $PEERS; do
-    pidfile=$("$HARNESS/peers/start_peer.sh" "$name" "${PORT[$name]}" "$FTPBENCH_DATA")
-    started+=("$name")
-    targets+=(--target "$name=127.0.0.1:${PORT[$name]},pidfile=$pidfile")
-    labels+=(--meta "$name=$(cat "$PEERS_ROOT/$name/.deb-version") (Debian 12 package)")
-done
-"$ROOT/target/release/ftpcalc" server SV0 "$FTPBENCH_DATA" --listen "127.0.0.1:$OURS_PORT" \
-    --passive-ports 40500-40999 --secret bench-secret-0123456789 \
-    > "$FTPBENCH_WORK/ours/console.log" 2> "$FTPBENCH_WORK/ours/stderr.log" &
-ours_pid=$!
-echo "$ours_pid" > "$FTPBENCH_WORK/ours/pid"
-for _ in $(seq 100); do grep -q '^SV4' "$FTPBENCH_WORK/ours/console.log" 2>/dev/null && break; sleep 0.1; done
-ours=(--target "ftpcalc=127.0.0.1:$OURS_PORT,pidfile=$FTPBENCH_WORK/ours/pid")
-labels+=(--meta "ftpcalc=$(git -C "$ROOT" rev-parse --short HEAD) (release build)")
 
 common=(--user "$FTPBENCH_USER" --password "$FTPBENCH_PASS" --data-dir "$FTPBENCH_DATA" --reps "$REPS"
         --quiet-wait "${QUIET_EACH:-10}" --quiet-budget 240 --out "$OUT" "${labels[@]}" "${EXTRA[@]}")
