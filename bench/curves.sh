@@ -2,7 +2,10 @@
 # Curves, not only points (issue 14), measured with the team's harness beside the peers:
 #   - NOOP ops/s and p99 on every server, and the routed `SITE ADD 2 3` on ftpcalc, at 1, 16,
 #     64, 256 and 1024 connections;
-#   - memory per idle logged-in session: every server at 1,000 sessions, ftpcalc also at 4,000;
+#   - memory per idle logged-in session: every server at 1,000 sessions, ftpcalc also at 4,000
+#     (the harness, on the running servers), and ftpcalc at 1,000, 2,000 and 4,000 on a fresh
+#     server for each level (`ftpcalc bench idle`: a server that already served 1,024 busy
+#     connections reuses freed memory for new sessions, so the harness's delta understates);
 # then bench/plot.py writes the tables (CSV, markdown) and PNG plots (gnuplot) to
 # bench/results/curves-DATE/.
 #
@@ -25,11 +28,28 @@ run() { # OUT TARGETS... -- OPTIONS...
         --data-dir "$FTPBENCH_DATA" --reps "$REPS" --quiet-wait "${QUIET_EACH:-10}" --quiet-budget 240 \
         --out "$out" "${labels[@]}" > /dev/null
 }
+# ftpcalc's memory per idle session on a fresh server for each level: sessions,KiB per session.
+fresh_idle() {
+    local csv=$1 bin=$ROOT/target/release/ftpcalc
+    echo "sessions,kib_per_session" > "$csv"
+    for n in ${IDLE_FRESH:-1000 2000 4000}; do
+        rm -rf "$FTPBENCH_WORK/fresh" && mkdir -p "$FTPBENCH_WORK/fresh/ftp"
+        XDG_STATE_HOME="$FTPBENCH_WORK/fresh" "$bin" server SV0 "$FTPBENCH_WORK/fresh/ftp" --listen 127.0.0.1:2131 \
+            --no-workers --max-connections 100000 --max-connections-per-ip 100000 > /dev/null 2>&1 &
+        local pid=$!
+        sleep 1
+        local line
+        line=$("$bin" bench --server 127.0.0.1:2131 idle -n "$n" --concurrency 16 --hold 3 --pid "$pid" | grep 'KiB per session')
+        kill "$pid"; wait "$pid" 2>/dev/null || true
+        echo "$n,$(echo "$line" | sed -E 's/.* ([0-9.]+) KiB per session/\1/')" >> "$csv"
+    done
+}
 base=$OUT_DIR/curves-$stamp
 run "$base-noop.jsonl" "${ours[@]}" "${targets[@]}" --scenarios cmd_rtt --cmd NOOP --conns "$CONNS" --duration "$DURATION"
 run "$base-site-add.jsonl" "${ours[@]}" --scenarios cmd_rtt --cmd 'SITE ADD 2 3' --conns "$CONNS" --duration "$DURATION"
 run "$base-idle-all.jsonl" "${ours[@]}" "${targets[@]}" --scenarios idle_conns --idle "$IDLE_ALL" --idle-hold 3
 run "$base-idle-ours.jsonl" "${ours[@]}" --scenarios idle_conns --idle "$IDLE_OURS" --idle-hold 3
-python3 "$ROOT/bench/plot.py" --out-dir "$ROOT/bench/results/curves-$stamp" \
+fresh_idle "$base-idle-fresh.csv"
+python3 "$ROOT/bench/plot.py" --out-dir "$ROOT/bench/results/curves-$stamp" --fresh-idle "$base-idle-fresh.csv" \
     "$base-noop.jsonl" "$base-site-add.jsonl" "$base-idle-all.jsonl" "$base-idle-ours.jsonl"
 echo "curves: $ROOT/bench/results/curves-$stamp"

@@ -53,6 +53,7 @@ def gnuplot(script, cwd):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out-dir", required=True)
+    parser.add_argument("--fresh-idle", help="CSV sessions,kib_per_session: ftpcalc on a fresh server per level")
     parser.add_argument("files", nargs="+")
     args = parser.parse_args()
     os.makedirs(args.out_dir, exist_ok=True)
@@ -80,6 +81,11 @@ def main():
         idle_rows.append(row)
     idle_header = ["sessions"] + [f"{target} {what}" for target in targets for what in ("RSS KiB", "PSS KiB")]
     write_csv(os.path.join(args.out_dir, "idle.csv"), idle_header, idle_rows)
+    fresh = []
+    if args.fresh_idle:
+        with open(args.fresh_idle) as lines:
+            fresh = [tuple(line.strip().split(",")) for line in lines.readlines()[1:] if line.strip()]
+        write_csv(os.path.join(args.out_dir, "idle-fresh.csv"), ["sessions", "ftpcalc KiB per session"], fresh)
 
     with open(os.path.join(args.out_dir, "README.md"), "w") as out:
         out.write("# Curves\n\n")
@@ -102,6 +108,11 @@ def main():
                 rss, pss = row[1 + 2 * index], row[2 + 2 * index]
                 cells.append("n/a" if rss is None else f"{rss:,.1f} / {pss:,.1f}")
             out.write(f"| {row[0]:,} | " + " | ".join(cells) + " |\n")
+        if fresh:
+            out.write("\nftpcalc on a fresh server for each level (`ftpcalc bench idle`, RSS growth per session):\n\n")
+            out.write("| idle sessions | KiB per session |\n|---|---|\n")
+            for sessions, kib in fresh:
+                out.write(f"| {int(sessions):,} | {kib} |\n")
         out.write("\n![ops/s](ops.png) ![p99](p99.png) ![memory](idle.png)\n")
 
     def plot(output, title, ylabel, column_of, names, data, xlabel, logy=False):
@@ -120,8 +131,20 @@ def main():
     plot("ops.png", "Command round trips", "ops/s", lambda i: 2 + 2 * i, series, "cmd_rtt.csv", "connections")
     plot("p99.png", "Command latency, 99th percentile", "p99 (us)", lambda i: 3 + 2 * i, series,
          "cmd_rtt.csv", "connections", logy=True)
-    plot("idle.png", "Memory per idle logged-in session", "RSS KiB per session (log)", lambda i: 2 + 2 * i,
-         targets, "idle.csv", "sessions", logy=True)
+    # Memory: the peers' PSS from the harness (their sessions are processes that share pages;
+    # PSS is the fair share), ftpcalc's RSS growth on fresh servers (one process).
+    plots = [f"'idle.csv' using 1:{3 + 2 * index} with linespoints lw 2 title '{target} (PSS, harness)'"
+             for index, target in enumerate(targets) if target != "ftpcalc"]
+    if fresh:
+        plots.append("'idle-fresh.csv' using 1:2 with linespoints lw 2 title 'ftpcalc (RSS, fresh server)'")
+    gnuplot(
+        "set datafile separator ','\n"
+        "set terminal png size 800,480 noenhanced\n"
+        "set output 'idle.png'\n"
+        "set title 'Memory per idle logged-in session'\nset xlabel 'sessions'\n"
+        "set ylabel 'KiB per session (log)'\nset logscale x 2\nset logscale y 10\n"
+        "set key right center\nset grid\n"
+        f"plot {', '.join(plots)}\n", args.out_dir)
     print(os.path.join(args.out_dir, "README.md"))
 
 
