@@ -782,7 +782,9 @@ where
         match socket.peer_addr() {
             Ok(datachan_addr) => {
                 let controlchan_ip = session.source.ip();
-                if controlchan_ip != datachan_addr.ip() {
+                // Through a proxy (patch 20) the data connection may come from the proxy.
+                let from_proxy = session.proxy == Some(datachan_addr.ip().to_canonical());
+                if controlchan_ip != datachan_addr.ip() && !from_proxy {
                     if let Err(err) = socket.shutdown().await {
                         slog::error!(
                             logger,

@@ -1054,6 +1054,20 @@ where
         self,
         tcp_stream: tokio::net::TcpStream,
     ) -> std::result::Result<impl Future<Output = ()> + Send + 'static, crate::server::ControlChanError> {
+        self.spawn_service_from(tcp_stream, None).await
+    }
+
+    /// Like [`spawn_service`](Server::spawn_service), for a connection that may have come
+    /// through a proxy which told the client's address (a PROXY protocol header the caller read
+    /// and removed from the stream). With `client` given, it is the session's client address
+    /// (authenticators, `PORT`/`EPRT` targets, passive data connections), and passive data
+    /// connections are also accepted from the proxy's address, the connection's peer; with
+    /// `None` this is `spawn_service`.
+    pub async fn spawn_service_from(
+        self,
+        tcp_stream: tokio::net::TcpStream,
+        client: Option<std::net::SocketAddr>,
+    ) -> std::result::Result<impl Future<Output = ()> + Send + 'static, crate::server::ControlChanError> {
         let failed_logins = self.failed_logins_policy.as_ref().map(|policy| FailedLoginsCache::new(policy.clone()));
         let options: chosen::OptionsHolder<Storage, User> = (&self).into();
         let shutdown_notifier = Arc::new(shutdown::Notifier::new());
@@ -1061,7 +1075,7 @@ where
         slog::debug!(self.logger, "Servicing control connection from");
         let logger = self.logger.clone();
         drop(self);
-        let join_handle = controlchan::spawn_loop::<Storage, User>((&options).into(), tcp_stream, None, None, shutdown_listener, failed_logins).await?;
+        let join_handle = controlchan::spawn_loop::<Storage, User>((&options).into(), tcp_stream, client, None, None, shutdown_listener, failed_logins).await?;
         Ok(async move {
             // The notifier lives as long as the session: dropping it would tell the session to shut down.
             let _shutdown_notifier = shutdown_notifier;

@@ -86,6 +86,10 @@ where
     pub source: SocketAddr,
     // The control connection over the proxy protocol
     pub(crate) control_connection: Option<SocketAddrPair>,
+    // The proxy the control connection came through, when the embedder read a PROXY protocol
+    // header and gave the client's address as `source`: passive data connections forwarded by
+    // the same proxy come from its address.
+    pub(crate) proxy: Option<std::net::IpAddr>,
     // Points to the key of the active data connection
     pub(crate) switchboard_active_datachan: Option<SwitchboardKey>,
     // Current working directory
@@ -141,6 +145,7 @@ where
             control_msg_tx: None,
             source,
             control_connection: None,
+            proxy: None,
             switchboard_active_datachan: None,
             cwd: "/".into(),
             rename_from: None,

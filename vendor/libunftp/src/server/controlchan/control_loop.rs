@@ -78,6 +78,7 @@ where
 pub(crate) async fn spawn<Storage, User>(
     config: Config<Storage, User>,
     tcp_stream: TcpStream,
+    client: Option<SocketAddr>,
     control_connection: Option<SocketAddrPair>,
     switchboard_msg_tx: Option<SwitchboardSender<Storage, User>>,
     mut shutdown: shutdown::Listener,
@@ -113,13 +114,15 @@ where
     let storage_features = storage.supported_features();
     let (control_msg_tx, mut control_msg_rx) = crate::server::chancomms::control_chan();
     let local_addr = tcp_stream.local_addr()?;
-    let mut session: Session<Storage, User> = Session::new(Arc::new(storage), tcp_stream.peer_addr()?)
+    let peer = tcp_stream.peer_addr()?;
+    let mut session: Session<Storage, User> = Session::new(Arc::new(storage), client.unwrap_or(peer))
         .ftps(ftps_config.clone())
         .metrics(collect_metrics)
         .control_msg_tx(control_msg_tx.clone())
         .control_connection(control_connection)
         .failed_logins(failed_logins);
     session.data_connection_timeout = data_connection_timeout;
+    session.proxy = client.map(|_| peer.ip().to_canonical());
     if let Some(b) = binder.lock().unwrap().take() {
         session = session.binder(b);
     }

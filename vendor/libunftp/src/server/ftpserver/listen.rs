@@ -57,7 +57,7 @@ where
                         unimplemented!()
                     } else {
                         let result =
-                            controlchan::spawn_loop::<Storage, User>((&options).into(), tcp_stream, None, None, shutdown_listener, failed_logins.clone()).await;
+                            controlchan::spawn_loop::<Storage, User>((&options).into(), tcp_stream, None, None, None, shutdown_listener, failed_logins.clone()).await;
                         if let Err(err) = result {
                             slog::error!(logger, "Could not spawn control channel loop for connection from {:?}: {:?}", socket_addr, err);
                         }

@@ -105,21 +105,21 @@ where
     let reply = cmd.build_reply(&args, port).await?;
     if reply.is_positive() {
         setup_inter_loop_comms(args.session.clone(), args.tx_control_chan.clone()).await;
-        let (timeout, control_ip) = {
+        let (timeout, control_ip, proxy_ip) = {
             let session = args.session.lock().await;
-            (session.data_connection_timeout, session.source.ip().to_canonical())
+            (session.data_connection_timeout, session.source.ip().to_canonical(), session.proxy)
         };
         // Open the data connection in a new task and process it.
         // We cannot await this since we first need to let the client know where to connect :-)
         let session = args.session.clone();
         let accepting = tokio::spawn(async move {
             // Until the deadline, take the first connection from the control connection's
-            // address; connections from elsewhere are closed at once (someone else grabbing the
+            // address (the client's, or the proxy's it came through); connections from elsewhere are closed at once (someone else grabbing the
             // port must not keep the client out).
             let deadline = tokio::time::Instant::now() + timeout;
             loop {
                 match tokio::time::timeout_at(deadline, listener.accept()).await {
-                    Ok(Ok((socket, peer))) if peer.ip().to_canonical() != control_ip => {
+                    Ok(Ok((socket, peer))) if peer.ip().to_canonical() != control_ip && Some(peer.ip().to_canonical()) != proxy_ip => {
                         slog::warn!(args.logger, "Refused a data connection from {}: not the address of the control connection", peer);
                         drop(socket);
                     }

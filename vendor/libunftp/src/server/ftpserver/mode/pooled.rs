@@ -80,7 +80,7 @@ where
                     let params: controlchan::LoopConfig<Storage,User> = (&self.options).into();
                     let destination = tcp_stream.local_addr().unwrap_or(self.bind_address);
                     let conn = SocketAddrPair { source: socket_addr, destination };
-                    let result = controlchan::spawn_loop::<Storage,User>(params, tcp_stream, Some(conn), Some(switchboard_msg_tx.clone()), self.shutdown_topic.subscribe().await, self.failed_logins.clone()).await;
+                    let result = controlchan::spawn_loop::<Storage,User>(params, tcp_stream, None, Some(conn), Some(switchboard_msg_tx.clone()), self.shutdown_topic.subscribe().await, self.failed_logins.clone()).await;
                     if let Err(e) = result {
                         slog::warn!(self.logger, "Could not spawn control channel loop for connection: {:?}", e);
                     }

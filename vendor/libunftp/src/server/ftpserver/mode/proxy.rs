@@ -42,7 +42,7 @@ where
                         if Some(destination_port) == self.external_control_port {
                             slog::info!(self.logger, "Incoming control connection: {:?} ({:?})(control port: {:?})", connection, socket_addr, self.external_control_port);
                             let params: controlchan::LoopConfig<Storage,User> = (&self.options).into();
-                            let result = controlchan::spawn_loop::<Storage,User>(params, tcp_stream, Some(connection), Some(switchboard_msg_tx.clone()), self.shutdown_topic.subscribe().await, self.failed_logins.clone()).await;
+                            let result = controlchan::spawn_loop::<Storage,User>(params, tcp_stream, None, Some(connection), Some(switchboard_msg_tx.clone()), self.shutdown_topic.subscribe().await, self.failed_logins.clone()).await;
                             if let Err(e) = result {
                                 slog::warn!(self.logger, "Could not spawn control channel loop for connection: {:?}", e);
                             }
