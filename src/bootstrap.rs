@@ -23,6 +23,7 @@ use crate::cluster::join::KnownMain;
 use crate::cluster::registry::{Registry, RegistryError, Role, ServerEntry};
 use crate::cluster::router::Router;
 use crate::cluster::secret::ClusterSecret;
+use crate::cluster::shared::SharedRegistry;
 use crate::cluster::worker_client::{WorkerClient, DEFAULT_MAX_PER_WORKER};
 use crate::config::{ClusterConfig, ServerOptions};
 use crate::ftp_backend::downloads::Downloads;
@@ -168,6 +169,14 @@ impl Cluster {
             started
                 .push(RunningServer::spawn(listener, ServerContext::new(site, settings.clone()).map_err(site_table)?));
         }
+        // Several main servers share their workers and download counts on etcd.
+        let (shared, sync) = match config.options.registry.as_slice() {
+            [] => (None, None),
+            endpoints => {
+                let (shared, sync) = share(endpoints, &registry, &self.downloads).await?;
+                (Some(shared), Some(sync))
+            }
+        };
         let workers = WorkerClient::new(hop_secret, DEFAULT_MAX_PER_WORKER);
         let router = Router::new(registry.clone(), workers, config.worker_timeout, settings.telemetry.clone());
         let view = ClusterView::Main {
@@ -177,20 +186,54 @@ impl Cluster {
             worker_ttl: config.worker_ttl,
             gate: settings.gate.clone(),
             policy: settings.policy.clone(),
+            shared: shared.clone(),
         };
         let site = SiteContext::new(main_entry, self.catalog.clone(), view);
         let (policy, telemetry) = (settings.policy.clone(), settings.telemetry.clone());
+        let settings = ServerSettings { proxy_protocol: config.options.proxy_protocol, ..settings };
         started.insert(0, RunningServer::spawn(main_listener, ServerContext::new(site, settings).map_err(site_table)?));
         let endpoint = match config.options.metrics_listen {
             Some(address) => {
                 let routed = self.catalog.names().into_iter().filter(|name| !config.main_services.contains(name));
-                let status = ClusterStatus { registry: registry.clone(), services: routed.collect() };
+                let status = ClusterStatus { registry: registry.clone(), services: routed.collect(), shared };
                 Some(metrics_endpoint(address, telemetry.clone(), Arc::new(status)).await?)
             }
             None => None,
         };
-        Ok(RunningCluster::new(registry, router, policy, started).observed(telemetry, endpoint, reloader))
+        Ok(RunningCluster::new(registry, router, policy, started)
+            .observed(telemetry, endpoint, reloader)
+            .following(sync))
     }
+}
+
+/// Connects the registry and the download counters to the shared registry at `endpoints`
+/// (etcd) and starts following it.
+#[cfg(feature = "etcd")]
+async fn share(
+    endpoints: &[String],
+    registry: &Registry,
+    downloads: &Downloads,
+) -> Result<(Arc<dyn SharedRegistry>, tokio::task::JoinHandle<()>), ClusterError> {
+    let etcd = crate::cluster::etcd::Etcd::connect(endpoints)
+        .await
+        .map_err(|error| ClusterError::Invalid(error.to_string()))?;
+    downloads.share(Arc::new(etcd.clone()));
+    let sync = etcd.spawn_sync(registry.clone());
+    Ok((Arc::new(etcd), sync))
+}
+
+/// Without the `etcd` feature there is no shared registry to connect to.
+#[cfg(not(feature = "etcd"))]
+async fn share(
+    _endpoints: &[String],
+    _registry: &Registry,
+    _downloads: &Downloads,
+) -> Result<(Arc<dyn SharedRegistry>, tokio::task::JoinHandle<()>), ClusterError> {
+    Err(ClusterError::Invalid(
+        "this ftpcalc was built without etcd: build it with `--features etcd` (which needs protoc, Debian's \
+         protobuf-compiler) to share a registry"
+            .into(),
+    ))
 }
 
 /// libunftp refused a SITE command name (the catalogue's names are checked before, so this
@@ -232,6 +275,7 @@ pub(crate) async fn settings(
         passive_host: options.passive_host.clone(),
         grace_period: options.grace_period,
         close_on_stop: options.close_on_stop,
+        proxy_protocol: false,
     };
     Ok((settings, reloader))
 }

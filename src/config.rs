@@ -78,6 +78,12 @@ pub struct ServerOptions {
     pub metrics_listen: Option<SocketAddr>,
     /// The xferlog-format transfer log; `None`: none.
     pub transfer_log: Option<PathBuf>,
+    /// etcd endpoints (`HOST:PORT`) of the registry a main server shares with other main
+    /// servers; empty: the registry lives in this process. Standalone workers ignore it.
+    pub registry: Vec<String>,
+    /// Every control connection starts with a PROXY protocol header (v1 or v2, from HAProxy
+    /// and the like) giving the client's real address; connections without one are refused.
+    pub proxy_protocol: bool,
 }
 
 impl Default for ServerOptions {
@@ -91,6 +97,8 @@ impl Default for ServerOptions {
             close_on_stop: true,
             metrics_listen: None,
             transfer_log: None,
+            registry: Vec::new(),
+            proxy_protocol: false,
         }
     }
 }

@@ -10,6 +10,7 @@
 
 pub mod auth;
 pub mod listener;
+pub mod proxy_header;
 
 use std::net::SocketAddr;
 use std::ops::RangeInclusive;
@@ -48,6 +49,9 @@ pub struct ServerSettings {
     /// file descriptor per session (a second handle on its socket); a process that exits after
     /// the shutdown anyway (the `ftpcalc` binary) can do without.
     pub close_on_stop: bool,
+    /// Control connections start with a PROXY protocol header (the main server behind
+    /// HAProxy); never for workers, which the main server reaches directly.
+    pub proxy_protocol: bool,
 }
 
 /// Everything one server knows; shared by all its connections.

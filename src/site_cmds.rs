@@ -29,6 +29,7 @@ use crate::cluster::join::KnownMain;
 use crate::cluster::registry::{Registry, ServerEntry};
 use crate::cluster::router::Router;
 use crate::cluster::secret::ClusterSecret;
+use crate::cluster::shared::SharedRegistry;
 use crate::ftp_backend::FtpBackend;
 use crate::protocol::{
     computed_by, CHALLENGE, DEREGISTER, HELP, INFO, LOOKUP, NOCLOBBER, REGISTER, RESERVED, SERVERS, STATS, STORED,
@@ -53,6 +54,9 @@ pub enum ClusterView {
         gate: Arc<Gate>,
         /// The access policy in force (for the lockout's rule).
         policy: SharedPolicy,
+        /// The registry shared with other main servers, when there is one: registrations are
+        /// written there (and refused while it cannot be reached).
+        shared: Option<Arc<dyn SharedRegistry>>,
     },
     /// A worker: knows where the main server is, to point clients there.
     Worker {
@@ -283,6 +287,7 @@ mod tests {
             worker_ttl: Duration::from_secs(1),
             gate: Arc::new(Gate::default()),
             policy: policy(folder),
+            shared: None,
         };
         Arc::new(SiteContext::new(entry("SV0", 2121, Role::Main, &[]), ServiceSet::arithmetic(), view))
     }

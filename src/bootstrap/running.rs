@@ -68,6 +68,8 @@ pub struct RunningCluster {
     telemetry: Arc<Telemetry>,
     endpoint: Option<Endpoint>,
     reloader: Option<Reloader>,
+    /// Follows the shared registry (etcd), when there is one.
+    sync: Option<JoinHandle<()>>,
 }
 
 impl RunningCluster {
@@ -82,7 +84,14 @@ impl RunningCluster {
             telemetry: Arc::default(),
             endpoint: None,
             reloader: None,
+            sync: None,
         }
+    }
+
+    /// Stops `sync` (the task following the shared registry) with the cluster.
+    pub(crate) fn following(mut self, sync: Option<JoinHandle<()>>) -> Self {
+        self.sync = sync;
+        self
     }
 
     pub(crate) fn observed(
@@ -191,6 +200,9 @@ impl RunningCluster {
         }
         self.router.close();
         self.maintenance.abort();
+        if let Some(sync) = &self.sync {
+            sync.abort();
+        }
     }
 
     /// The main server's router (its worker connections, for tests and embedders that look

@@ -6,17 +6,20 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::cluster::registry::Registry;
+use crate::cluster::shared::SharedRegistry;
 use crate::telemetry::http::Status;
 use crate::telemetry::metrics::Metrics;
 
 /// A main server: ready when every service of its catalogue has a live worker that is not
-/// marked failed.
+/// marked failed, and its shared registry (etcd), if it has one, is in step.
 #[derive(Debug)]
 pub struct ClusterStatus {
     /// The registry it routes with.
     pub registry: Registry,
     /// Every service the cluster can route.
     pub services: Vec<String>,
+    /// The shared registry, if any.
+    pub shared: Option<Arc<dyn SharedRegistry>>,
 }
 
 impl Status for ClusterStatus {
@@ -28,10 +31,20 @@ impl Status for ClusterStatus {
             .filter(|service| !workers.iter().any(|(worker, failed)| !failed && worker.offers(service)))
             .map(String::as_str)
             .collect();
-        if missing.is_empty() {
+        let mut problems = Vec::new();
+        if let Some(shared) = self.shared.as_ref().filter(|shared| !shared.is_online()) {
+            problems.push(format!(
+                "{} unreachable: routing with the last registry seen, registrations refused",
+                shared.describe()
+            ));
+        }
+        if !missing.is_empty() {
+            problems.push(format!("no live worker for {}", missing.join(", ")));
+        }
+        if problems.is_empty() {
             Ok(())
         } else {
-            Err(format!("no live worker for {}", missing.join(", ")))
+            Err(problems.join("; "))
         }
     }
 

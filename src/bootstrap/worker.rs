@@ -113,6 +113,11 @@ impl Worker {
         if !crate::services::is_valid_name(&config.name) {
             return Err(ClusterError::Invalid(format!("{:?} cannot be a server name", config.name)));
         }
+        if config.options.proxy_protocol {
+            return Err(ClusterError::Invalid(
+                "the PROXY protocol is for main servers: the main server reaches its workers directly".into(),
+            ));
+        }
         let (settings, reloader) =
             settings(&config.root, Arc::new(Downloads::default()), &config.options, Some(config.secret.clone()))
                 .await?;
@@ -131,7 +136,8 @@ impl Worker {
         };
         let main = match join.register().await {
             Ok(main) => Some(main),
-            Err(error @ JoinError::Refused { .. }) => {
+            // 4xx: the main server cannot take it now (its shared registry is away): try again.
+            Err(error @ JoinError::Refused { code, .. }) if !(400..500).contains(&code) => {
                 return Err(ClusterError::Invalid(format!("cannot join the cluster: {error}")));
             }
             Err(error) => {

@@ -88,6 +88,10 @@ pub struct Serving {
     /// Append one line per upload and download, in xferlog format, to FILE.
     #[arg(long, value_name = "FILE")]
     pub transfer_log: Option<PathBuf>,
+    /// Every control connection starts with a PROXY protocol header (v1 or v2: HAProxy's
+    /// send-proxy, send-proxy-v2) carrying the client's address; others are refused.
+    #[arg(long)]
+    pub proxy_protocol: bool,
     /// Log lines on stderr as text or as JSON objects (one per line).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -215,6 +219,10 @@ pub struct ServerArgs {
     /// Seconds a remote worker's registration lasts without a heartbeat.
     #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_WORKER_TTL.as_secs_f64())]
     pub worker_ttl: f64,
+    /// Share the registry of workers and the download counts with other main servers on etcd,
+    /// e.g. etcd://10.0.0.1:2379,10.0.0.2:2379,10.0.0.3:2379 (default: in this process).
+    #[arg(long, value_name = "etcd://HOST:PORT[,HOST:PORT...]")]
+    pub registry: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -23,10 +23,14 @@ pub async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     }
     config.worker_timeout = seconds(args.worker_timeout, "--worker-timeout")?;
     config.worker_ttl = seconds(args.worker_ttl, "--worker-ttl")?;
+    if let Some(registry) = &args.registry {
+        config.options.registry = ftpcalc::cluster::shared::parse_endpoints(registry).context("--registry")?;
+    }
     let (secret, secret_file) = serving::secret(&args.name, args.secret.as_deref(), &args.serving, file.as_ref())?;
     config.secret = Some(secret);
     let stop = shutdown_signal();
     let hangups = serving::hangups();
+    let cluster_registry = config.options.registry.clone();
     let cluster = Cluster::new(config).start().await?;
     let mut console = cluster.table();
     console.push_str(&serving::banner(&cluster.access()));
@@ -35,6 +39,12 @@ pub async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     }
     if let Some(address) = cluster.metrics_address() {
         console.push_str(&format!("metrics on http://{address}/metrics (also /health, /ready)\n"));
+    }
+    if let [first, ..] = cluster_registry.as_slice() {
+        console.push_str(&format!(
+            "registry and download counts shared on etcd at {first}{}\n",
+            if cluster_registry.len() > 1 { format!(" (+{} more)", cluster_registry.len() - 1) } else { String::new() }
+        ));
     }
     say(&console);
     serving::serve_until_stopped(stop, hangups, &args.serving, |access| {

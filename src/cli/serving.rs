@@ -55,6 +55,9 @@ pub fn options(serving: &Serving) -> anyhow::Result<(ServerOptions, Option<Confi
     if let Some(path) = &serving.transfer_log {
         options.transfer_log = Some(path.clone());
     }
+    if serving.proxy_protocol {
+        options.proxy_protocol = true;
+    }
     options.grace_period = seconds(serving.grace, "--grace")?;
     // The process exits after the shutdown: sessions need no second handle to be closed.
     options.close_on_stop = false;

@@ -82,6 +82,9 @@ struct Registration {
     /// The worker failed a request: it is not picked until it is found healthy again (a health
     /// probe answered, or it renewed its registration).
     failed: bool,
+    /// The entry comes from the shared registry (etcd): it lives as long as it is there, and a
+    /// resynchronisation replaces every shared entry at once.
+    shared: bool,
 }
 
 #[derive(Debug, Default)]
@@ -102,6 +105,18 @@ impl Table {
             let servers = &self.servers;
             self.picks.retain(|service, _| servers.iter().any(|server| server.entry.offers(service)));
         }
+    }
+
+    /// Puts `registration` in place of the one with the same name, or adds it if there is room.
+    fn put(&mut self, registration: Registration) -> Result<(), RegistryError> {
+        if let Some(existing) = self.servers.iter_mut().find(|server| server.entry.name == registration.entry.name) {
+            *existing = registration;
+        } else if self.servers.len() >= MAX_SERVERS {
+            return Err(RegistryError::Full);
+        } else {
+            self.servers.push(registration);
+        }
+        Ok(())
     }
 
     fn live(&mut self) -> impl Iterator<Item = &ServerEntry> {
@@ -140,7 +155,9 @@ impl Registry {
         self.insert(entry, Some(Instant::now() + ttl))
     }
 
-    fn insert(&self, mut entry: ServerEntry, expires: Option<Instant>) -> Result<(), RegistryError> {
+    /// `entry` checked and normalised as the registry would hold it (services upper case,
+    /// sorted, without repeats), or why it would be refused.
+    pub fn validate(mut entry: ServerEntry) -> Result<ServerEntry, RegistryError> {
         if !is_valid_name(&entry.name) {
             return Err(RegistryError::InvalidName(entry.name));
         }
@@ -153,17 +170,64 @@ impl Registry {
         entry.services = entry.services.iter().map(|service| service.to_ascii_uppercase()).collect();
         entry.services.sort();
         entry.services.dedup();
+        Ok(entry)
+    }
+
+    fn insert(&self, entry: ServerEntry, expires: Option<Instant>) -> Result<(), RegistryError> {
+        let entry = Self::validate(entry)?;
         let mut table = self.lock();
         table.purge(Instant::now());
-        let registration = Registration { entry, expires, failed: false };
-        if let Some(existing) = table.servers.iter_mut().find(|server| server.entry.name == registration.entry.name) {
-            *existing = registration;
-        } else if table.servers.len() >= MAX_SERVERS {
-            return Err(RegistryError::Full);
-        } else {
-            table.servers.push(registration);
+        table.put(Registration { entry, expires, failed: false, shared: false })
+    }
+
+    /// Adds or replaces `entry` as an entry of the shared registry (it was registered or
+    /// renewed there, which also clears a failure mark): it stays until
+    /// [`Registry::remove_shared`] or [`Registry::replace_shared`] takes it away. A server of
+    /// this process with the same name (the main server itself, in-process workers) wins: it
+    /// is not replaced.
+    pub fn upsert_shared(&self, entry: ServerEntry) -> Result<(), RegistryError> {
+        self.put_shared(entry, false)
+    }
+
+    fn put_shared(&self, entry: ServerEntry, keep_mark: bool) -> Result<(), RegistryError> {
+        let entry = Self::validate(entry)?;
+        let mut table = self.lock();
+        table.purge(Instant::now());
+        let mut failed = false;
+        if let Some(existing) = table.servers.iter().find(|server| server.entry.name == entry.name) {
+            if !existing.shared {
+                return Ok(());
+            }
+            failed = keep_mark && existing.failed && existing.entry == entry;
         }
-        Ok(())
+        table.put(Registration { entry, expires: None, failed, shared: true })
+    }
+
+    /// Removes the shared entry `name` (it left the shared registry); true if it was there.
+    pub fn remove_shared(&self, name: &str) -> bool {
+        let mut table = self.lock();
+        let before = table.servers.len();
+        table.servers.retain(|server| !(server.shared && server.entry.name == name));
+        table.servers.len() != before
+    }
+
+    /// Makes the shared entries exactly `entries` (a fresh read of the shared registry): the
+    /// others are removed, unchanged ones keep their failure marks. Entries that are refused
+    /// are skipped and returned with the reason.
+    pub fn replace_shared(&self, entries: Vec<ServerEntry>) -> Vec<(String, RegistryError)> {
+        let names: BTreeSet<String> = entries.iter().map(|entry| entry.name.clone()).collect();
+        {
+            let mut table = self.lock();
+            table.servers.retain(|server| !server.shared || names.contains(&server.entry.name));
+        }
+        let mut refused = Vec::new();
+        for entry in entries {
+            let name = entry.name.clone();
+            if let Err(error) = self.put_shared(entry, true) {
+                refused.push((name, error));
+            }
+        }
+        refused
     }
 
     /// Removes the server called `name`; true if it was there.
@@ -358,6 +422,38 @@ mod tests {
         registry.register_for(entry("SV2", 2123, Role::Worker, &["ADD"]), Duration::from_secs(10)).expect("valid");
         assert_eq!(registry.state("SV2").map(|(_, failed)| failed), Some(false), "renewal clears the mark");
         assert!(registry.state("NOPE").is_none());
+    }
+
+    #[test]
+    fn shared_entries_follow_the_shared_registry_and_never_replace_local_servers() {
+        let registry = Registry::new();
+        registry.register(entry("SV0", 2121, Role::Main, &[])).expect("valid");
+        registry.register(entry("LOCAL", 2122, Role::Worker, &["ADD"])).expect("valid");
+        registry.upsert_shared(entry("W1", 3001, Role::Worker, &["add"])).expect("valid");
+        registry.upsert_shared(entry("W2", 3002, Role::Worker, &["MUL"])).expect("valid");
+        registry.upsert_shared(entry("LOCAL", 9999, Role::Worker, &["SUB"])).expect("ignored, not refused");
+        registry.upsert_shared(entry("SV0", 9998, Role::Worker, &["SUB"])).expect("ignored, not refused");
+        assert_eq!(
+            registry.lookup("ADD").iter().map(|server| server.name.as_str()).collect::<Vec<_>>(),
+            ["LOCAL", "W1"]
+        );
+        assert!(registry.lookup("SUB").is_empty(), "a shared entry never replaces a server of this process");
+        // A resynchronisation keeps the failure mark of an unchanged entry; a renewal clears it.
+        assert!(registry.mark_failed("W1"));
+        let refused = registry.replace_shared(vec![
+            entry("W1", 3001, Role::Worker, &["ADD"]),
+            entry("W3", 3003, Role::Worker, &["INC"]),
+            entry("bad name", 1, Role::Worker, &[]),
+        ]);
+        assert_eq!(refused.len(), 1, "the bad entry is reported");
+        assert_eq!(registry.state("W1").map(|(_, failed)| failed), Some(true));
+        assert!(registry.state("W2").is_none(), "gone from the shared registry");
+        assert!(registry.state("W3").is_some());
+        registry.upsert_shared(entry("W1", 3001, Role::Worker, &["ADD"])).expect("valid");
+        assert_eq!(registry.state("W1").map(|(_, failed)| failed), Some(false));
+        assert!(registry.remove_shared("W3"));
+        assert!(!registry.remove_shared("LOCAL"), "only shared entries are removed this way");
+        assert_eq!(registry.servers().len(), 3);
     }
 
     #[test]

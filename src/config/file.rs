@@ -38,6 +38,12 @@
 //!
 //! [metrics]
 //! listen = "127.0.0.1:9121"            # /metrics, /health, /ready
+//!
+//! [registry]                           # main servers sharing workers and download counts
+//! endpoints = ["10.0.0.1:2379", "10.0.0.2:2379", "10.0.0.3:2379"]   # etcd
+//!
+//! [proxy]                              # behind HAProxy (send-proxy or send-proxy-v2)
+//! protocol = true
 //! ```
 
 use std::net::SocketAddr;
@@ -111,6 +117,8 @@ pub struct ConfigFile {
     limits: Option<LimitsSection>,
     /// The `[metrics]` section.
     pub metrics: Option<MetricsSection>,
+    registry: Option<RegistrySection>,
+    proxy: Option<ProxySection>,
     #[serde(skip)]
     folder: PathBuf,
 }
@@ -166,6 +174,20 @@ struct LimitsSection {
 pub struct MetricsSection {
     /// Where it listens.
     pub listen: SocketAddr,
+}
+
+/// `[registry]`: the etcd cluster main servers share.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegistrySection {
+    endpoints: Vec<String>,
+}
+
+/// `[proxy]`: connections come through a proxy speaking the PROXY protocol.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProxySection {
+    protocol: bool,
 }
 
 fn all() -> Vec<String> {
@@ -273,6 +295,19 @@ impl ConfigFile {
         if let Some(metrics) = &self.metrics {
             options.metrics_listen = Some(metrics.listen);
         }
+        if let Some(registry) = &self.registry {
+            let endpoints: Vec<String> = registry
+                .endpoints
+                .iter()
+                .map(|endpoint| endpoint.strip_prefix("etcd://").unwrap_or(endpoint).to_string())
+                .collect();
+            crate::cluster::shared::check_endpoints(&endpoints)
+                .map_err(|error| value(format!("[registry]: {error}")))?;
+            options.registry = endpoints;
+        }
+        if let Some(proxy) = &self.proxy {
+            options.proxy_protocol = proxy.protocol;
+        }
         if let Some(log) = &self.transfer_log {
             if log.as_os_str().is_empty() {
                 return Err(value("transfer_log is empty".into()));
@@ -368,6 +403,10 @@ failed_logins = 3
 lockout_seconds = 60
 login_timeout_seconds = 10
 idle_timeout_seconds = 20
+[registry]
+endpoints = ["127.0.0.1:2379", "etcd://etcd-2.example:2379"]
+[proxy]
+protocol = true
 "#
         );
         let file = parse(&text).expect("valid");
@@ -389,6 +428,8 @@ idle_timeout_seconds = 20
         assert!(tls.required);
         assert_eq!(access.limits.max_connections_per_ip, 5);
         assert_eq!(access.limits.login_timeout, Duration::from_secs(10));
+        assert_eq!(options.registry, ["127.0.0.1:2379", "etcd-2.example:2379"]);
+        assert!(options.proxy_protocol);
     }
 
     #[test]
@@ -407,6 +448,11 @@ idle_timeout_seconds = 20
             ("[tls]\ncert = \"a.pem\"", "needs cert and key"),
             ("[tls]\nself_signed = true\ncert = \"a\"\nkey = \"b\"", "not both"),
             ("not toml at all", "test.toml"),
+            ("[registry]\nendpoints = []", "no etcd endpoint"),
+            ("[registry]\nendpoints = [\"localhost\"]", "bad etcd endpoint \"localhost\""),
+            ("[registry]\nendpoints = [\"h:1 2\"]", "bad etcd endpoint"),
+            ("[registry]\nendpoint = [\"h:1\"]", "unknown field `endpoint`"),
+            ("[proxy]\nprotocol = \"yes\"", "invalid type"),
         ];
         for (text, expected) in cases {
             let error = parse(text).expect_err(text);

@@ -2,7 +2,10 @@
 //! under any concurrency; each one is also logged as `/<path>|<client ip>|<client port>|<count>`.
 //!
 //! One [`Downloads`] is shared by every server of a cluster started in one process, so counts
-//! are per cluster process, whichever server delivered the file.
+//! are per cluster process, whichever server delivered the file. Main servers sharing a
+//! registry on etcd also share the counts ([`Downloads::share`], [`SharedCounts`]): each
+//! download is added there, and `SITE STATS` reads there; while the shared store cannot be
+//! reached, downloads are counted here and added to it once it answers again.
 //!
 //! Bounded: at most [`MAX_TRACKED_FILES`] paths are counted; when a new path arrives with the
 //! table full, the path with the fewest downloads is forgotten (its count starts again from 0
@@ -17,7 +20,7 @@ use std::net::SocketAddr;
 use std::path::{Component, Path};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// Most files counted at once.
 pub const MAX_TRACKED_FILES: usize = 100_000;
@@ -28,10 +31,26 @@ pub const CONSOLE_QUEUE: usize = 8192;
 
 type LogLine = Box<dyn Fn(&str) + Send + Sync>;
 
+/// Download counts kept outside this process and shared with other servers (etcd).
+#[async_trait::async_trait]
+pub trait SharedCounts: Send + Sync {
+    /// Adds `by` to the count of `path` and returns the new count.
+    async fn add(&self, path: &str, by: u64) -> Result<u64, String>;
+    /// The count of `path`.
+    async fn count(&self, path: &str) -> Result<u64, String>;
+    /// The first `limit` counted files below `folder` (ending in `/`) by path, and how many
+    /// there are in all.
+    async fn under(&self, folder: &str, limit: usize) -> Result<(Vec<(String, u64)>, usize), String>;
+}
+
 /// The download counters and where their log lines go.
 pub struct Downloads {
     counts: Mutex<BTreeMap<String, u64>>,
     log: LogLine,
+    shared: OnceLock<Arc<dyn SharedCounts>>,
+    /// Downloads not yet added to the shared counts (it could not be reached), per path;
+    /// bounded by [`MAX_TRACKED_FILES`] paths.
+    pending: Mutex<BTreeMap<String, u64>>,
 }
 
 impl fmt::Debug for Downloads {
@@ -52,7 +71,95 @@ impl Default for Downloads {
 impl Downloads {
     /// Counters that hand each log line to `log`.
     pub fn new(log: impl Fn(&str) + Send + Sync + 'static) -> Self {
-        Downloads { counts: Mutex::default(), log: Box::new(log) }
+        Downloads { counts: Mutex::default(), log: Box::new(log), shared: OnceLock::new(), pending: Mutex::default() }
+    }
+
+    /// Counts in `store` from now on, shared with the other servers using it; false if these
+    /// counters already share a store.
+    pub fn share(&self, store: Arc<dyn SharedCounts>) -> bool {
+        self.shared.set(store).is_ok()
+    }
+
+    /// Counts one completed download as [`Downloads::record`] does, in the shared store when
+    /// there is one (the count in the log line is then the cluster's). When the store cannot
+    /// be reached, the download is counted here, kept to be added later, and logged with this
+    /// process's count.
+    pub async fn record_download(&self, path: &Path, peer: SocketAddr) -> u64 {
+        let Some(store) = self.shared.get() else {
+            return self.record(path, peer);
+        };
+        let path = normalize(path);
+        self.flush_pending(store.as_ref()).await;
+        match store.add(&path, 1).await {
+            Ok(count) => {
+                self.lock_counts().insert(path.clone(), count);
+                (self.log)(&format!("{}|{}|{}|{count}", escape(&path), peer.ip(), peer.port()));
+                count
+            }
+            Err(error) => {
+                tracing::warn!(%path, %error, "shared download count unreachable: counted here, added once it answers");
+                {
+                    let mut pending = self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                    if pending.len() < MAX_TRACKED_FILES || pending.contains_key(&path) {
+                        *pending.entry(path.clone()).or_insert(0) += 1;
+                    }
+                }
+                self.record(Path::new(&path), peer)
+            }
+        }
+    }
+
+    /// Adds the downloads counted while the shared store was away.
+    async fn flush_pending(&self, store: &dyn SharedCounts) {
+        let waiting: Vec<(String, u64)> = {
+            let mut pending = self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            std::mem::take(&mut *pending).into_iter().collect()
+        };
+        let mut failed = Vec::new();
+        for (path, by) in waiting {
+            if failed.is_empty() && store.add(&path, by).await.is_ok() {
+                continue;
+            }
+            failed.push((path, by));
+        }
+        if !failed.is_empty() {
+            let mut pending = self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            for (path, by) in failed {
+                *pending.entry(path).or_insert(0) += by;
+            }
+        }
+    }
+
+    /// How often `path` was downloaded, in the shared store when there is one (this process's
+    /// count while it cannot be reached).
+    pub async fn count_everywhere(&self, path: &Path) -> u64 {
+        if let Some(store) = self.shared.get() {
+            match store.count(&normalize(path)).await {
+                Ok(count) => return count,
+                Err(error) => {
+                    tracing::warn!(%error, "shared download counts unreachable: answering with this server's")
+                }
+            }
+        }
+        self.count(path)
+    }
+
+    /// Like [`Downloads::first_under`], in the shared store when there is one.
+    pub async fn first_under_everywhere(&self, prefix: &str, limit: usize) -> (Vec<(String, u64)>, usize) {
+        if let Some(store) = self.shared.get() {
+            let folder = if prefix.ends_with('/') { prefix.to_string() } else { format!("{prefix}/") };
+            match store.under(&folder, limit).await {
+                Ok(found) => return found,
+                Err(error) => {
+                    tracing::warn!(%error, "shared download counts unreachable: answering with this server's")
+                }
+            }
+        }
+        self.first_under(prefix, limit)
+    }
+
+    fn lock_counts(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, u64>> {
+        self.counts.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Counts one completed download of `path` by the client whose control connection comes

@@ -29,14 +29,29 @@ use tracing::Instrument;
 pub async fn serve(listener: TcpListener, context: Arc<ServerContext>, shutdown: impl Future<Output = ()>) {
     let name = context.name().to_string();
     let (close_sender, close_receiver) = watch::channel(false);
+    // Connections still sending their PROXY protocol header (each for at most 5 s).
+    let headers = Arc::new(tokio::sync::Semaphore::new(MAX_PENDING_HEADERS));
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) if context.settings.proxy_protocol => {
+                    let Ok(permit) = headers.clone().try_acquire_owned() else {
+                        tracing::warn!(server = %name, %peer, "too many connections sending their PROXY header: refused");
+                        let _ = stream.try_write(b"421 Too many connections opening, try again later\r\n");
+                        continue;
+                    };
+                    let (context, close) = (context.clone(), close_receiver.clone());
+                    connections.spawn(async move {
+                        let Some((stream, client)) = proxied(&context, stream, peer).await else { return };
+                        drop(permit);
+                        run_connection(context, stream, client, Some(peer), close).await;
+                    });
+                }
                 Ok((stream, peer)) => {
-                    connections.spawn(run_connection(context.clone(), stream, peer, close_receiver.clone()));
+                    connections.spawn(run_connection(context.clone(), stream, peer, None, close_receiver.clone()));
                 }
                 Err(error) => {
                     // Out of file descriptors and the like: back off instead of spinning.
@@ -62,12 +77,37 @@ pub async fn serve(listener: TcpListener, context: Arc<ServerContext>, shutdown:
     tracing::info!(server = %name, "stopped");
 }
 
+/// Most connections reading their PROXY protocol header at once.
+pub const MAX_PENDING_HEADERS: usize = 1024;
+
+/// Reads the PROXY protocol header of a connection from the proxy at `proxy`: the connection
+/// and the client's address (the proxy's own for its health checks), or `None` when it was
+/// refused (with a `421` saying why, and a log line).
+async fn proxied(context: &ServerContext, mut stream: TcpStream, proxy: SocketAddr) -> Option<(TcpStream, SocketAddr)> {
+    match crate::server::proxy_header::read_client_address(&mut stream).await {
+        Ok(client) => Some((stream, client.unwrap_or(proxy))),
+        Err(crate::server::proxy_header::ProxyHeaderError::Io(error)) => {
+            // A proxy's TCP health check connects and closes: not worth more than a debug line.
+            tracing::debug!(server = %context.name(), %proxy, %error, "connection closed before its PROXY header");
+            None
+        }
+        Err(error) => {
+            tracing::info!(server = %context.name(), %proxy, %error, "connection refused");
+            context.settings.telemetry.metrics.connection_refused(context.name(), RefusalReason::ProxyHeader);
+            let _ = stream.write_all(format!("421 {error}\r\n").as_bytes()).await;
+            None
+        }
+    }
+}
+
 /// Runs one control connection until it ends or the server closes it: admission (connection
-/// limits, lockout), the greeting's nonce, the libunftp session, the login timeout.
+/// limits, lockout), the greeting's nonce, the libunftp session, the login timeout. `peer` is
+/// the client's address; `proxy` the proxy's, when the connection came through one.
 async fn run_connection(
     context: Arc<ServerContext>,
     stream: TcpStream,
     peer: SocketAddr,
+    proxy: Option<SocketAddr>,
     close: watch::Receiver<bool>,
 ) {
     let policy = context.settings.policy.load_full();
@@ -86,7 +126,7 @@ async fn run_connection(
     let tag = SessionTag::new(context.name(), peer);
     let span = tag.span.clone();
     let opened = std::time::Instant::now();
-    run_session(context, stream, peer, close, tag).instrument(span.clone()).await;
+    run_session(context, stream, peer, proxy, close, tag).instrument(span.clone()).await;
     span.in_scope(|| tracing::info!(seconds = opened.elapsed().as_secs(), "session closed"));
 }
 
@@ -95,6 +135,7 @@ async fn run_session(
     context: Arc<ServerContext>,
     mut stream: TcpStream,
     peer: SocketAddr,
+    proxy: Option<SocketAddr>,
     mut close: watch::Receiver<bool>,
     tag: SessionTag,
 ) {
@@ -128,7 +169,8 @@ async fn run_session(
     // The libunftp `Server` and its start-up live in a box only until the session's task runs:
     // this task, one per connection, then holds a small future (libunftp patch 15; measured in
     // BENCHMARKS.md).
-    let session = match Box::pin(server.spawn_service(stream)).await {
+    // libunftp patch 20: behind a proxy the session knows the client's address, not the proxy's.
+    let session = match Box::pin(server.spawn_service_from(stream, proxy.map(|_| peer))).await {
         Ok(session) => session,
         Err(error) => return tracing::warn!(%peer, %error, "cannot start the FTP session"),
     };

@@ -63,6 +63,10 @@ pub enum SiteError {
     /// `STORED` before this session stored anything (`550`).
     #[error("nothing stored in this session yet")]
     NothingStored,
+    /// The shared registry (etcd) cannot be reached, so the registry cannot change now
+    /// (`451`); the main server keeps routing with the registry it last saw.
+    #[error("the shared registry is unreachable, try again later ({0})")]
+    RegistryUnavailable(String),
     /// The service exists but no worker offering it is available right now (`451`).
     #[error("no worker available for {0}, try again later")]
     NoWorker(String),
@@ -106,9 +110,10 @@ impl SiteError {
             SiteError::Service(ServiceError::Usage { .. }) | SiteError::WorkerUsage(_) => {
                 ReplyCode::ParameterSyntaxError
             }
-            SiteError::Service(ServiceError::Transient(_)) | SiteError::WorkerTransient(_) | SiteError::NoWorker(_) => {
-                ReplyCode::LocalError
-            }
+            SiteError::Service(ServiceError::Transient(_))
+            | SiteError::WorkerTransient(_)
+            | SiteError::NoWorker(_)
+            | SiteError::RegistryUnavailable(_) => ReplyCode::LocalError,
             SiteError::MainOnly { .. } => ReplyCode::CommandNotImplemented,
             SiteError::NotOffered { .. } | SiteError::UnknownService(_) => ReplyCode::CommandNotImplementedForParameter,
             SiteError::NoSuchFile(_)

@@ -23,7 +23,8 @@ pub async fn stats(storage: &FtpBackend, arguments: &str) -> Result<Reply, SiteE
     let folder = storage.folder();
     if path.is_empty() {
         // A user rooted at a home sees the files below it, by the paths they use.
-        let (listed, total) = storage.downloads().first_under(&folder.full_path(Path::new("/")), MAX_LISTED);
+        let (listed, total) =
+            storage.downloads().first_under_everywhere(&folder.full_path(Path::new("/")), MAX_LISTED).await;
         let mut lines = vec!["Downloads since start (path count):".to_string()];
         for (full, count) in &listed {
             let path = folder.session_path(full).unwrap_or(full);
@@ -42,7 +43,7 @@ pub async fn stats(storage: &FtpBackend, arguments: &str) -> Result<Reply, SiteE
     if path.chars().count() > MAX_WORD_CHARS {
         return Err(usage("STATS [FILE]", "the path is too long"));
     }
-    let count = storage.downloads().count(Path::new(&folder.full_path(Path::new(path))));
+    let count = storage.downloads().count_everywhere(Path::new(&folder.full_path(Path::new(path)))).await;
     if count == 0 && !storage.is_file(Path::new(path)).await {
         return Err(SiteError::NoSuchFile(normalize(Path::new(path))));
     }

@@ -78,7 +78,9 @@ pub fn lookup(server: &SiteContext, arguments: &str) -> Result<Reply, SiteError>
         return Err(SiteError::MainOnly { verb: LOOKUP.to_string(), main: server.main_server() });
     };
     let service = parse_lookup(arguments)?;
-    let offering = registry.lookup(&service);
+    let mut offering = registry.lookup(&service);
+    // By name: every main server sharing a registry gives the same answer.
+    offering.sort_by(|one, other| one.name.cmp(&other.name));
     if offering.is_empty() {
         return if server.catalog.get(&service).is_some() || registry.services().contains(&service) {
             Err(SiteError::NoWorker(service))

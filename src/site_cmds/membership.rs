@@ -12,6 +12,7 @@ use libunftp::options::{Reply, ReplyCode};
 
 use crate::cluster::registry::{Registry, Role, ServerEntry, MAX_SERVICES_PER_SERVER};
 use crate::cluster::secret::ClusterSecret;
+use crate::cluster::shared::SharedRegistry;
 use crate::ftp_backend::FtpBackend;
 use crate::protocol::{deregister_request, register_request, CHALLENGE, REGISTER};
 use crate::services::{is_valid_name, ServiceError};
@@ -30,6 +31,8 @@ pub struct Membership<'a> {
     pub ttl: Duration,
     /// The main server's own name, which no worker may take.
     pub main_name: &'a str,
+    /// The registry shared with other main servers, if any.
+    pub shared: Option<&'a dyn SharedRegistry>,
 }
 
 /// Answers a registry change on the main server; workers refuse it, naming the main server.
@@ -39,11 +42,16 @@ pub async fn answer(
     storage: &FtpBackend,
     arguments: &str,
 ) -> Result<Reply, SiteError> {
-    let ClusterView::Main { registry, secret, worker_ttl, gate, policy, .. } = &server.cluster else {
+    let ClusterView::Main { registry, secret, worker_ttl, gate, policy, shared, .. } = &server.cluster else {
         return Err(SiteError::MainOnly { verb: verb.to_string(), main: server.main_server() });
     };
-    let membership =
-        Membership { registry, secret: secret.as_ref(), ttl: *worker_ttl, main_name: &server.identity.name };
+    let membership = Membership {
+        registry,
+        secret: secret.as_ref(),
+        ttl: *worker_ttl,
+        main_name: &server.identity.name,
+        shared: shared.as_deref(),
+    };
     let address = storage.peer().ip();
     let rule = policy.load().lockout_rule();
     if verb != CHALLENGE && gate.lockout.locked(address, rule).is_some() {
@@ -51,8 +59,8 @@ pub async fn answer(
     }
     let answer = match verb {
         CHALLENGE => Ok(challenge(storage)),
-        REGISTER => register(&membership, storage, arguments),
-        _ => deregister(&membership, storage, arguments),
+        REGISTER => register(&membership, storage, arguments).await,
+        _ => deregister(&membership, storage, arguments).await,
     };
     if matches!(answer, Err(SiteError::Unauthorized(_))) {
         // A wrong proof counts as a failed login for the lockout, and waits like one.
@@ -133,14 +141,29 @@ pub fn parse_register(arguments: &str) -> Result<RegisterRequest, SiteError> {
 }
 
 /// `REGISTER NAME ADDRESS SERVICES PROOF` → `200 registered NAME at ADDRESS for Ns`.
-pub fn register(membership: &Membership<'_>, storage: &FtpBackend, arguments: &str) -> Result<Reply, SiteError> {
+pub async fn register(membership: &Membership<'_>, storage: &FtpBackend, arguments: &str) -> Result<Reply, SiteError> {
     let RegisterRequest { name, address, services, proof } = parse_register(arguments)?;
     authorize(membership, storage, &register_request(&name, address, &services), proof.as_deref())?;
     if name == membership.main_name {
         return Err(SiteError::NotTaken(format!("{name} is the main server's name")));
     }
     let entry = ServerEntry { name: name.clone(), address, role: Role::Worker, services };
-    membership.registry.register_for(entry, membership.ttl).map_err(|error| SiteError::NotTaken(error.to_string()))?;
+    if let Some(shared) = membership.shared {
+        // Written to the shared registry first, so that no main server routes to a registration
+        // it refused;
+        // this main server sees it at once, the others through their watch.
+        let entry = Registry::validate(entry).map_err(|error| SiteError::NotTaken(error.to_string()))?;
+        if membership.registry.servers().iter().any(|server| server.name == name && server.role == Role::Main) {
+            return Err(SiteError::NotTaken(format!("{name} is a main server's name")));
+        }
+        shared.publish(&entry, membership.ttl).await.map_err(SiteError::RegistryUnavailable)?;
+        membership.registry.upsert_shared(entry).map_err(|error| SiteError::NotTaken(error.to_string()))?;
+    } else {
+        membership
+            .registry
+            .register_for(entry, membership.ttl)
+            .map_err(|error| SiteError::NotTaken(error.to_string()))?;
+    }
     tracing::info!(worker = %name, %address, "worker registered");
     Ok(Reply::new_with_string(
         ReplyCode::CommandOkay,
@@ -149,7 +172,11 @@ pub fn register(membership: &Membership<'_>, storage: &FtpBackend, arguments: &s
 }
 
 /// `DEREGISTER NAME PROOF` → `200 deregistered NAME`.
-pub fn deregister(membership: &Membership<'_>, storage: &FtpBackend, arguments: &str) -> Result<Reply, SiteError> {
+pub async fn deregister(
+    membership: &Membership<'_>,
+    storage: &FtpBackend,
+    arguments: &str,
+) -> Result<Reply, SiteError> {
     const USAGE: &str = "DEREGISTER NAME PROOF";
     let words: Vec<&str> = arguments.split_whitespace().collect();
     let (name, proof) = match words.as_slice() {
@@ -164,7 +191,14 @@ pub fn deregister(membership: &Membership<'_>, storage: &FtpBackend, arguments: 
     if name == membership.main_name {
         return Err(SiteError::NotTaken(format!("{name} is the main server")));
     }
-    if !membership.registry.deregister(name) {
+    let removed = match membership.shared {
+        Some(shared) => {
+            let withdrawn = shared.withdraw(name).await.map_err(SiteError::RegistryUnavailable)?;
+            membership.registry.remove_shared(name) || withdrawn
+        }
+        None => membership.registry.deregister(name),
+    };
+    if !removed {
         return Err(SiteError::NotTaken(format!("no server {name} is registered")));
     }
     tracing::info!(worker = name, "worker deregistered");

@@ -75,6 +75,8 @@ pub enum RefusalReason {
     TooManyFromAddress,
     /// The address is locked out after failed logins.
     LockedOut,
+    /// `--proxy-protocol`: the connection did not start with a valid PROXY header.
+    ProxyHeader,
 }
 
 impl RefusalReason {
@@ -83,6 +85,7 @@ impl RefusalReason {
             RefusalReason::TooMany => "max_connections",
             RefusalReason::TooManyFromAddress => "max_connections_per_ip",
             RefusalReason::LockedOut => "lockout",
+            RefusalReason::ProxyHeader => "proxy_header",
         }
     }
 }

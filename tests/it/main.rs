@@ -15,8 +15,11 @@ mod limits;
 mod logs_and_reload;
 mod operations;
 mod packaging;
+mod proxy_protocol;
 mod rclone;
 mod routing;
+#[cfg(feature = "etcd")]
+mod shared_registry;
 mod site_commands;
 mod stock_clients;
 mod support;

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+#[cfg(feature = "etcd")]
+pub mod etcd;
 pub mod netns;
 
 use ftpcalc::{Cluster, ClusterConfig, Downloads, RunningCluster};
@@ -272,6 +274,18 @@ impl RawFtp {
         (ftp, greeting)
     }
 
+    /// Connects from 127.0.0.1, sends `first` at once (a PROXY protocol header, or not one),
+    /// and reads the first reply.
+    pub async fn connect_from_sending(address: SocketAddr, first: &[u8]) -> (RawFtp, (u32, String)) {
+        use tokio::io::AsyncWriteExt;
+        let mut stream = tokio::net::TcpStream::connect(address).await.expect("connect");
+        stream.write_all(first).await.expect("send the first bytes");
+        let (read, writer) = stream.into_split();
+        let mut ftp = RawFtp { reader: tokio::io::BufReader::new(read), writer };
+        let reply = ftp.reply().await;
+        (ftp, reply)
+    }
+
     /// Reads the greeting on an already connected socket (any address family).
     pub async fn over(stream: tokio::net::TcpStream) -> RawFtp {
         let (read, writer) = stream.into_split();
@@ -289,11 +303,11 @@ impl RawFtp {
         self.command(&format!("PASS {password}")).await
     }
 
-    /// True when the server closed the connection (reads until the end, at most 20 s).
+    /// True when the server closed the connection (reads until the end or a reset, at most 20 s).
     pub async fn closed(&mut self) -> bool {
         use tokio::io::AsyncReadExt;
         let mut rest = Vec::new();
-        matches!(tokio::time::timeout(Duration::from_secs(20), self.reader.read_to_end(&mut rest)).await, Ok(Ok(_)))
+        tokio::time::timeout(Duration::from_secs(20), self.reader.read_to_end(&mut rest)).await.is_ok()
     }
 
     /// Reads one (possibly multi-line) reply.

@@ -1,0 +1,42 @@
+//! `--proxy-protocol` on a main server (issue 13): connections must start with a PROXY
+//! protocol header; the header's client is the session's client (access rules, `STAT`, logs).
+//! HAProxy in front of two main servers is in [`crate::shared_registry`].
+
+use crate::support::{connect, site, RawFtp, TestCluster};
+
+#[tokio::test]
+async fn a_main_server_with_proxy_protocol_refuses_connections_without_a_header() {
+    let cluster = TestCluster::start_config(
+        |mut config| {
+            config.options.proxy_protocol = true;
+            config
+        },
+        |cluster| cluster,
+    )
+    .await;
+    let (mut raw, reply) = RawFtp::connect_from_sending(cluster.main(), b"USER x\r\n").await;
+    assert_eq!(reply.0, 421, "{}", reply.1);
+    assert!(reply.1.contains("PROXY protocol header"), "{}", reply.1);
+    assert!(raw.closed().await);
+    // With a header, the session's client is the one the header names: a client from another
+    // host is refused in open mode (loopback only), whatever address the proxy connects from.
+    let (mut raw, reply) =
+        RawFtp::connect_from_sending(cluster.main(), b"PROXY TCP4 192.0.2.9 127.0.0.1 4242 21\r\n").await;
+    assert_eq!(reply.0, 220);
+    assert_eq!(raw.log_in_as("tester", "secret").await.0, 530);
+    let v2_local = b"\r\n\r\n\0\r\nQUIT\n\x20\x00\x00\x00";
+    let (mut raw, reply) = RawFtp::connect_from_sending(cluster.main(), v2_local).await;
+    assert_eq!(reply.0, 220, "LOCAL (the proxy's health check) is served as the proxy itself");
+    assert_eq!(raw.log_in_as("tester", "secret").await.0, 230);
+    let (mut raw, reply) =
+        RawFtp::connect_from_sending(cluster.main(), b"PROXY TCP4 127.0.0.9 127.0.0.1 4242 21\r\n").await;
+    assert_eq!(reply.0, 220);
+    assert_eq!(raw.log_in_as("tester", "secret").await.0, 230);
+    let (code, text) = raw.command("STAT").await;
+    assert!(code == 211 && text.contains("127.0.0.9"), "{text}");
+    // The cluster's own workers are reached directly: no header needed there.
+    let mut ftp = connect(cluster.address("SV1")).await;
+    assert_eq!(site(&mut ftp, "ADD 2 3").await.0, 200);
+    // ... and routing through the main server (which reaches them directly) works.
+    assert_eq!(raw.command("SITE ADD 2 3").await.0, 200);
+}

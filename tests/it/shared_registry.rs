@@ -1,0 +1,421 @@
+//! Several main servers on one etcd cluster (issue 13): shared registry and download counts,
+//! and faults under load (an etcd member, a worker, a main server behind HAProxy, all of etcd),
+//! each with real processes: Debian's etcd-server and HAProxy, `ftpcalc` binaries.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ftpcalc::cluster::control::Control;
+use ftpcalc::ClusterSecret;
+
+use crate::support::etcd::{arg, free_port, EtcdCluster, Haproxy};
+use crate::support::{connect, eventually, run_stock, site, stock_client, Process, TestCluster};
+
+const SECRET: &str = "shared-registry-secret-0123456789";
+/// Worker TTL of the main servers in these tests, in seconds.
+const TTL: u64 = 3;
+
+/// An in-process main server `name` with no worker of its own, on the etcd cluster.
+async fn main_on(etcd: &EtcdCluster, name: &str) -> TestCluster {
+    let endpoints = etcd.endpoints();
+    let name = name.to_string();
+    TestCluster::start_config(
+        move |mut config| {
+            config.main_name = name;
+            config.workers.clear();
+            config.secret = Some(ClusterSecret::new(SECRET).expect("secret"));
+            config.worker_ttl = Duration::from_secs(TTL);
+            config.options.registry = endpoints;
+            config.options.metrics_listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+            config
+        },
+        |cluster| cluster,
+    )
+    .await
+}
+
+/// `ftpcalc worker NAME --join MAIN --services SERVICES`, heartbeat 0.5 s.
+fn start_worker(name: &str, folder: &std::path::Path, main: SocketAddr, services: &str) -> Process {
+    let main = main.to_string();
+    let worker = Process::start(
+        &[],
+        &[
+            "worker",
+            name,
+            arg(folder),
+            "--join",
+            &main,
+            "--services",
+            services,
+            "--secret",
+            SECRET,
+            "--heartbeat",
+            "0.5",
+            "--grace",
+            "0.5",
+        ],
+    );
+    let _ = worker.address_from_table();
+    let joined = worker.line();
+    assert!(joined.starts_with("joined"), "{joined}");
+    worker
+}
+
+/// The `NAME=ADDRESS` pairs of `SITE LOOKUP service` on `main`; empty when none (or no answer).
+async fn lookup(main: SocketAddr, service: &str) -> Vec<String> {
+    let Ok(mut control) = Control::connect(main).await else { return Vec::new() };
+    if control.login("tester", "secret").await.is_err() {
+        return Vec::new();
+    }
+    match control.command(&format!("SITE LOOKUP {service}")).await {
+        Ok(reply) if reply.code == 200 => reply.text().split_whitespace().skip(1).map(str::to_string).collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn names(places: &[String]) -> Vec<&str> {
+    places.iter().filter_map(|place| place.split('=').next()).collect()
+}
+
+/// What a load run saw.
+#[derive(Debug, Default)]
+struct Tally {
+    right: AtomicU64,
+    /// `4xx` replies: "try again".
+    transient: AtomicU64,
+    /// Connections lost or refused (the client reconnects).
+    reconnects: AtomicU64,
+    /// Anything else: must stay empty.
+    wrong: Mutex<Vec<String>>,
+}
+
+/// `clients` connections sending `SITE ADD i j` to `targets` (spread over them, reconnecting
+/// when a connection fails) for `duration`; every answer is checked.
+async fn load(targets: Vec<SocketAddr>, clients: usize, duration: Duration) -> Arc<Tally> {
+    let tally = Arc::new(Tally::default());
+    let deadline = tokio::time::Instant::now() + duration;
+    let mut tasks = tokio::task::JoinSet::new();
+    for client in 0..clients {
+        let (tally, targets) = (tally.clone(), targets.clone());
+        tasks.spawn(async move {
+            let mut control: Option<Control> = None;
+            let mut request = 0u64;
+            while tokio::time::Instant::now() < deadline {
+                if control.is_none() {
+                    let target = targets[(client + request as usize) % targets.len()];
+                    let connected = tokio::time::timeout(Duration::from_secs(2), async {
+                        let mut control = Control::connect(target).await.ok()?;
+                        control.login("tester", "secret").await.ok()?;
+                        Some(control)
+                    })
+                    .await;
+                    match connected {
+                        Ok(Some(connected)) => control = Some(connected),
+                        _ => {
+                            tally.reconnects.fetch_add(1, Ordering::Relaxed);
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            request += 1;
+                            continue;
+                        }
+                    }
+                }
+                request += 1;
+                let (a, b) = (client as u64 * 1000 + request, request * 7);
+                let connection = control.as_mut().expect("connected");
+                let reply =
+                    tokio::time::timeout(Duration::from_secs(5), connection.command(&format!("SITE ADD {a} {b}")))
+                        .await;
+                match reply {
+                    Ok(Ok(reply)) if reply.code == 200 => {
+                        let text = reply.text();
+                        if text.split_whitespace().next() == Some((a + b).to_string().as_str()) {
+                            tally.right.fetch_add(1, Ordering::Relaxed);
+                        } else {
+                            tally.wrong.lock().expect("lock").push(format!("ADD {a} {b}: {text}"));
+                        }
+                    }
+                    Ok(Ok(reply)) if (400..500).contains(&reply.code) => {
+                        tally.transient.fetch_add(1, Ordering::Relaxed);
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    Ok(Ok(reply)) => {
+                        tally.wrong.lock().expect("lock").push(format!("ADD {a} {b}: {} {}", reply.code, reply.text()));
+                    }
+                    _ => {
+                        tally.reconnects.fetch_add(1, Ordering::Relaxed);
+                        control = None;
+                    }
+                }
+            }
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    tally
+}
+
+fn check(tally: &Tally, case: &str, most_transient: u64) {
+    let wrong = tally.wrong.lock().expect("lock");
+    let (right, transient) = (tally.right.load(Ordering::Relaxed), tally.transient.load(Ordering::Relaxed));
+    eprintln!("{case}: {right} right, {transient} 4xx, {} reconnects", tally.reconnects.load(Ordering::Relaxed));
+    assert!(wrong.is_empty(), "{case}: wrong answers {:?}", &wrong[..wrong.len().min(5)]);
+    assert!(right > 100, "{case}: only {right} right answers");
+    assert!(transient <= most_transient, "{case}: {transient} 4xx replies (at most {most_transient})");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_main_servers_share_workers_lookups_and_exact_download_counts() {
+    let Some(etcd) = EtcdCluster::start(3).await else { return };
+    let (sv0, sv9) = (main_on(&etcd, "SV0").await, main_on(&etcd, "SV9").await);
+    let folder = tempfile::tempdir().expect("temporary folder");
+    let _w1 = start_worker("W1", folder.path(), sv0.main(), "ADD");
+    let _w2 = start_worker("W2", folder.path(), sv9.main(), "ADD,MUL");
+    let _w3 = start_worker("W3", folder.path(), sv0.main(), "SUB");
+    for main in [sv0.main(), sv9.main()] {
+        let all = eventually(Duration::from_secs(5), async || names(&lookup(main, "ADD").await) == ["W1", "W2"]).await;
+        assert!(all, "LOOKUP ADD on {main}: {:?}", lookup(main, "ADD").await);
+        assert_eq!(names(&lookup(main, "SUB").await), ["W3"]);
+        assert_eq!(names(&lookup(main, "MUL").await), ["W2"]);
+    }
+    assert_eq!(lookup(sv0.main(), "ADD").await, lookup(sv9.main(), "ADD").await, "the same answer on both");
+    for (main, service, expected) in [(sv0.main(), "MUL 6 7", "42"), (sv9.main(), "SUB 10 4", "6")] {
+        let mut ftp = connect(main).await;
+        let (code, text) = site(&mut ftp, service).await;
+        assert_eq!((code, text.split_whitespace().next()), (200, Some(expected)), "{service}: {text}");
+    }
+
+    // 64 concurrent downloads of one file, half through each main server: exact totals on both.
+    for cluster in [&sv0, &sv9] {
+        cluster.write_file("seed.txt", b"the seed");
+    }
+    let mut downloads = tokio::task::JoinSet::new();
+    for index in 0..64 {
+        let main = if index % 2 == 0 { sv0.main() } else { sv9.main() };
+        downloads.spawn(async move {
+            let mut ftp = connect(main).await;
+            let data = crate::support::download(&mut ftp, "seed.txt").await;
+            assert_eq!(data, b"the seed");
+        });
+    }
+    while let Some(done) = downloads.join_next().await {
+        done.expect("download");
+    }
+    for main in [sv0.main(), sv9.main()] {
+        let mut ftp = connect(main).await;
+        assert_eq!(site(&mut ftp, "STATS seed.txt").await, (200, "/seed.txt 64".to_string()), "on {main}");
+        let (code, listing) = site(&mut ftp, "STATS").await;
+        assert!(code == 200 && listing.contains("/seed.txt 64"), "{listing}");
+    }
+    // Each download took one count of the cluster's: the log lines of both carry 1..=64 once each.
+    let mut counts: Vec<u64> = [&sv0, &sv9]
+        .iter()
+        .flat_map(|cluster| cluster.download_log.lock().expect("lock").clone())
+        .map(|line| line.rsplit('|').next().and_then(|count| count.parse().ok()).expect("a count"))
+        .collect();
+    counts.sort_unstable();
+    assert_eq!(counts, (1..=64).collect::<Vec<u64>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_an_etcd_member_under_load_costs_no_wrong_answer() {
+    let Some(mut etcd) = EtcdCluster::start(3).await else { return };
+    let (sv0, sv9) = (main_on(&etcd, "SV0").await, main_on(&etcd, "SV9").await);
+    let folder = tempfile::tempdir().expect("temporary folder");
+    let _w1 = start_worker("W1", folder.path(), sv0.main(), "ADD");
+    let _w2 = start_worker("W2", folder.path(), sv9.main(), "ADD");
+    for main in [sv0.main(), sv9.main()] {
+        assert!(eventually(Duration::from_secs(5), async || lookup(main, "ADD").await.len() == 2).await);
+    }
+    let running = tokio::spawn(load(vec![sv0.main(), sv9.main()], 32, Duration::from_secs(4)));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    etcd.kill(0);
+    let tally = running.await.expect("load");
+    check(&tally, "kill -9 of an etcd member", 0);
+    // The two members left keep the quorum: registrations and leases go on.
+    let _w3 = start_worker("W3", folder.path(), sv9.main(), "ADD");
+    for main in [sv0.main(), sv9.main()] {
+        let three = eventually(Duration::from_secs(5), async || lookup(main, "ADD").await.len() == 3).await;
+        assert!(three, "W3 on {main}: {:?}", lookup(main, "ADD").await);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_worker_leaves_every_main_server_within_its_ttl() {
+    let Some(etcd) = EtcdCluster::start(3).await else { return };
+    let (sv0, sv9) = (main_on(&etcd, "SV0").await, main_on(&etcd, "SV9").await);
+    let folder = tempfile::tempdir().expect("temporary folder");
+    let _w1 = start_worker("W1", folder.path(), sv0.main(), "ADD");
+    let mut w2 = start_worker("W2", folder.path(), sv9.main(), "ADD");
+    for main in [sv0.main(), sv9.main()] {
+        assert!(eventually(Duration::from_secs(5), async || lookup(main, "ADD").await.len() == 2).await);
+    }
+    let running = tokio::spawn(load(vec![sv0.main(), sv9.main()], 32, Duration::from_secs(4)));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    w2.kill();
+    let killed = tokio::time::Instant::now();
+    let tally = running.await.expect("load");
+    // Requests in flight on W2 are retried on W1 (ADD is idempotent): no 4xx is needed.
+    check(&tally, "kill -9 of a worker", 32);
+    for main in [sv0.main(), sv9.main()] {
+        let gone = eventually(Duration::from_secs(TTL + 3), async || names(&lookup(main, "ADD").await) == ["W1"]).await;
+        assert!(gone, "W2 still on {main}: {:?}", lookup(main, "ADD").await);
+    }
+    let waited = killed.elapsed();
+    assert!(waited < Duration::from_secs(TTL + 4), "W2 left after {waited:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_all_of_etcd_stopped_main_servers_route_refuse_registrations_and_catch_up() {
+    let Some(mut etcd) = EtcdCluster::start(3).await else { return };
+    let (sv0, sv9) = (main_on(&etcd, "SV0").await, main_on(&etcd, "SV9").await);
+    let folder = tempfile::tempdir().expect("temporary folder");
+    let _w1 = start_worker("W1", folder.path(), sv0.main(), "ADD");
+    for main in [sv0.main(), sv9.main()] {
+        assert!(eventually(Duration::from_secs(5), async || lookup(main, "ADD").await.len() == 1).await);
+    }
+    let running = tokio::spawn(load(vec![sv0.main(), sv9.main()], 32, Duration::from_secs(6)));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    etcd.kill_all();
+    // Registrations are refused with a 4xx while etcd is away; the worker keeps its place.
+    let refused = eventually(Duration::from_secs(8), async || {
+        let Ok(mut control) = Control::connect(sv0.main()).await else { return false };
+        if control.login("tester", "secret").await.is_err() {
+            return false;
+        }
+        let challenge = control.command("SITE CHALLENGE").await.map(|reply| reply.text()).unwrap_or_default();
+        let secret = ClusterSecret::new(SECRET).expect("secret");
+        let request =
+            ftpcalc::protocol::register_request("W9", "127.0.0.1:9".parse().expect("literal"), &["ADD".to_string()]);
+        let proof = secret.proof(&challenge, &request);
+        let reply = control.command(&format!("SITE {request} {proof}")).await;
+        matches!(reply, Ok(reply) if reply.code == 451 && reply.text().contains("shared registry is unreachable"))
+    })
+    .await;
+    assert!(refused, "a registration while etcd is down is refused with 451");
+    let endpoint = sv9.cluster.metrics_address().expect("metrics endpoint");
+    let (code, body) = ready(endpoint).await;
+    assert!(code == 503 && body.contains("unreachable: routing with the last registry seen"), "/ready: {code} {body}");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let tally = running.await.expect("load");
+    check(&tally, "all of etcd stopped", 0);
+    assert_eq!(names(&lookup(sv9.main(), "ADD").await), ["W1"], "the last registry seen");
+
+    etcd.restart_stopped().await;
+    let _w2 = start_worker("W2", folder.path(), sv9.main(), "ADD");
+    for main in [sv0.main(), sv9.main()] {
+        let both =
+            eventually(Duration::from_secs(10), async || names(&lookup(main, "ADD").await) == ["W1", "W2"]).await;
+        assert!(both, "after etcd's return on {main}: {:?}", lookup(main, "ADD").await);
+    }
+    // Ready again as far as etcd goes (the catalogue's other services have no worker here).
+    let (_, body) = ready(endpoint).await;
+    assert!(!body.contains("unreachable") && body.contains("no live worker for INC, MUL, SUB"), "/ready: {body}");
+}
+
+async fn ready(endpoint: SocketAddr) -> (u16, String) {
+    crate::operations::http_get(endpoint, "GET /ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await
+}
+
+/// `ftpcalc server NAME --no-workers --registry … --proxy-protocol` with its own passive range
+/// announced at `passive_host`; returns it and its address.
+fn start_main_process(
+    name: &str,
+    folder: &std::path::Path,
+    etcd: &EtcdCluster,
+    passive: &str,
+) -> (Process, SocketAddr) {
+    let url = etcd.url();
+    let ttl = TTL.to_string();
+    let main = Process::start(
+        &[],
+        &[
+            "server",
+            name,
+            arg(folder),
+            "--listen",
+            "127.0.0.1:0",
+            "--no-workers",
+            "--secret",
+            SECRET,
+            "--worker-ttl",
+            &ttl,
+            "--grace",
+            "0.5",
+            "--registry",
+            &url,
+            "--proxy-protocol",
+            "--passive-ports",
+            passive,
+            "--passive-host",
+            "127.0.0.2",
+            "--max-connections-per-ip",
+            "1000",
+        ],
+    );
+    let address = main.address_from_table();
+    (main, address)
+}
+
+fn port_range(first: u16) -> String {
+    format!("{first}-{}", first + 9)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_haproxy_clients_keep_their_address_and_survive_a_killed_main_server() {
+    let Some(etcd) = EtcdCluster::start(3).await else { return };
+    let folder = tempfile::tempdir().expect("temporary folder");
+    std::fs::write(folder.path().join("seed.txt"), b"through the proxy").expect("write");
+    // Passive ports: one range per main server, forwarded by HAProxy to that main server.
+    let (first_a, first_b) = (free_port() / 20 * 10, free_port() / 20 * 10 + 10);
+    let (first_a, first_b) = (first_a.max(20000), first_b.max(20010));
+    let (mut sv0, sv0_address) = start_main_process("SV0", folder.path(), &etcd, &port_range(first_a));
+    let (sv9, sv9_address) = start_main_process("SV9", folder.path(), &etcd, &port_range(first_b));
+    let front = SocketAddr::from(([127, 0, 0, 2], free_port()));
+    let passive = [(port_range(first_a), sv0_address), (port_range(first_b), sv9_address)];
+    let Some(proxy) = Haproxy::start(front, &[sv0_address, sv9_address], &passive).await else { return };
+    let _w1 = start_worker("W1", folder.path(), proxy.address, "ADD");
+
+    // A client from 127.0.0.3: the seed's log line names it, not the proxy (127.0.0.1).
+    let (mut raw, greeting) = crate::support::RawFtp::connect_from([127, 0, 0, 3].into(), proxy.address).await;
+    assert_eq!(greeting.0, 220, "{}", greeting.1);
+    assert_eq!(raw.log_in_as("tester", "secret").await.0, 230);
+    raw.command("TYPE I").await;
+    let mut data = raw.passive(proxy.address).await;
+    raw.send("RETR seed.txt").await;
+    let mut received = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut data, &mut received).await.expect("read the data connection");
+    assert_eq!(received, b"through the proxy");
+    assert_eq!(raw.reply().await.0, 150);
+    assert_eq!(raw.reply().await.0, 226);
+    let seen = eventually(Duration::from_secs(5), async || {
+        [&sv0, &sv9].iter().any(|main| main.lines.try_iter().any(|line| line.starts_with("/seed.txt|127.0.0.3|")))
+    })
+    .await;
+    assert!(seen, "the seed's log line names the client's real address 127.0.0.3");
+
+    // Stock clients through HAProxy, passive mode (curl: EPSV; lftp: PASV with the announced host).
+    if let (Some(curl), Some(lftp)) = (stock_client("curl"), stock_client("lftp")) {
+        let url = format!("ftp://tester:secret@{}/seed.txt", proxy.address);
+        for _ in 0..4 {
+            let (ok, out, err) = run_stock(&curl, &["-sS", "--max-time", "20", &url]).await;
+            assert!(ok && out == "through the proxy", "curl: {out} {err}");
+        }
+        let script = format!(
+            "set net:max-retries 1; set net:timeout 10; set ftp:prefer-epsv no; open -u tester,secret {}:{}; cat seed.txt",
+            proxy.address.ip(),
+            proxy.address.port()
+        );
+        let (ok, out, err) = run_stock(&lftp, &["-c", &script]).await;
+        assert!(ok && out == "through the proxy", "lftp: {out} {err}");
+    }
+
+    // kill -9 of one main server under load: clients reconnecting through HAProxy go on.
+    let running = tokio::spawn(load(vec![proxy.address], 32, Duration::from_secs(5)));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    sv0.kill();
+    let tally = running.await.expect("load");
+    check(&tally, "kill -9 of a main server behind HAProxy", 0);
+    assert!(tally.reconnects.load(Ordering::Relaxed) > 0, "some clients were on the killed main server");
+    drop(sv9);
+}
