@@ -40,3 +40,38 @@ async fn a_main_server_with_proxy_protocol_refuses_connections_without_a_header(
     // ... and routing through the main server (which reaches them directly) works.
     assert_eq!(raw.command("SITE ADD 2 3").await.0, 200);
 }
+
+#[test]
+fn bad_registry_and_proxy_settings_are_refused_with_a_clear_message() {
+    let root = tempfile::tempdir().expect("temporary folder");
+    let folder = root.path().to_str().expect("utf-8");
+    let cases: [(&[&str], &str); 4] = [
+        (&["--registry", "etcd://"], "no etcd endpoint"),
+        (&["--registry", "etcd://localhost"], "bad etcd endpoint \"localhost\""),
+        (&["--registry", "etcd://h:1,,h:2"], "bad etcd endpoint"),
+        (&["--registry", "etcd://h:99999"], "bad etcd endpoint \"h:99999\""),
+    ];
+    for (flags, expected) in cases {
+        let mut args = vec!["server", "SV0", folder, "--listen", "127.0.0.1:0", "--no-workers"];
+        args.extend_from_slice(flags);
+        let (code, _, stderr) = crate::support::run_ftpcalc(&args, "", &[]);
+        assert_eq!(code, Some(2), "{flags:?}: {stderr}");
+        assert!(stderr.contains("--registry") && stderr.contains(expected), "{flags:?}: {stderr}");
+    }
+    // A worker is reached directly by its main server: it refuses the PROXY protocol.
+    let args = [
+        "worker",
+        "W1",
+        folder,
+        "--join",
+        "127.0.0.1:9",
+        "--services",
+        "ADD",
+        "--secret",
+        "0123456789abcdef0123",
+        "--proxy-protocol",
+    ];
+    let (code, _, stderr) = crate::support::run_ftpcalc(&args, "", &[]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("the PROXY protocol is for main servers"), "{stderr}");
+}
