@@ -130,16 +130,20 @@ impl FtpBackend {
         &self.folder.downloads
     }
 
-    /// The visible entries of the folder at `path`, sorted by name (without the `unique` facts
-    /// `MLSD` adds; `LIST` has no use for them).
+    /// The visible entries of the folder at `path`, sorted by name, read in one trip to the
+    /// blocking pool.
     async fn entries<P: AsRef<Path> + Send + Debug>(
         &self,
         user: &User,
         path: P,
-    ) -> Result<Vec<Fileinfo<PathBuf, unftp_sbe_fs::Meta>>> {
+    ) -> Result<Vec<Fileinfo<PathBuf, FileMeta>>> {
         visible(path.as_ref())?;
         allowed(user, Permission::List)?;
-        let mut entries = self.inner().list(user, path).await?;
+        let (dir, folder) = (self.folder.dir.clone(), relative(path.as_ref()));
+        let mut entries = match tokio::task::spawn_blocking(move || meta::read_folder(&dir, &folder)).await {
+            Ok(read) => read.map_err(|error| Error::new(ErrorKind::PermanentFileNotAvailable, error))?,
+            Err(_) => return Err(Error::from(ErrorKind::LocalError)),
+        };
         entries.retain(|entry| !is_internal(&entry.path));
         listing::sort(&mut entries);
         Ok(entries)
@@ -252,12 +256,12 @@ impl StorageBackend<User> for FtpBackend {
             | unftp_core::storage::FEATURE_UNIQUE
     }
 
-    async fn metadata<P: AsRef<Path> + Send + Debug>(&self, user: &User, path: P) -> Result<FileMeta> {
+    async fn metadata<P: AsRef<Path> + Send + Debug>(&self, _user: &User, path: P) -> Result<FileMeta> {
         visible(path.as_ref())?;
-        let target = relative(path.as_ref());
-        let meta = self.inner().metadata(user, path).await?;
-        let unique = meta::uniques(self.folder.dir.clone(), vec![target]).await.pop().flatten();
-        Ok(FileMeta::new(meta, unique))
+        // One lstat, in place: libunftp asks before every RETR, and a trip to the blocking pool
+        // cost more than the call (see the invariants in ARCHITECTURE.md and BENCHMARKS.md).
+        FileMeta::read(&self.folder.dir, &relative(path.as_ref()))
+            .map_err(|error| Error::new(ErrorKind::PermanentFileNotAvailable, error))
     }
 
     async fn list<P: AsRef<Path> + Send + Debug>(
@@ -265,15 +269,7 @@ impl StorageBackend<User> for FtpBackend {
         user: &User,
         path: P,
     ) -> Result<Vec<Fileinfo<PathBuf, FileMeta>>> {
-        let folder = relative(path.as_ref());
-        let entries = self.entries(user, path).await?;
-        let paths = entries.iter().map(|entry| folder.join(entry.path.file_name().unwrap_or_default())).collect();
-        let uniques = meta::uniques(self.folder.dir.clone(), paths).await;
-        Ok(entries
-            .into_iter()
-            .zip(uniques)
-            .map(|(entry, unique)| Fileinfo { path: entry.path, metadata: FileMeta::new(entry.metadata, unique) })
-            .collect())
+        self.entries(user, path).await
     }
 
     async fn list_fmt<P>(&self, user: &User, path: P) -> Result<std::io::Cursor<Vec<u8>>>
@@ -448,8 +444,12 @@ impl StorageBackend<User> for FtpBackend {
         })
     }
 
-    async fn cwd<P: AsRef<Path> + Send + Debug>(&self, user: &User, path: P) -> Result<()> {
+    async fn cwd<P: AsRef<Path> + Send + Debug>(&self, _user: &User, path: P) -> Result<()> {
         visible(path.as_ref())?;
-        self.inner().cwd(user, path).await
+        // Opening the folder (one openat, in place) says whether it exists, is a folder and may
+        // be read; unftp-sbe-fs listed the whole folder, one blocking-pool trip per entry.
+        let folder = relative(path.as_ref());
+        let folder = if folder.as_os_str().is_empty() { PathBuf::from(".") } else { folder };
+        self.folder.dir.open_dir(&folder).map(drop).map_err(|error| Error::new(ErrorKind::PermanentFileNotAvailable, error))
     }
 }
