@@ -38,27 +38,8 @@ async fn main_on(etcd: &EtcdCluster, name: &str) -> TestCluster {
 
 /// `ftpcalc worker NAME --join MAIN --services SERVICES`, heartbeat 0.5 s.
 fn start_worker(name: &str, folder: &std::path::Path, main: SocketAddr, services: &str) -> Process {
-    let main = main.to_string();
-    let worker = Process::start(
-        &[],
-        &[
-            "worker",
-            name,
-            arg(folder),
-            "--join",
-            &main,
-            "--services",
-            services,
-            "--secret",
-            SECRET,
-            "--heartbeat",
-            "0.5",
-            "--grace",
-            "0.5",
-        ],
-    );
-    let _ = worker.address_from_table();
-    let joined = worker.line();
+    let (worker, _, joined) =
+        crate::support::start_worker_process(&[], (name, folder, services), main, SECRET, "127.0.0.1:0");
     assert!(joined.starts_with("joined"), "{joined}");
     worker
 }

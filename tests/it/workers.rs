@@ -49,30 +49,8 @@ fn start_worker(
     services: &str,
     listen: &str,
 ) -> (Process, SocketAddr) {
-    let root = folder.to_str().expect("utf-8 path");
-    let main_text = main.to_string();
-    let worker = Process::start(
-        prefix,
-        &[
-            "worker",
-            name,
-            root,
-            "--join",
-            &main_text,
-            "--services",
-            services,
-            "--secret",
-            SECRET,
-            "--heartbeat",
-            "0.5",
-            "--listen",
-            listen,
-            "--grace",
-            "0.5",
-        ],
-    );
-    let address = worker.address_from_table();
-    let joined = worker.line();
+    let (worker, address, joined) =
+        crate::support::start_worker_process(prefix, (name, folder, services), main, SECRET, listen);
     assert!(joined.starts_with("joined SV0"), "{joined}");
     (worker, address)
 }

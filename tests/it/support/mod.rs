@@ -469,6 +469,41 @@ impl Drop for Process {
     }
 }
 
+/// `ftpcalc worker NAME FOLDER --join MAIN --services SERVICES --secret SECRET --listen LISTEN`
+/// (heartbeat 0.5 s) under `prefix` (e.g. `ip netns exec NS`); returns it, its address and the
+/// line saying whom it joined.
+pub fn start_worker_process(
+    prefix: &[&str],
+    (name, folder, services): (&str, &Path, &str),
+    main: SocketAddr,
+    secret: &str,
+    listen: &str,
+) -> (Process, SocketAddr, String) {
+    let root = folder.to_str().expect("utf-8 path");
+    let main = main.to_string();
+    let args = [
+        "worker",
+        name,
+        root,
+        "--join",
+        &main,
+        "--services",
+        services,
+        "--secret",
+        secret,
+        "--heartbeat",
+        "0.5",
+        "--listen",
+        listen,
+        "--grace",
+        "0.5",
+    ];
+    let worker = Process::start(prefix, &args);
+    let address = worker.address_from_table();
+    let joined = worker.line();
+    (worker, address, joined)
+}
+
 /// Polls `condition` every 100 ms for at most `limit`; true once it holds.
 pub async fn eventually(limit: Duration, mut condition: impl AsyncFnMut() -> bool) -> bool {
     let deadline = tokio::time::Instant::now() + limit;
