@@ -450,6 +450,10 @@ impl StorageBackend<User> for FtpBackend {
         // be read; unftp-sbe-fs listed the whole folder, one blocking-pool trip per entry.
         let folder = relative(path.as_ref());
         let folder = if folder.as_os_str().is_empty() { PathBuf::from(".") } else { folder };
-        self.folder.dir.open_dir(&folder).map(drop).map_err(|error| Error::new(ErrorKind::PermanentFileNotAvailable, error))
+        self.folder
+            .dir
+            .open_dir(&folder)
+            .map(drop)
+            .map_err(|error| Error::new(ErrorKind::PermanentFileNotAvailable, error))
     }
 }
