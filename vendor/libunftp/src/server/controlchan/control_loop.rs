@@ -325,8 +325,8 @@ const CODEC_BUFFER: usize = 256;
 /// The control connection's socket, read past the urgent mark: a read stops at the mark, and
 /// tokio takes a short read for "nothing more to read" until new data arrives (it does not even
 /// try again), so the byte at the mark (the LF of ftplib's urgent `ABOR\r\n`) would wait for the
-/// client's next command, which waits for ABOR's reply. After each short read, what is already
-/// there is read too, with one non-blocking `recv` on the socket.
+/// client's next command, which waits for ABOR's reply. After each short read that does not end
+/// a line, what is already there is read too, with one non-blocking `recv` on the socket.
 struct ReadsPastUrgentMark(TcpStream);
 
 impl tokio::io::AsyncRead for ReadsPastUrgentMark {
@@ -334,9 +334,14 @@ impl tokio::io::AsyncRead for ReadsPastUrgentMark {
         let this = self.get_mut();
         let before = buf.filled().len();
         let polled = std::pin::Pin::new(&mut this.0).poll_read(cx, buf);
+        // A read that ends with LF ends a command line: the mark cannot be right after it (a
+        // client's urgent send puts the mark on its last byte, the LF or the Telnet DM, so the
+        // read before the mark ends with the CR or the IAC), and the extra `recv` would only
+        // find nothing, once per command.
         if let std::task::Poll::Ready(Ok(())) = polled
             && buf.filled().len() > before
             && buf.remaining() > 0
+            && buf.filled().last() != Some(&b'\n')
             && let Ok(more) = nix::sys::socket::recv(
                 std::os::fd::AsRawFd::as_raw_fd(&this.0),
                 buf.initialize_unfilled(),
