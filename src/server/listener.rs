@@ -81,13 +81,21 @@ pub async fn serve(listener: TcpListener, context: Arc<ServerContext>, shutdown:
 pub const MAX_PENDING_HEADERS: usize = 1024;
 
 /// Reads the PROXY protocol header of a connection from the proxy at `proxy`: the connection
-/// and the client's address (the proxy's own for its health checks), or `None` when it was
-/// refused (with a `421` saying why, and a log line).
+/// and the client's address, or `None` when it was refused (with a `421` saying why, and a log
+/// line) or was the proxy's own health check (`LOCAL`: answered with a greeting and closed,
+/// logged at debug level, so that a check every few seconds neither fills the log nor counts
+/// as a session).
 async fn proxied(context: &ServerContext, mut stream: TcpStream, proxy: SocketAddr) -> Option<(TcpStream, SocketAddr)> {
     match crate::server::proxy_header::read_client_address(&mut stream).await {
-        Ok(client) => Some((stream, client.unwrap_or(proxy))),
+        Ok(Some(client)) => Some((stream, client)),
+        Ok(None) => {
+            tracing::debug!(server = %context.name(), %proxy, "proxy health check");
+            let greeting = format!("220 ftpcalc {} ready (health check from the proxy)\r\n", context.name());
+            let _ = stream.write_all(greeting.as_bytes()).await;
+            None
+        }
         Err(crate::server::proxy_header::ProxyHeaderError::Io(error)) => {
-            // A proxy's TCP health check connects and closes: not worth more than a debug line.
+            // A proxy's plain TCP health check connects and closes: not worth more than a debug line.
             tracing::debug!(server = %context.name(), %proxy, %error, "connection closed before its PROXY header");
             None
         }

@@ -40,7 +40,8 @@ pub enum ProxyHeaderError {
 }
 
 /// Reads the header at the start of `stream` and returns the client address it gives; `None`
-/// when the proxy speaks for itself (v2 `LOCAL`, v1 `UNKNOWN`: its health checks).
+/// when the proxy speaks for itself (v2 `LOCAL`, v1 `UNKNOWN`: its health checks, which the
+/// listener answers with a greeting and closes).
 pub async fn read_client_address(stream: &mut TcpStream) -> Result<Option<SocketAddr>, ProxyHeaderError> {
     match tokio::time::timeout(HEADER_TIMEOUT, read_header(stream)).await {
         Ok(Err(ProxyHeaderError::Io(error))) if error.kind() == std::io::ErrorKind::UnexpectedEof => Err(
