@@ -52,6 +52,9 @@ impl Status for ClusterStatus {
         let workers: Vec<(String, bool)> =
             self.registry.workers().into_iter().map(|(worker, failed)| (worker.name, !failed)).collect();
         metrics.set_registry(self.registry.servers().len(), &workers);
+        if let Some(shared) = &self.shared {
+            metrics.set_shared_registry(shared.is_online());
+        }
     }
 }
 

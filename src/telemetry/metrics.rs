@@ -98,6 +98,8 @@ pub struct Metrics {
     worker_up: IntGaugeVec,
     worker_failures: IntCounterVec,
     registry_servers: IntGauge,
+    /// Registered on first use: only main servers with a shared registry export it.
+    shared_registry_in_step: std::sync::OnceLock<IntGauge>,
     connections_open: IntGaugeVec,
     connections_accepted: IntCounterVec,
     connections_refused: IntCounterVec,
@@ -175,6 +177,7 @@ impl Metrics {
                 &["worker"],
             ),
             registry_servers,
+            shared_registry_in_step: std::sync::OnceLock::new(),
             connections_open: gauge(r, "ftpcalc_connections_open", "Control connections open, by server.", &["server"]),
             connections_accepted: counter(
                 r,
@@ -260,6 +263,21 @@ impl Metrics {
         for (worker, up) in workers {
             self.worker_up.with_label_values(&[self.worker_label(worker)]).set(i64::from(*up));
         }
+    }
+
+    /// Whether the main server is in step with its shared registry (etcd): 1, or 0 while it
+    /// routes with the last registry it saw. The gauge exists only once this is called.
+    pub fn set_shared_registry(&self, in_step: bool) {
+        let gauge = self.shared_registry_in_step.get_or_init(|| {
+            let gauge = IntGauge::new(
+                "ftpcalc_registry_shared_in_step",
+                "1 while the main server follows its shared registry (etcd), 0 while it cannot reach it.",
+            )
+            .expect("a valid metric definition");
+            let _ = self.registry.register(Box::new(gauge.clone()));
+            gauge
+        });
+        gauge.set(i64::from(in_step));
     }
 
     /// A control connection to `server` was admitted; the gauge of open connections goes down

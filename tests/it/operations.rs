@@ -26,7 +26,7 @@ pub async fn http_get(address: SocketAddr, request: &str) -> (u16, String) {
     (code, body)
 }
 
-fn get(path: &str) -> String {
+pub fn get(path: &str) -> String {
     format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
 }
 

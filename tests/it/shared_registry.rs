@@ -277,6 +277,8 @@ async fn with_all_of_etcd_stopped_main_servers_route_refuse_registrations_and_ca
     let endpoint = sv9.cluster.metrics_address().expect("metrics endpoint");
     let (code, body) = ready(endpoint).await;
     assert!(code == 503 && body.contains("unreachable: routing with the last registry seen"), "/ready: {code} {body}");
+    let (_, metrics) = crate::operations::http_get(endpoint, &crate::operations::get("/metrics")).await;
+    assert!(metrics.contains("\nftpcalc_registry_shared_in_step 0\n"), "{metrics}");
     tokio::time::sleep(Duration::from_secs(4)).await;
     let tally = running.await.expect("load");
     check(&tally, "all of etcd stopped", 0);
@@ -292,10 +294,12 @@ async fn with_all_of_etcd_stopped_main_servers_route_refuse_registrations_and_ca
     // Ready again as far as etcd goes (the catalogue's other services have no worker here).
     let (_, body) = ready(endpoint).await;
     assert!(!body.contains("unreachable") && body.contains("no live worker for INC, MUL, SUB"), "/ready: {body}");
+    let (_, metrics) = crate::operations::http_get(endpoint, &crate::operations::get("/metrics")).await;
+    assert!(metrics.contains("\nftpcalc_registry_shared_in_step 1\n"), "{metrics}");
 }
 
 async fn ready(endpoint: SocketAddr) -> (u16, String) {
-    crate::operations::http_get(endpoint, "GET /ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await
+    crate::operations::http_get(endpoint, &crate::operations::get("/ready")).await
 }
 
 /// `ftpcalc server NAME --no-workers --registry … --proxy-protocol` with its own passive range
