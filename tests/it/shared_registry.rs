@@ -56,6 +56,22 @@ async fn lookup(main: SocketAddr, service: &str) -> Vec<String> {
     }
 }
 
+/// Waits (at most `within`) until `SITE LOOKUP service` names exactly `expected` on every main
+/// server of `mains`, and fails the test naming what one of them says otherwise.
+async fn until_lookup(mains: &[SocketAddr], service: &str, expected: &[&str], within: Duration) {
+    for &main in mains {
+        let seen = eventually(within, async || names(&lookup(main, service).await) == expected).await;
+        assert!(seen, "LOOKUP {service} on {main}: {:?}, expected {expected:?}", lookup(main, service).await);
+    }
+}
+
+/// A 3-member etcd cluster and two main servers on it, SV0 and SV9; `None` without etcd.
+async fn two_main_servers() -> Option<(EtcdCluster, TestCluster, TestCluster)> {
+    let etcd = EtcdCluster::start(3).await?;
+    let (sv0, sv9) = (main_on(&etcd, "SV0").await, main_on(&etcd, "SV9").await);
+    Some((etcd, sv0, sv9))
+}
+
 fn names(places: &[String]) -> Vec<&str> {
     places.iter().filter_map(|place| place.split('=').next()).collect()
 }
@@ -147,18 +163,15 @@ fn check(tally: &Tally, case: &str, most_transient: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_main_servers_share_workers_lookups_and_exact_download_counts() {
-    let Some(etcd) = EtcdCluster::start(3).await else { return };
-    let (sv0, sv9) = (main_on(&etcd, "SV0").await, main_on(&etcd, "SV9").await);
+    let Some((_etcd, sv0, sv9)) = two_main_servers().await else { return };
     let folder = tempfile::tempdir().expect("temporary folder");
     let _w1 = start_worker("W1", folder.path(), sv0.main(), "ADD");
     let _w2 = start_worker("W2", folder.path(), sv9.main(), "ADD,MUL");
     let _w3 = start_worker("W3", folder.path(), sv0.main(), "SUB");
-    for main in [sv0.main(), sv9.main()] {
-        let all = eventually(Duration::from_secs(5), async || names(&lookup(main, "ADD").await) == ["W1", "W2"]).await;
-        assert!(all, "LOOKUP ADD on {main}: {:?}", lookup(main, "ADD").await);
-        assert_eq!(names(&lookup(main, "SUB").await), ["W3"]);
-        assert_eq!(names(&lookup(main, "MUL").await), ["W2"]);
-    }
+    let mains = [sv0.main(), sv9.main()];
+    until_lookup(&mains, "ADD", &["W1", "W2"], Duration::from_secs(5)).await;
+    until_lookup(&mains, "SUB", &["W3"], Duration::from_secs(1)).await;
+    until_lookup(&mains, "MUL", &["W2"], Duration::from_secs(1)).await;
     assert_eq!(lookup(sv0.main(), "ADD").await, lookup(sv9.main(), "ADD").await, "the same answer on both");
     for (main, service, expected) in [(sv0.main(), "MUL 6 7", "42"), (sv9.main(), "SUB 10 4", "6")] {
         let mut ftp = connect(main).await;
@@ -200,14 +213,11 @@ async fn two_main_servers_share_workers_lookups_and_exact_download_counts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn losing_an_etcd_member_under_load_costs_no_wrong_answer() {
-    let Some(mut etcd) = EtcdCluster::start(3).await else { return };
-    let (sv0, sv9) = (main_on(&etcd, "SV0").await, main_on(&etcd, "SV9").await);
+    let Some((mut etcd, sv0, sv9)) = two_main_servers().await else { return };
     let folder = tempfile::tempdir().expect("temporary folder");
     let _w1 = start_worker("W1", folder.path(), sv0.main(), "ADD");
     let _w2 = start_worker("W2", folder.path(), sv9.main(), "ADD");
-    for main in [sv0.main(), sv9.main()] {
-        assert!(eventually(Duration::from_secs(5), async || lookup(main, "ADD").await.len() == 2).await);
-    }
+    until_lookup(&[sv0.main(), sv9.main()], "ADD", &["W1", "W2"], Duration::from_secs(5)).await;
     let running = tokio::spawn(load(vec![sv0.main(), sv9.main()], 32, Duration::from_secs(4)));
     tokio::time::sleep(Duration::from_secs(1)).await;
     etcd.kill(0);
@@ -215,22 +225,16 @@ async fn losing_an_etcd_member_under_load_costs_no_wrong_answer() {
     check(&tally, "kill -9 of an etcd member", 0);
     // The two members left keep the quorum: registrations and leases go on.
     let _w3 = start_worker("W3", folder.path(), sv9.main(), "ADD");
-    for main in [sv0.main(), sv9.main()] {
-        let three = eventually(Duration::from_secs(5), async || lookup(main, "ADD").await.len() == 3).await;
-        assert!(three, "W3 on {main}: {:?}", lookup(main, "ADD").await);
-    }
+    until_lookup(&[sv0.main(), sv9.main()], "ADD", &["W1", "W2", "W3"], Duration::from_secs(5)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_worker_leaves_every_main_server_within_its_ttl() {
-    let Some(etcd) = EtcdCluster::start(3).await else { return };
-    let (sv0, sv9) = (main_on(&etcd, "SV0").await, main_on(&etcd, "SV9").await);
+    let Some((_etcd, sv0, sv9)) = two_main_servers().await else { return };
     let folder = tempfile::tempdir().expect("temporary folder");
     let _w1 = start_worker("W1", folder.path(), sv0.main(), "ADD");
     let mut w2 = start_worker("W2", folder.path(), sv9.main(), "ADD");
-    for main in [sv0.main(), sv9.main()] {
-        assert!(eventually(Duration::from_secs(5), async || lookup(main, "ADD").await.len() == 2).await);
-    }
+    until_lookup(&[sv0.main(), sv9.main()], "ADD", &["W1", "W2"], Duration::from_secs(5)).await;
     let running = tokio::spawn(load(vec![sv0.main(), sv9.main()], 32, Duration::from_secs(4)));
     tokio::time::sleep(Duration::from_secs(1)).await;
     w2.kill();
@@ -238,23 +242,17 @@ async fn a_killed_worker_leaves_every_main_server_within_its_ttl() {
     let tally = running.await.expect("load");
     // Requests in flight on W2 are retried on W1 (ADD is idempotent): no 4xx is needed.
     check(&tally, "kill -9 of a worker", 32);
-    for main in [sv0.main(), sv9.main()] {
-        let gone = eventually(Duration::from_secs(TTL + 3), async || names(&lookup(main, "ADD").await) == ["W1"]).await;
-        assert!(gone, "W2 still on {main}: {:?}", lookup(main, "ADD").await);
-    }
+    until_lookup(&[sv0.main(), sv9.main()], "ADD", &["W1"], Duration::from_secs(TTL + 3)).await;
     let waited = killed.elapsed();
     assert!(waited < Duration::from_secs(TTL + 4), "W2 left after {waited:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_all_of_etcd_stopped_main_servers_route_refuse_registrations_and_catch_up() {
-    let Some(mut etcd) = EtcdCluster::start(3).await else { return };
-    let (sv0, sv9) = (main_on(&etcd, "SV0").await, main_on(&etcd, "SV9").await);
+    let Some((mut etcd, sv0, sv9)) = two_main_servers().await else { return };
     let folder = tempfile::tempdir().expect("temporary folder");
     let _w1 = start_worker("W1", folder.path(), sv0.main(), "ADD");
-    for main in [sv0.main(), sv9.main()] {
-        assert!(eventually(Duration::from_secs(5), async || lookup(main, "ADD").await.len() == 1).await);
-    }
+    until_lookup(&[sv0.main(), sv9.main()], "ADD", &["W1"], Duration::from_secs(5)).await;
     let running = tokio::spawn(load(vec![sv0.main(), sv9.main()], 32, Duration::from_secs(6)));
     tokio::time::sleep(Duration::from_secs(1)).await;
     etcd.kill_all();
@@ -286,11 +284,7 @@ async fn with_all_of_etcd_stopped_main_servers_route_refuse_registrations_and_ca
 
     etcd.restart_stopped().await;
     let _w2 = start_worker("W2", folder.path(), sv9.main(), "ADD");
-    for main in [sv0.main(), sv9.main()] {
-        let both =
-            eventually(Duration::from_secs(10), async || names(&lookup(main, "ADD").await) == ["W1", "W2"]).await;
-        assert!(both, "after etcd's return on {main}: {:?}", lookup(main, "ADD").await);
-    }
+    until_lookup(&[sv0.main(), sv9.main()], "ADD", &["W1", "W2"], Duration::from_secs(10)).await;
     // Ready again as far as etcd goes (the catalogue's other services have no worker here).
     let (_, body) = ready(endpoint).await;
     assert!(!body.contains("unreachable") && body.contains("no live worker for INC, MUL, SUB"), "/ready: {body}");
