@@ -203,6 +203,12 @@ impl Registry {
         table.put(Registration { entry, expires: None, failed, shared: true })
     }
 
+    /// True when `name` is a server of this process (the main server, an in-process worker):
+    /// not an entry of the shared registry nor a registration for a time.
+    pub fn is_local(&self, name: &str) -> bool {
+        self.lock().servers.iter().any(|server| server.entry.name == name && !server.shared && server.expires.is_none())
+    }
+
     /// Removes the shared entry `name` (it left the shared registry); true if it was there.
     pub fn remove_shared(&self, name: &str) -> bool {
         let mut table = self.lock();
@@ -453,6 +459,7 @@ mod tests {
         assert_eq!(registry.state("W1").map(|(_, failed)| failed), Some(false));
         assert!(registry.remove_shared("W3"));
         assert!(!registry.remove_shared("LOCAL"), "only shared entries are removed this way");
+        assert!(registry.is_local("LOCAL") && registry.is_local("SV0") && !registry.is_local("W1"));
         assert_eq!(registry.servers().len(), 3);
     }
 

@@ -150,11 +150,10 @@ pub async fn register(membership: &Membership<'_>, storage: &FtpBackend, argumen
     let entry = ServerEntry { name: name.clone(), address, role: Role::Worker, services };
     if let Some(shared) = membership.shared {
         // Written to the shared registry first, so that no main server routes to a registration
-        // it refused;
-        // this main server sees it at once, the others through their watch.
+        // it refused; this main server sees it at once, the others through their watch.
         let entry = Registry::validate(entry).map_err(|error| SiteError::NotTaken(error.to_string()))?;
-        if membership.registry.servers().iter().any(|server| server.name == name && server.role == Role::Main) {
-            return Err(SiteError::NotTaken(format!("{name} is a main server's name")));
+        if membership.registry.is_local(&name) {
+            return Err(SiteError::NotTaken(format!("{name} is the name of a server of {}", membership.main_name)));
         }
         shared.publish(&entry, membership.ttl).await.map_err(SiteError::RegistryUnavailable)?;
         membership.registry.upsert_shared(entry).map_err(|error| SiteError::NotTaken(error.to_string()))?;
