@@ -308,6 +308,10 @@ impl SharedCounts for Etcd {
     async fn under(&self, folder: &str, limit: usize) -> Result<(Vec<(String, u64)>, usize), String> {
         self.downloads_under(folder, limit).await.map_err(|error| error.to_string())
     }
+
+    fn is_online(&self) -> bool {
+        Etcd::is_online(self)
+    }
 }
 
 /// Runs one etcd request within [`REQUEST_TIMEOUT`].

@@ -41,6 +41,10 @@ pub trait SharedCounts: Send + Sync {
     /// The first `limit` counted files below `folder` (ending in `/`) by path, and how many
     /// there are in all.
     async fn under(&self, folder: &str, limit: usize) -> Result<(Vec<(String, u64)>, usize), String>;
+    /// False while the store is known to be unreachable: then nothing waits for it.
+    fn is_online(&self) -> bool {
+        true
+    }
 }
 
 /// The download counters and where their log lines go.
@@ -85,27 +89,48 @@ impl Downloads {
     /// be reached, the download is counted here, kept to be added later, and logged with this
     /// process's count.
     pub async fn record_download(&self, path: &Path, peer: SocketAddr) -> u64 {
-        let Some(store) = self.shared.get() else {
+        let Some(store) = self.online_store().await else {
+            if self.shared.get().is_some() {
+                self.keep_pending(&normalize(path));
+            }
             return self.record(path, peer);
         };
         let path = normalize(path);
-        self.flush_pending(store.as_ref()).await;
         match store.add(&path, 1).await {
             Ok(count) => {
-                self.lock_counts().insert(path.clone(), count);
+                let mut counts = self.lock_counts();
+                if counts.len() >= MAX_TRACKED_FILES && !counts.contains_key(&path) {
+                    evict_least_downloaded(&mut counts);
+                }
+                counts.insert(path.clone(), count);
+                drop(counts);
                 (self.log)(&format!("{}|{}|{}|{count}", escape(&path), peer.ip(), peer.port()));
                 count
             }
             Err(error) => {
                 tracing::warn!(%path, %error, "shared download count unreachable: counted here, added once it answers");
-                {
-                    let mut pending = self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-                    if pending.len() < MAX_TRACKED_FILES || pending.contains_key(&path) {
-                        *pending.entry(path.clone()).or_insert(0) += 1;
-                    }
-                }
+                self.keep_pending(&path);
                 self.record(Path::new(&path), peer)
             }
+        }
+    }
+
+    /// The shared store if there is one and it is reachable, after adding to it what was
+    /// counted while it was not.
+    async fn online_store(&self) -> Option<&dyn SharedCounts> {
+        let store = self.shared.get()?.as_ref();
+        if !store.is_online() {
+            return None;
+        }
+        self.flush_pending(store).await;
+        Some(store)
+    }
+
+    /// Remembers one download of `path` to add to the shared store later.
+    fn keep_pending(&self, path: &str) {
+        let mut pending = self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if pending.len() < MAX_TRACKED_FILES || pending.contains_key(path) {
+            *pending.entry(path.to_string()).or_insert(0) += 1;
         }
     }
 
@@ -133,7 +158,7 @@ impl Downloads {
     /// How often `path` was downloaded, in the shared store when there is one (this process's
     /// count while it cannot be reached).
     pub async fn count_everywhere(&self, path: &Path) -> u64 {
-        if let Some(store) = self.shared.get() {
+        if let Some(store) = self.online_store().await {
             match store.count(&normalize(path)).await {
                 Ok(count) => return count,
                 Err(error) => {
@@ -146,7 +171,7 @@ impl Downloads {
 
     /// Like [`Downloads::first_under`], in the shared store when there is one.
     pub async fn first_under_everywhere(&self, prefix: &str, limit: usize) -> (Vec<(String, u64)>, usize) {
-        if let Some(store) = self.shared.get() {
+        if let Some(store) = self.online_store().await {
             let folder = if prefix.ends_with('/') { prefix.to_string() } else { format!("{prefix}/") };
             match store.under(&folder, limit).await {
                 Ok(found) => return found,

@@ -277,7 +277,15 @@ async fn with_all_of_etcd_stopped_main_servers_route_refuse_registrations_and_ca
     assert!(code == 503 && body.contains("unreachable: routing with the last registry seen"), "/ready: {code} {body}");
     let (_, metrics) = crate::operations::http_get(endpoint, &crate::operations::get("/metrics")).await;
     assert!(metrics.contains("\nftpcalc_registry_shared_in_step 0\n"), "{metrics}");
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // A download during the outage is served without waiting for etcd and counted on SV0;
+    // it is added to the shared count once etcd is back.
+    let sv0_endpoint = sv0.cluster.metrics_address().expect("metrics endpoint");
+    assert!(eventually(Duration::from_secs(5), async || ready(sv0_endpoint).await.0 == 503).await);
+    sv0.write_file("seed.txt", b"the seed");
+    let mut ftp = connect(sv0.main()).await;
+    assert_eq!(crate::support::download(&mut ftp, "seed.txt").await, b"the seed");
+    assert_eq!(site(&mut ftp, "STATS seed.txt").await, (200, "/seed.txt 1".to_string()));
+    tokio::time::sleep(Duration::from_secs(3)).await;
     let tally = running.await.expect("load");
     check(&tally, "all of etcd stopped", 0);
     assert_eq!(names(&lookup(sv9.main(), "ADD").await), ["W1"], "the last registry seen");
@@ -290,6 +298,10 @@ async fn with_all_of_etcd_stopped_main_servers_route_refuse_registrations_and_ca
     assert!(!body.contains("unreachable") && body.contains("no live worker for INC, MUL, SUB"), "/ready: {body}");
     let (_, metrics) = crate::operations::http_get(endpoint, &crate::operations::get("/metrics")).await;
     assert!(metrics.contains("\nftpcalc_registry_shared_in_step 1\n"), "{metrics}");
+    for (main, why) in [(sv0.main(), "SV0 adds what it counted"), (sv9.main(), "and SV9 sees it")] {
+        let mut ftp = connect(main).await;
+        assert_eq!(site(&mut ftp, "STATS seed.txt").await, (200, "/seed.txt 1".to_string()), "{why}");
+    }
 }
 
 async fn ready(endpoint: SocketAddr) -> (u16, String) {
