@@ -308,6 +308,47 @@ async fn ready(endpoint: SocketAddr) -> (u16, String) {
     crate::operations::http_get(endpoint, &crate::operations::get("/ready")).await
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_written_to_etcd_is_skipped_and_the_cluster_goes_on() {
+    let Some((etcd, sv0, sv9)) = two_main_servers().await else { return };
+    let endpoints: Vec<String> = etcd.endpoints().iter().map(|endpoint| format!("http://{endpoint}")).collect();
+    let mut client = etcd_client::Client::connect(&endpoints, None).await.expect("etcd client");
+    let huge = format!("worker 127.0.0.1:9 {}", vec!["ADD"; 2000].join(","));
+    let garbage: [(&str, &[u8]); 7] = [
+        ("/ftpcalc/servers/bad name", b"worker 127.0.0.1:9 ADD"),
+        ("/ftpcalc/servers/W7", b"nonsense"),
+        ("/ftpcalc/servers/W8", huge.as_bytes()),
+        ("/ftpcalc/servers/W9", b"worker 127.0.0.1:9 ADD;DELE"),
+        ("/ftpcalc/servers/W10", &[0xff, 0xfe, 0x00]),
+        ("/ftpcalc/servers/SV0", b"worker 127.0.0.1:9 ADD"),
+        ("/ftpcalc/downloads/seed.txt", b"not a number"),
+    ];
+    for (key, value) in garbage {
+        client.put(key, value, None).await.expect("put garbage");
+    }
+    let folder = tempfile::tempdir().expect("temporary folder");
+    let _w1 = start_worker("W1", folder.path(), sv9.main(), "ADD");
+    // Only the real worker is listed on SV0: SV0's own name in etcd does not replace SV0 there.
+    // (SV9 takes the entry for a worker called SV0: other main servers' names are not reserved,
+    // README; requests it sends there fail over to W1.)
+    until_lookup(&[sv0.main()], "ADD", &["W1"], Duration::from_secs(5)).await;
+    until_lookup(&[sv9.main()], "ADD", &["SV0", "W1"], Duration::from_secs(5)).await;
+    let mut on_sv9 = connect(sv9.main()).await;
+    for _ in 0..4 {
+        let (code, text) = site(&mut on_sv9, "ADD 2 3").await;
+        assert_eq!((code, text.as_str()), (200, "5 (computed by W1)"), "SV9 fails over from the dead entry");
+    }
+    let mut ftp = connect(sv0.main()).await;
+    let (code, text) = site(&mut ftp, "ADD 2 3").await;
+    assert_eq!((code, text.split_whitespace().next()), (200, Some("5")), "{text}");
+    let (code, servers) = site(&mut ftp, "SERVERS").await;
+    assert!(code == 200 && servers.contains("SV0") && !servers.contains("W7"), "{servers}");
+    // A counter holding garbage counts from zero again.
+    sv0.write_file("seed.txt", b"seed");
+    assert_eq!(crate::support::download(&mut ftp, "seed.txt").await, b"seed");
+    assert_eq!(site(&mut ftp, "STATS seed.txt").await, (200, "/seed.txt 1".to_string()));
+}
+
 /// `ftpcalc server NAME --no-workers --registry … --proxy-protocol` with its own passive range
 /// announced at `passive_host`; returns it and its address.
 fn start_main_process(
