@@ -75,3 +75,29 @@ fn bad_registry_and_proxy_settings_are_refused_with_a_clear_message() {
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("the PROXY protocol is for main servers"), "{stderr}");
 }
+
+#[tokio::test]
+async fn the_per_address_limit_counts_the_client_the_header_names_not_the_proxy() {
+    let cluster = TestCluster::start_config(
+        |mut config| {
+            config.options.proxy_protocol = true;
+            config.options.access.limits.max_connections_per_ip = 2;
+            config
+        },
+        |cluster| cluster,
+    )
+    .await;
+    let header = |client: &str| format!("PROXY TCP4 {client} 127.0.0.1 4242 21\r\n");
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let (raw, reply) = RawFtp::connect_from_sending(cluster.main(), header("127.0.0.5").as_bytes()).await;
+        assert_eq!(reply.0, 220, "{}", reply.1);
+        held.push(raw);
+    }
+    let (_, refused) = RawFtp::connect_from_sending(cluster.main(), header("127.0.0.5").as_bytes()).await;
+    assert_eq!(refused.0, 421, "a third connection from 127.0.0.5: {}", refused.1);
+    // All of them came from the proxy's address (127.0.0.1): another client is still let in.
+    let (mut other, greeting) = RawFtp::connect_from_sending(cluster.main(), header("127.0.0.6").as_bytes()).await;
+    assert_eq!(greeting.0, 220, "{}", greeting.1);
+    assert_eq!(other.log_in_as("tester", "secret").await.0, 230);
+}
