@@ -47,11 +47,11 @@ pub async fn serve(listener: TcpListener, context: Arc<ServerContext>, shutdown:
                     connections.spawn(async move {
                         let Some((stream, client)) = proxied(&context, stream, peer).await else { return };
                         drop(permit);
-                        run_connection(context, stream, client, Some(peer), close).await;
+                        run_connection(context, stream, client, true, close).await;
                     });
                 }
                 Ok((stream, peer)) => {
-                    connections.spawn(run_connection(context.clone(), stream, peer, None, close_receiver.clone()));
+                    connections.spawn(run_connection(context.clone(), stream, peer, false, close_receiver.clone()));
                 }
                 Err(error) => {
                     // Out of file descriptors and the like: back off instead of spinning.
@@ -110,12 +110,14 @@ async fn proxied(context: &ServerContext, mut stream: TcpStream, proxy: SocketAd
 
 /// Runs one control connection until it ends or the server closes it: admission (connection
 /// limits, lockout), the greeting's nonce, the libunftp session, the login timeout. `peer` is
-/// the client's address; `proxy` the proxy's, when the connection came through one.
+/// the client's address; `proxied` says it came in a PROXY header (the socket's peer is the
+/// proxy). A flag rather than the proxy's address: an async fn keeps its arguments for the
+/// session's whole life, and idle sessions are counted in bytes (BENCHMARKS.md).
 async fn run_connection(
     context: Arc<ServerContext>,
     stream: TcpStream,
     peer: SocketAddr,
-    proxy: Option<SocketAddr>,
+    proxied: bool,
     close: watch::Receiver<bool>,
 ) {
     let policy = context.settings.policy.load_full();
@@ -134,7 +136,7 @@ async fn run_connection(
     let tag = SessionTag::new(context.name(), peer);
     let span = tag.span.clone();
     let opened = std::time::Instant::now();
-    run_session(context, stream, peer, proxy, close, tag).instrument(span.clone()).await;
+    run_session(context, stream, peer, proxied, close, tag).instrument(span.clone()).await;
     span.in_scope(|| tracing::info!(seconds = opened.elapsed().as_secs(), "session closed"));
 }
 
@@ -143,7 +145,7 @@ async fn run_session(
     context: Arc<ServerContext>,
     mut stream: TcpStream,
     peer: SocketAddr,
-    proxy: Option<SocketAddr>,
+    proxied: bool,
     mut close: watch::Receiver<bool>,
     tag: SessionTag,
 ) {
@@ -178,7 +180,7 @@ async fn run_session(
     // this task, one per connection, then holds a small future (libunftp patch 15; measured in
     // BENCHMARKS.md).
     // libunftp patch 20: behind a proxy the session knows the client's address, not the proxy's.
-    let session = match Box::pin(server.spawn_service_from(stream, proxy.map(|_| peer))).await {
+    let session = match Box::pin(server.spawn_service_from(stream, proxied.then_some(peer))).await {
         Ok(session) => session,
         Err(error) => return tracing::warn!(%peer, %error, "cannot start the FTP session"),
     };
