@@ -173,7 +173,7 @@ impl Cluster {
         let (shared, sync) = match config.options.registry.as_slice() {
             [] => (None, None),
             endpoints => {
-                let (shared, sync) = share(endpoints, &registry, &self.downloads).await?;
+                let (shared, sync) = share(endpoints, &registry, &self.downloads, main_entry.clone()).await?;
                 (Some(shared), Some(sync))
             }
         };
@@ -213,12 +213,13 @@ async fn share(
     endpoints: &[String],
     registry: &Registry,
     downloads: &Downloads,
+    own: ServerEntry,
 ) -> Result<(Arc<dyn SharedRegistry>, tokio::task::JoinHandle<()>), ClusterError> {
     let etcd = crate::cluster::etcd::Etcd::connect(endpoints)
         .await
         .map_err(|error| ClusterError::Invalid(error.to_string()))?;
     downloads.share(Arc::new(etcd.clone()));
-    let sync = etcd.spawn_sync(registry.clone());
+    let sync = etcd.spawn_sync(registry.clone(), own);
     Ok((Arc::new(etcd), sync))
 }
 
@@ -228,6 +229,7 @@ async fn share(
     _endpoints: &[String],
     _registry: &Registry,
     _downloads: &Downloads,
+    _own: ServerEntry,
 ) -> Result<(Arc<dyn SharedRegistry>, tokio::task::JoinHandle<()>), ClusterError> {
     Err(ClusterError::Invalid(
         "this ftpcalc was built without etcd: build it with `--features etcd` (which needs protoc, Debian's \

@@ -32,6 +32,10 @@ use crate::ftp_backend::downloads::SharedCounts;
 pub const SERVERS: &str = "/ftpcalc/servers/";
 /// Where the download counts are: one key per file, `/ftpcalc/downloads/PATH`.
 pub const DOWNLOADS: &str = "/ftpcalc/downloads";
+/// How long a main server's own entry lasts in etcd unless renewed.
+pub const PRESENCE_TTL: Duration = Duration::from_secs(10);
+/// How often a main server renews its own entry.
+pub const PRESENCE_BEAT: Duration = Duration::from_secs(3);
 /// How long one request to etcd may take.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 /// Longest value read back from etcd (a server entry is a short line).
@@ -153,27 +157,42 @@ impl Etcd {
         }
     }
 
-    /// Keeps `registry`'s shared entries equal to etcd's, for as long as the process runs.
-    pub fn spawn_sync(&self, registry: Registry) -> tokio::task::JoinHandle<()> {
-        let etcd = self.clone();
+    /// Keeps `registry`'s shared entries equal to etcd's, and `own` (this main server) in etcd
+    /// under a lease of [`PRESENCE_TTL`] renewed every [`PRESENCE_BEAT`], so that the other main
+    /// servers list it and no worker takes its name; for as long as the process runs.
+    pub fn spawn_sync(&self, registry: Registry, own: ServerEntry) -> tokio::task::JoinHandle<()> {
+        let (follower, presence) = (self.clone(), self.clone());
         tokio::spawn(async move {
-            let mut pause = Duration::from_millis(200);
-            loop {
-                let error = etcd.follow(&registry).await;
-                if etcd.online.swap(false, Ordering::Relaxed) {
-                    pause = Duration::from_millis(200);
-                    tracing::warn!(
-                        %error,
-                        servers = registry.servers().len(),
-                        "etcd unreachable: routing with the last registry seen, registrations refused until it is back"
-                    );
-                } else {
-                    tracing::debug!(%error, "etcd still unreachable");
-                }
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_secs(2));
-            }
+            tokio::join!(follower.follow_forever(registry), presence.announce_forever(own));
         })
+    }
+
+    async fn announce_forever(&self, own: ServerEntry) {
+        loop {
+            if let Err(error) = self.publish(&own, PRESENCE_TTL).await {
+                tracing::debug!(%error, "cannot renew this main server's entry in etcd");
+            }
+            tokio::time::sleep(PRESENCE_BEAT).await;
+        }
+    }
+
+    async fn follow_forever(&self, registry: Registry) {
+        let mut pause = Duration::from_millis(200);
+        loop {
+            let error = self.follow(&registry).await;
+            if self.online.swap(false, Ordering::Relaxed) {
+                pause = Duration::from_millis(200);
+                tracing::warn!(
+                    %error,
+                    servers = registry.servers().len(),
+                    "etcd unreachable: routing with the last registry seen, registrations refused until it is back"
+                );
+            } else {
+                tracing::debug!(%error, "etcd still unreachable");
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(2));
+        }
     }
 
     /// Reads every server, then applies etcd's changes as they come; returns why it stopped.

@@ -155,6 +155,9 @@ pub async fn register(membership: &Membership<'_>, storage: &FtpBackend, argumen
         if membership.registry.is_local(&name) {
             return Err(SiteError::NotTaken(format!("{name} is the name of a server of {}", membership.main_name)));
         }
+        if membership.registry.servers().iter().any(|server| server.name == name && server.role == Role::Main) {
+            return Err(SiteError::NotTaken(format!("{name} is a main server's name")));
+        }
         shared.publish(&entry, membership.ttl).await.map_err(SiteError::RegistryUnavailable)?;
         membership.registry.upsert_shared(entry).map_err(|error| SiteError::NotTaken(error.to_string()))?;
     } else {

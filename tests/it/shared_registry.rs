@@ -72,6 +72,18 @@ async fn two_main_servers() -> Option<(EtcdCluster, TestCluster, TestCluster)> {
     Some((etcd, sv0, sv9))
 }
 
+/// Registers a worker `name` (at 127.0.0.1:9, offering ADD) on `main` with the cluster secret,
+/// as a worker's join does; the reply, or `None` when the exchange failed.
+async fn register_as(main: SocketAddr, name: &str) -> Option<ftpcalc::cluster::control::Reply> {
+    let mut control = Control::connect(main).await.ok()?;
+    control.login("tester", "secret").await.ok()?;
+    let challenge = control.command("SITE CHALLENGE").await.ok()?.text();
+    let request =
+        ftpcalc::protocol::register_request(name, SocketAddr::from(([127, 0, 0, 1], 9)), &["ADD".to_string()]);
+    let proof = ClusterSecret::new(SECRET).expect("secret").proof(&challenge, &request);
+    control.command(&format!("SITE {request} {proof}")).await.ok()
+}
+
 fn names(places: &[String]) -> Vec<&str> {
     places.iter().filter_map(|place| place.split('=').next()).collect()
 }
@@ -173,6 +185,18 @@ async fn two_main_servers_share_workers_lookups_and_exact_download_counts() {
     until_lookup(&mains, "SUB", &["W3"], Duration::from_secs(1)).await;
     until_lookup(&mains, "MUL", &["W2"], Duration::from_secs(1)).await;
     assert_eq!(lookup(sv0.main(), "ADD").await, lookup(sv9.main(), "ADD").await, "the same answer on both");
+    // Each main server lists the other (its entry in etcd, renewed by itself), and no worker
+    // may take a main server's name through either.
+    for (main, other) in [(sv0.main(), "SV9"), (sv9.main(), "SV0")] {
+        let listed = eventually(Duration::from_secs(5), async || {
+            let mut ftp = connect(main).await;
+            site(&mut ftp, "SERVERS").await.1.lines().any(|line| line.contains(other) && line.contains("main"))
+        })
+        .await;
+        assert!(listed, "SITE SERVERS on {main} lists {other}");
+        let reply = register_as(main, other).await.expect("an answer");
+        assert!(reply.code == 550 && reply.text().contains("main server's name"), "{reply:?}");
+    }
     for (main, service, expected) in [(sv0.main(), "MUL 6 7", "42"), (sv9.main(), "SUB 10 4", "6")] {
         let mut ftp = connect(main).await;
         let (code, text) = site(&mut ftp, service).await;
@@ -258,17 +282,7 @@ async fn with_all_of_etcd_stopped_main_servers_route_refuse_registrations_and_ca
     etcd.kill_all();
     // Registrations are refused with a 4xx while etcd is away; the worker keeps its place.
     let refused = eventually(Duration::from_secs(8), async || {
-        let Ok(mut control) = Control::connect(sv0.main()).await else { return false };
-        if control.login("tester", "secret").await.is_err() {
-            return false;
-        }
-        let challenge = control.command("SITE CHALLENGE").await.map(|reply| reply.text()).unwrap_or_default();
-        let secret = ClusterSecret::new(SECRET).expect("secret");
-        let request =
-            ftpcalc::protocol::register_request("W9", "127.0.0.1:9".parse().expect("literal"), &["ADD".to_string()]);
-        let proof = secret.proof(&challenge, &request);
-        let reply = control.command(&format!("SITE {request} {proof}")).await;
-        matches!(reply, Ok(reply) if reply.code == 451 && reply.text().contains("shared registry is unreachable"))
+        matches!(register_as(sv0.main(), "W9").await, Some(reply) if reply.code == 451 && reply.text().contains("shared registry is unreachable"))
     })
     .await;
     assert!(refused, "a registration while etcd is down is refused with 451");
@@ -328,11 +342,11 @@ async fn garbage_written_to_etcd_is_skipped_and_the_cluster_goes_on() {
     }
     let folder = tempfile::tempdir().expect("temporary folder");
     let _w1 = start_worker("W1", folder.path(), sv9.main(), "ADD");
-    // Only the real worker is listed on SV0: SV0's own name in etcd does not replace SV0 there.
-    // (SV9 takes the entry for a worker called SV0: other main servers' names are not reserved,
-    // README; requests it sends there fail over to W1.)
+    // Only the real worker is listed: SV0's own name in etcd never replaces SV0 on SV0, and SV0
+    // writes its own entry back within its renewal beat, so SV9 soon sees SV0 as a main server
+    // again (requests SV9 sends to the bogus entry meanwhile fail over to W1).
     until_lookup(&[sv0.main()], "ADD", &["W1"], Duration::from_secs(5)).await;
-    until_lookup(&[sv9.main()], "ADD", &["SV0", "W1"], Duration::from_secs(5)).await;
+    until_lookup(&[sv9.main()], "ADD", &["W1"], Duration::from_secs(8)).await;
     let mut on_sv9 = connect(sv9.main()).await;
     for _ in 0..4 {
         let (code, text) = site(&mut on_sv9, "ADD 2 3").await;
