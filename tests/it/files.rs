@@ -140,8 +140,7 @@ async fn the_operator_can_make_every_upload_no_clobber() {
 
 /// Starts `STOR name` on a raw connection and sends `half` of the data.
 async fn start_upload(cluster: &TestCluster, name: &str, half: &[u8]) -> (RawFtp, tokio::net::TcpStream) {
-    let mut raw = RawFtp::login(cluster.main()).await;
-    assert_eq!(raw.command("TYPE I").await.0, 200);
+    let mut raw = RawFtp::login_binary(cluster.main()).await;
     let mut data = raw.passive(cluster.main()).await;
     let (code, text) = raw.command(&format!("STOR {name}")).await;
     assert_eq!(code, 150, "{text}");
@@ -336,8 +335,7 @@ async fn downloads_go_on_when_nobody_reads_the_console() {
     }
     let address = address.expect("the main server's address");
     // From here on nobody reads the server's stdout.
-    let mut raw = RawFtp::login(address).await;
-    assert_eq!(raw.command("TYPE I").await.0, 200);
+    let mut raw = RawFtp::login_binary(address).await;
     let all = tokio::time::timeout(Duration::from_secs(120), async {
         for _ in 0..3000 {
             let mut data = raw.passive(address).await;

@@ -32,8 +32,7 @@ async fn stou_with_a_name_stores_under_a_unique_name_that_starts_with_it() {
     // libunftp patch 2: `STOU name` (tnftp's `sunique`) got 501 and the session was dropped.
     let cluster = server().await;
     cluster.write_file("report.txt", b"the first");
-    let mut raw = RawFtp::login(cluster.main()).await;
-    assert_eq!(raw.command("TYPE I").await.0, 200);
+    let mut raw = RawFtp::login_binary(cluster.main()).await;
     for name in ["report.txt", ""] {
         let mut data = raw.passive(cluster.main()).await;
         let (code, text) = raw.command(format!("STOU {name}").trim_end()).await;
@@ -107,8 +106,7 @@ async fn abor_during_a_download_is_answered_426_then_226_at_once() {
     // got no answer until it ended.
     let cluster = server().await;
     sparse(&cluster, "big.bin", 4 << 30);
-    let mut raw = RawFtp::login(cluster.main()).await;
-    assert_eq!(raw.command("TYPE I").await.0, 200);
+    let mut raw = RawFtp::login_binary(cluster.main()).await;
     let mut data = raw.passive(cluster.main()).await;
     assert_eq!(raw.command("RETR big.bin").await.0, 150);
     let mut some = vec![0u8; 1 << 20];
@@ -127,8 +125,7 @@ async fn abor_during_an_upload_keeps_the_old_file_whatever_the_data_connection_d
     // answered 226 and replaced the file with the partial upload.
     let cluster = server().await;
     cluster.write_file("keep.bin", b"the old contents");
-    let mut raw = RawFtp::login(cluster.main()).await;
-    assert_eq!(raw.command("TYPE I").await.0, 200);
+    let mut raw = RawFtp::login_binary(cluster.main()).await;
     let mut data = raw.passive(cluster.main()).await;
     assert_eq!(raw.command("STOR keep.bin").await.0, 150);
     data.write_all(&vec![b'x'; 300_000]).await.expect("half an upload");

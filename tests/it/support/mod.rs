@@ -258,6 +258,13 @@ impl RawFtp {
         ftp
     }
 
+    /// [`RawFtp::login`], then `TYPE I` (binary transfers).
+    pub async fn login_binary(address: SocketAddr) -> RawFtp {
+        let mut ftp = RawFtp::login(address).await;
+        assert_eq!(ftp.command("TYPE I").await.0, 200);
+        ftp
+    }
+
     /// Connects from 127.0.0.1 and reads the greeting (or the refusal).
     pub async fn connect(address: SocketAddr) -> (RawFtp, (u32, String)) {
         RawFtp::connect_from(std::net::IpAddr::from([127, 0, 0, 1]), address).await
