@@ -10,6 +10,7 @@ pub mod command;
 pub mod completion;
 pub mod credentials;
 pub mod error;
+pub mod help;
 pub mod local;
 pub mod progress;
 pub mod session;
@@ -152,8 +153,8 @@ impl Connection {
             self.listing = None;
         }
         match request {
-            Request::Help(None) => println!("{}", command::help_text()),
-            Request::Help(Some(name)) => match command::command_help(name) {
+            Request::Help(None) => println!("{}", help::help_text()),
+            Request::Help(Some(name)) => match help::command_help(name) {
                 Some(text) => println!("{text}"),
                 None => return Err(ClientError::Usage(format!("no command {name:?} (try: help)"))),
             },

@@ -12,7 +12,7 @@ use rustyline::hint::Hinter;
 use rustyline::validate::Validator;
 use rustyline::{Context, Helper};
 
-use crate::client::command::COMMANDS;
+use crate::client::help::COMMANDS;
 use crate::client::Connection;
 
 /// Commands whose arguments are remote names.
