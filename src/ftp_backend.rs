@@ -11,6 +11,7 @@ pub mod downloads;
 pub mod folder;
 pub mod listing;
 pub mod meta;
+pub mod refusals;
 pub mod sending;
 pub mod transfer;
 pub mod upload;
@@ -34,6 +35,7 @@ use crate::telemetry::metrics::Direction;
 use crate::telemetry::{SessionTag, Telemetry};
 use downloads::{normalize, Downloads};
 pub use folder::{FolderError, Folders, SharedFolder};
+use refusals::{allowed, blocking, download_error, not_available, visible};
 use transfer::{Counted, Watch};
 use upload::{is_internal, relative, Upload};
 
@@ -141,7 +143,7 @@ impl FtpBackend {
         allowed(user, Permission::List)?;
         let (dir, folder) = (self.folder.dir.clone(), relative(path.as_ref()));
         let mut entries = match tokio::task::spawn_blocking(move || meta::read_folder(&dir, &folder)).await {
-            Ok(read) => read.map_err(|error| Error::new(ErrorKind::PermanentFileNotAvailable, error))?,
+            Ok(read) => read.map_err(not_available)?,
             Err(_) => return Err(Error::from(ErrorKind::LocalError)),
         };
         entries.retain(|entry| !is_internal(&entry.path));
@@ -180,59 +182,6 @@ impl FtpBackend {
     }
 }
 
-/// Refuses what `user` may not do (`550`; uploads `553`, as RFC 959 has it for STOR names).
-fn allowed(user: &User, permission: Permission) -> Result<()> {
-    if user.may(permission) {
-        return Ok(());
-    }
-    let kind = match permission {
-        Permission::Upload | Permission::Overwrite => ErrorKind::FileNameNotAllowedError,
-        _ => ErrorKind::PermissionDenied,
-    };
-    Err(Error::new(
-        kind,
-        io::Error::new(
-            io::ErrorKind::PermissionDenied,
-            format!("{} has no {} permission", user.name, permission.word()),
-        ),
-    ))
-}
-
-/// Refuses paths of temporary upload files as if they did not exist.
-fn visible(path: &Path) -> Result<()> {
-    if is_internal(path) {
-        return Err(Error::from(ErrorKind::PermanentFileNotAvailable));
-    }
-    Ok(())
-}
-
-async fn blocking<T: Send + 'static>(work: impl FnOnce() -> io::Result<T> + Send + 'static) -> Result<T> {
-    match tokio::task::spawn_blocking(work).await {
-        Ok(result) => result.map_err(upload_error),
-        Err(_) => Err(Error::from(ErrorKind::LocalError)),
-    }
-}
-
-/// A file that cannot be opened is "not found" (550); anything later is a local error.
-fn download_error(error: io::Error) -> Error {
-    match error.kind() {
-        io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied | io::ErrorKind::InvalidInput => {
-            Error::new(ErrorKind::PermanentFileNotAvailable, error)
-        }
-        _ => Error::from(error),
-    }
-}
-
-fn upload_error(error: io::Error) -> Error {
-    match error.kind() {
-        io::ErrorKind::NotFound | io::ErrorKind::InvalidInput => {
-            Error::new(ErrorKind::PermanentFileNotAvailable, error)
-        }
-        io::ErrorKind::AlreadyExists => Error::new(ErrorKind::FileNameNotAllowedError, error),
-        _ => Error::from(error),
-    }
-}
-
 #[async_trait]
 impl StorageBackend<User> for FtpBackend {
     type Metadata = FileMeta;
@@ -260,8 +209,7 @@ impl StorageBackend<User> for FtpBackend {
         visible(path.as_ref())?;
         // One lstat, in place: libunftp asks before every RETR, and a trip to the blocking pool
         // cost more than the call (see the invariants in ARCHITECTURE.md and BENCHMARKS.md).
-        FileMeta::read(&self.folder.dir, &relative(path.as_ref()))
-            .map_err(|error| Error::new(ErrorKind::PermanentFileNotAvailable, error))
+        FileMeta::read(&self.folder.dir, &relative(path.as_ref())).map_err(not_available)
     }
 
     async fn list<P: AsRef<Path> + Send + Debug>(
@@ -450,10 +398,6 @@ impl StorageBackend<User> for FtpBackend {
         // be read; unftp-sbe-fs listed the whole folder, one blocking-pool trip per entry.
         let folder = relative(path.as_ref());
         let folder = if folder.as_os_str().is_empty() { PathBuf::from(".") } else { folder };
-        self.folder
-            .dir
-            .open_dir(&folder)
-            .map(drop)
-            .map_err(|error| Error::new(ErrorKind::PermanentFileNotAvailable, error))
+        self.folder.dir.open_dir(&folder).map(drop).map_err(not_available)
     }
 }
