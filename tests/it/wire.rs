@@ -100,17 +100,24 @@ fn sparse(cluster: &TestCluster, name: &str, size: u64) {
     file.set_len(size).expect("set_len");
 }
 
+/// A binary session in the middle of downloading a 4 GiB (sparse) file, `first` bytes of it
+/// read: the session and its data connection.
+async fn in_a_big_download(cluster: &TestCluster, first: usize) -> (RawFtp, tokio::net::TcpStream) {
+    sparse(cluster, "big.bin", 4 << 30);
+    let mut raw = RawFtp::login_binary(cluster.main()).await;
+    let mut data = raw.passive(cluster.main()).await;
+    assert_eq!(raw.command("RETR big.bin").await.0, 150);
+    let mut some = vec![0u8; first];
+    data.read_exact(&mut some).await.expect("the first bytes");
+    (raw, data)
+}
+
 #[tokio::test]
 async fn abor_during_a_download_is_answered_426_then_226_at_once() {
     // libunftp patch 5: the session stayed locked for the whole transfer, so ABOR (and STAT)
     // got no answer until it ended.
     let cluster = server().await;
-    sparse(&cluster, "big.bin", 4 << 30);
-    let mut raw = RawFtp::login_binary(cluster.main()).await;
-    let mut data = raw.passive(cluster.main()).await;
-    assert_eq!(raw.command("RETR big.bin").await.0, 150);
-    let mut some = vec![0u8; 1 << 20];
-    data.read_exact(&mut some).await.expect("the first MiB");
+    let (mut raw, _data) = in_a_big_download(&cluster, 1 << 20).await;
     let started = std::time::Instant::now();
     assert_eq!(raw.command("ABOR").await.0, 426, "the transfer was cut short");
     assert_eq!(raw.reply().await.0, 226, "and ABOR succeeded");
@@ -148,12 +155,7 @@ async fn abor_during_an_upload_keeps_the_old_file_whatever_the_data_connection_d
 async fn stat_answers_during_a_transfer() {
     // libunftp patch 5: every command that locks the session waited for the transfer to end.
     let cluster = server().await;
-    sparse(&cluster, "big.bin", 4 << 30);
-    let mut raw = RawFtp::login(cluster.main()).await;
-    let mut data = raw.passive(cluster.main()).await;
-    assert_eq!(raw.command("RETR big.bin").await.0, 150);
-    let mut some = vec![0u8; 1 << 16];
-    data.read_exact(&mut some).await.expect("some data");
+    let (mut raw, data) = in_a_big_download(&cluster, 1 << 16).await;
     let (code, _) = raw.command("PWD").await;
     assert_eq!(code, 257, "PWD is answered while the download waits for the client");
     drop(data);
