@@ -7,6 +7,7 @@ mod client;
 mod client_files;
 mod client_shell;
 mod concurrency;
+mod data_connections;
 mod embedding;
 mod faults;
 mod files;

@@ -3,7 +3,7 @@
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::support::{names_in, RawFtp, TestCluster};
+use crate::support::{in_a_big_download, names_in, sparse, RawFtp, TestCluster};
 
 /// A cluster with no workers (the wire tests need only the main server).
 async fn server() -> TestCluster {
@@ -95,23 +95,6 @@ async fn fifty_megabytes_without_a_line_end_neither_grow_the_server_nor_stop_oth
 }
 
 /// A sparse file of `size` bytes in the server's folder (reads as zeros, costs no disk).
-fn sparse(cluster: &TestCluster, name: &str, size: u64) {
-    let file = std::fs::File::create(cluster.root.path().join(name)).expect("create");
-    file.set_len(size).expect("set_len");
-}
-
-/// A binary session in the middle of downloading a 4 GiB (sparse) file, `first` bytes of it
-/// read: the session and its data connection.
-async fn in_a_big_download(cluster: &TestCluster, first: usize) -> (RawFtp, tokio::net::TcpStream) {
-    sparse(cluster, "big.bin", 4 << 30);
-    let mut raw = RawFtp::login_binary(cluster.main()).await;
-    let mut data = raw.passive(cluster.main()).await;
-    assert_eq!(raw.command("RETR big.bin").await.0, 150);
-    let mut some = vec![0u8; first];
-    data.read_exact(&mut some).await.expect("the first bytes");
-    (raw, data)
-}
-
 #[tokio::test]
 async fn abor_during_a_download_is_answered_426_then_226_at_once() {
     // libunftp patch 5: the session stayed locked for the whole transfer, so ABOR (and STAT)

@@ -368,6 +368,25 @@ impl RawFtp {
     }
 }
 
+/// Creates `name` in the cluster's FTP folder as a sparse file of `size` bytes (zeros).
+pub fn sparse(cluster: &TestCluster, name: &str, size: u64) {
+    let file = std::fs::File::create(cluster.root.path().join(name)).expect("create");
+    file.set_len(size).expect("set_len");
+}
+
+/// A binary session in the middle of downloading a 4 GiB (sparse) file, `first` bytes of it
+/// read: the session and its data connection.
+pub async fn in_a_big_download(cluster: &TestCluster, first: usize) -> (RawFtp, tokio::net::TcpStream) {
+    use tokio::io::AsyncReadExt;
+    sparse(cluster, "big.bin", 4 << 30);
+    let mut raw = RawFtp::login_binary(cluster.main()).await;
+    let mut data = raw.passive(cluster.main()).await;
+    assert_eq!(raw.command("RETR big.bin").await.0, 150);
+    let mut some = vec![0u8; first];
+    data.read_exact(&mut some).await.expect("the first bytes");
+    (raw, data)
+}
+
 /// The names in `folder` (one level), sorted.
 pub fn names_in(folder: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(folder)

@@ -767,7 +767,45 @@ where
 /// session_arc: the user session that is also shared with the control channel.
 /// socket: the data socket we'll be working with.
 #[tracing_attributes::instrument]
-pub async fn spawn_processing<Storage, User>(logger: slog::Logger, session_arc: SharedSession<Storage, User>, mut socket: TcpStream)
+pub async fn spawn_processing<Storage, User>(logger: slog::Logger, session_arc: SharedSession<Storage, User>, socket: TcpStream)
+where
+    Storage: StorageBackend<User> + 'static,
+    Storage::Metadata: Metadata,
+    User: UserDetail + 'static,
+{
+    if let Some(command_executor) = prepare_executor(logger, &session_arc, socket, false).await {
+        tokio::spawn(command_executor.execute(session_arc));
+    }
+}
+
+/// Processes the data connection in the calling task, which must be the session's passive
+/// accept task (the one in `Session::passive_accept`): it waits for the command and runs the
+/// transfer, like the task [`spawn_processing`] starts, without a second task and the hand-off
+/// to it on every transfer. The session forgets the accept task's abort handle first, so that a
+/// later `PASV`, `EPSV` or `PORT` no longer aborts it (from then on they replace the data
+/// connection as they replace one of `spawn_processing`: by closing its command channel).
+pub(crate) async fn run_processing<Storage, User>(logger: slog::Logger, session_arc: SharedSession<Storage, User>, socket: TcpStream)
+where
+    Storage: StorageBackend<User> + 'static,
+    Storage::Metadata: Metadata,
+    User: UserDetail + 'static,
+{
+    if let Some(command_executor) = prepare_executor(logger, &session_arc, socket, true).await {
+        command_executor.execute(session_arc).await;
+    }
+}
+
+/// Checks the data connection's address and takes the session's pending data channel for the
+/// executor; `None` (after answering a waiting command `425` when the connection is refused)
+/// when there is nothing to run. With `accept_task`, the caller is the session's passive accept
+/// task: it is detached from `Session::passive_accept`, or, when that is no longer it (a newer
+/// `PASV`, `EPSV` or `PORT` replaced it and took the channels), the connection is dropped.
+async fn prepare_executor<Storage, User>(
+    logger: slog::Logger,
+    session_arc: &SharedSession<Storage, User>,
+    mut socket: TcpStream,
+    accept_task: bool,
+) -> Option<DataCommandExecutor<Storage, User>>
 where
     Storage: StorageBackend<User> + 'static,
     Storage::Metadata: Metadata,
@@ -778,6 +816,16 @@ where
 
     let command_executor = {
         let mut session = session_arc.lock().await;
+        if accept_task {
+            let this_task = tokio::task::try_id();
+            match session.passive_accept.as_ref() {
+                Some(accepting) if Some(accepting.id()) == this_task => session.passive_accept = None,
+                _ => {
+                    slog::debug!(logger, "Data connection accepted after a newer PASV, EPSV or PORT replaced it; closed");
+                    return None;
+                }
+            }
+        }
 
         match socket.peer_addr() {
             Ok(datachan_addr) => {
@@ -802,13 +850,15 @@ where
                         )
                     }
                     drop(session);
-                    return fail_pending(&session_arc, "the data connection came from another address").await;
+                    fail_pending(session_arc, "the data connection came from another address").await;
+                    return None;
                 }
             }
             Err(err) => {
                 slog::error!(logger, "Couldn't determine data channel address: {:?}", err);
                 drop(session);
-                return fail_pending(&session_arc, "the data connection closed at once").await;
+                fail_pending(session_arc, "the data connection closed at once").await;
+                return None;
             }
         }
 
@@ -818,21 +868,21 @@ where
             Some(ref tx) => tx.clone(),
             None => {
                 slog::error!(logger, "Control loop message sender expected to be set up. Aborting data loop.");
-                return;
+                return None;
             }
         };
         let data_cmd_rx = match session.data_cmd_rx.take() {
             Some(rx) => rx,
             None => {
                 slog::error!(logger, "Data loop command receiver expected to be set up. Aborting data loop.");
-                return;
+                return None;
             }
         };
         let data_abort_rx = match session.data_abort_rx.take() {
             Some(rx) => rx,
             None => {
                 slog::error!(logger, "Data loop abort receiver expected to be set up. Aborting data loop.");
-                return;
+                return None;
             }
         };
         let ftps_mode = if session.data_tls { session.ftps_config.clone() } else { FtpsConfig::Off };
@@ -855,7 +905,7 @@ where
         command_executor
     };
 
-    tokio::spawn(command_executor.execute(session_arc));
+    Some(command_executor)
 }
 
 use std::time::Duration;

@@ -112,6 +112,9 @@ where
         // Open the data connection in a new task and process it.
         // We cannot await this since we first need to let the client know where to connect :-)
         let session = args.session.clone();
+        // The session stays locked until the accept task's abort handle is in it: the task
+        // checks that handle when it accepts (see `datachan::run_processing`).
+        let mut locked = session.lock().await;
         let accepting = tokio::spawn(async move {
             // Until the deadline, take the first connection from the control connection's
             // address (the client's, or the proxy's it came through); connections from elsewhere are closed at once (someone else grabbing the
@@ -123,7 +126,8 @@ where
                         slog::warn!(args.logger, "Refused a data connection from {}: not the address of the control connection", peer);
                         drop(socket);
                     }
-                    Ok(Ok((socket, _))) => return datachan::spawn_processing(args.logger, args.session, socket).await,
+                    // The transfer runs in this task: no second task to hand the connection to.
+                    Ok(Ok((socket, _))) => return datachan::run_processing(args.logger, args.session, socket).await,
                     Ok(Err(e)) => {
                         slog::error!(args.logger, "Error waiting for data connection: {}", e);
                         return datachan::fail_pending(&args.session, "accepting the data connection failed").await;
@@ -137,7 +141,7 @@ where
             }
         });
         // One passive listener per session: the previous one (if its client never came) closes.
-        if let Some(previous) = session.lock().await.passive_accept.replace(accepting.abort_handle()) {
+        if let Some(previous) = locked.passive_accept.replace(accepting.abort_handle()) {
             previous.abort();
         }
     }
