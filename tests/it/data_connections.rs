@@ -35,3 +35,40 @@ async fn a_pasv_during_a_download_neither_aborts_it_nor_takes_its_place() {
     assert_eq!(small, b"small file\n");
     assert_eq!(raw.reply().await.0, 226);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_files_back_to_back_get_their_replies_in_order_and_every_byte() {
+    // libunftp patch 23: the replies a data channel sends in one go (150, then 226 once a small
+    // file is out) are written together; each must still come in its place, with nothing left
+    // unsent before the next command.
+    let cluster = server().await;
+    let contents = |file: usize| -> Vec<u8> { (0..file * 37 % 5000).map(|at| (at * 7 + file) as u8).collect() };
+    for file in 0..40 {
+        std::fs::write(cluster.root.path().join(format!("f{file}.bin")), contents(file)).expect("write");
+    }
+    let sessions = (0..8).map(|session| {
+        let main = cluster.main();
+        tokio::spawn(async move {
+            let mut raw = RawFtp::login_binary(main).await;
+            for round in 0..60 {
+                let file = (session * 13 + round) % 40;
+                let mut data = raw.passive(main).await;
+                let (code, text) = raw.command(&format!("RETR f{file}.bin")).await;
+                assert_eq!(code, 150, "{text}");
+                assert!(text.contains(&format!("({} bytes)", contents(file).len())), "{text}");
+                let mut received = Vec::new();
+                data.read_to_end(&mut received).await.expect("the file");
+                assert_eq!(received, contents(file), "f{file}.bin arrived whole");
+                assert_eq!(raw.reply().await.0, 226, "f{file}.bin");
+                if round % 10 == 0 {
+                    assert_eq!(raw.command("NOOP").await.0, 200, "nothing else was waiting");
+                }
+            }
+            assert_eq!(raw.command("QUIT").await.0, 221);
+            assert!(raw.closed().await, "closed after QUIT");
+        })
+    });
+    for session in sessions.collect::<Vec<_>>() {
+        session.await.expect("every session ran to the end");
+    }
+}

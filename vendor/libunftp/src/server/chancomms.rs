@@ -86,11 +86,19 @@ impl ControlChanReceiver {
     pub async fn recv(&mut self) -> Option<ControlChanMsg> {
         self.0.recv().await.map(|msg| *msg)
     }
+
+    /// A message that is already waiting, if any.
+    pub fn try_recv(&mut self) -> Option<ControlChanMsg> {
+        self.0.try_recv().ok().map(|msg| *msg)
+    }
 }
 
-/// A control loop's channel, with room for one message.
+/// A control loop's channel, with room for four messages: a data channel that sends `150`, the
+/// data and `226` without waiting (a small file) is not held up by a full channel between its
+/// two replies, so the control loop finds both and writes them at once. The memory is the same
+/// for any capacity up to 32 (tokio allocates slots 32 at a time).
 pub fn control_chan() -> (ControlChanSender, ControlChanReceiver) {
-    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
     (ControlChanSender(tx), ControlChanReceiver(rx))
 }
 

@@ -200,8 +200,18 @@ where
     let jh = tokio::spawn(async move {
         // The control channel event loop
         slog::info!(logger, "Starting control loop");
+        // Replies are fed to the sink and flushed together before the loop waits: a message that
+        // is already waiting when a reply has been fed (the data channel's `150` and `226` of a
+        // small file, sent in one go) is handled at once, and both replies leave in one write.
+        let mut ready: Option<ControlChanMsg> = None;
         loop {
-            let incoming = {
+            let incoming = if let Some(msg) = ready.take() {
+                Some(Ok(Event::InternalMsg(msg)))
+            } else {
+                if let Err(err) = reply_sink.flush().await {
+                    slog::warn!(logger, "Could not send replies: {:?}. Closing control connection", err);
+                    return;
+                }
                 #[allow(unused_assignments)]
                 let mut incoming = None;
                 let mut timeout_delay = Box::pin(tokio::time::sleep(idle_session_timeout));
@@ -236,6 +246,7 @@ where
             match incoming {
                 None => {} // Loop again
                 Some(Ok(Event::InternalMsg(ControlChanMsg::ExitControlLoop))) => {
+                    let _ = reply_sink.flush().await;
                     let _ = event_chain.handle(Event::InternalMsg(ControlChanMsg::ExitControlLoop)).await;
                     if let Some(tx) = switchboard_msg_tx
                         && let Err(err) = tx.send(SwitchboardMessage::CloseDataPortCommand(shared_session.clone())).await
@@ -249,6 +260,11 @@ where
                 Some(Ok(event)) => {
                     if let Event::InternalMsg(ControlChanMsg::SecureControlChannel) = event {
                         slog::info!(logger, "Upgrading control channel to TLS");
+                        // `234` (fed, not yet written) goes out before the handshake.
+                        if let Err(err) = reply_sink.flush().await {
+                            slog::warn!(logger, "Could not send replies: {:?}. Closing control connection", err);
+                            return;
+                        }
 
                         // Get back the original TCP Stream
                         let codec_io = reply_sink.reunite(command_source).unwrap();
@@ -293,7 +309,7 @@ where
 
                     let handle_result = match event_chain.handle(event).await {
                         Err(e) => Err(e),
-                        Ok(reply) => reply_sink.send(reply).await,
+                        Ok(reply) => reply_sink.feed(reply).await,
                     };
 
                     if let Err(chan_err) = handle_result {
@@ -303,7 +319,7 @@ where
                 }
                 Some(Err(e)) => {
                     let (reply, close_connection) = handle_control_channel_error(logger.clone(), e);
-                    let result = reply_sink.send(reply).await;
+                    let result = if close_connection { reply_sink.send(reply).await } else { reply_sink.feed(reply).await };
                     if result.is_err() {
                         slog::warn!(logger, "Could not send error reply to client");
                         return;
@@ -313,6 +329,7 @@ where
                     }
                 }
             }
+            ready = control_msg_rx.try_recv();
         }
     });
 
