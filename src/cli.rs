@@ -7,10 +7,12 @@ mod commands;
 mod serving;
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{CommandFactory, Parser};
 use ftpcalc::client::{self, ClientConfig};
+use ftpcalc::telemetry::line_writer::{LineWriter, LogLines, Report};
 
 use args::{seconds, Cli, ClientArgs, Command, LogFormat};
 
@@ -115,22 +117,47 @@ fn with_runtime(format: LogFormat, job: impl std::future::Future<Output = anyhow
 }
 
 /// Logs on stderr: `RUST_LOG` or, by default, our events at info and libunftp's (its struct
-/// dumps) only from warn; colours only when stderr is a terminal. Lines are written by a thread
-/// of their own through a bounded queue (tracing-appender's: 128,000 lines, then dropped and
-/// counted); the returned guard flushes it at exit.
-fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
-    use std::io::IsTerminal;
+/// dumps) only from warn; colours only when stderr is a terminal. Lines are written in batches
+/// by a thread of their own ([`LineWriter`]: bounded, then dropped and counted); the returned
+/// guard writes the last ones at exit.
+fn init_logging(format: LogFormat) -> LogGuard {
+    use std::io::{IsTerminal, Write};
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| "info,libunftp=warn,unftp_sbe_fs=warn,rustls=error".into());
-    let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
+    // The count of dropped lines is written straight to stderr: logging it would need room in
+    // the very buffer that was full.
+    let report = |report: Report| {
+        if let Report::Dropped(lost) = report {
+            let _ = writeln!(std::io::stderr(), "ftpcalc: {lost} log lines dropped: standard error was not read fast enough");
+        }
+    };
+    let writer = match LineWriter::spawn("ftpcalc-log", Box::new(std::io::stderr()), report) {
+        Ok(writer) => Arc::new(writer),
+        Err(error) => {
+            eprintln!("ftpcalc: cannot start the log writer ({error}); logging on the caller's thread");
+            tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+            return LogGuard(None);
+        }
+    };
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(LogLines(writer.clone()));
     match format {
         LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
         // Every line one JSON object: the event's fields flattened, and the session span's
         // fields (`id`, `server`, `peer`, `user`) in "span".
         LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).with_span_list(false).init(),
     }
-    guard
+    LogGuard(Some(writer))
+}
+
+/// Writes the log lines still waiting when it is dropped (at exit).
+struct LogGuard(Option<Arc<LineWriter>>);
+
+impl Drop for LogGuard {
+    fn drop(&mut self) {
+        if let Some(writer) = &self.0 {
+            writer.close();
+        }
+    }
 }
 
 /// Prints `text` on stdout; a closed stdout is not a reason to stop serving.

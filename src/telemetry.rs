@@ -1,12 +1,13 @@
 //! What an operator sees of a running process: [`metrics`] (Prometheus counters, gauges and
 //! histograms), the transfer log in xferlog format ([`xferlog`]), the HTTP endpoint that serves
-//! `/metrics`, `/health` and `/ready` ([`http`]), and the identity every log line of a session
-//! carries ([`SessionTag`]).
+//! `/metrics`, `/health` and `/ready` ([`http`]), the identity every log line of a session
+//! carries ([`SessionTag`]), and the batching writer every log goes through ([`line_writer`]).
 //!
 //! One [`Telemetry`] is shared by every server of a process; it only observes, and nothing in
 //! it can refuse or slow a client (its queues drop and count instead of blocking).
 
 pub mod http;
+pub mod line_writer;
 pub mod metrics;
 pub mod xferlog;
 

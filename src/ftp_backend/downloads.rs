@@ -18,16 +18,14 @@ use std::fmt::{self, Write as _};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Component, Path};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, OnceLock};
+
+use crate::telemetry::line_writer::{LineWriter, Report};
 
 /// Most files counted at once.
 pub const MAX_TRACKED_FILES: usize = 100_000;
 /// Most files `SITE STATS` lists in one reply.
 pub const MAX_LISTED: usize = 1000;
-/// Console lines waiting for a slow stdout before new ones are dropped (and counted).
-pub const CONSOLE_QUEUE: usize = 8192;
 
 type LogLine = Box<dyn Fn(&str) + Send + Sync>;
 
@@ -252,31 +250,23 @@ pub fn escape(path: &str) -> String {
     escaped
 }
 
-/// A log sink that prints lines on standard output from a thread of its own, through a queue
-/// of [`CONSOLE_QUEUE`] lines: a slow reader of stdout (a pipe nobody drains) never blocks a
-/// transfer. Lines that find the queue full are dropped and counted; the count is printed (on
-/// stderr) once the queue drains. A closed stdout is ignored.
+/// A log sink that prints lines on standard output through a [`LineWriter`] (a thread of its
+/// own, writing in batches): a slow reader of stdout (a pipe nobody drains) never blocks a
+/// transfer. Lines that find its buffer full are dropped and counted; the count is logged (on
+/// stderr). A closed stdout is ignored.
 pub fn console() -> impl Fn(&str) + Send + Sync + 'static {
-    let (sender, lines) = sync_channel::<String>(CONSOLE_QUEUE);
-    let dropped = Arc::new(AtomicU64::new(0));
-    let dropped_seen = dropped.clone();
-    let spawned = std::thread::Builder::new().name("ftpcalc-console".into()).spawn(move || {
-        for line in lines {
-            let mut stdout = std::io::stdout().lock();
-            let _ = writeln!(stdout, "{line}");
-            let _ = stdout.flush();
-            let lost = dropped_seen.swap(0, Ordering::Relaxed);
-            if lost > 0 {
-                tracing::warn!(lost, "console lines dropped: standard output was not read fast enough");
-            }
+    let report = |report: Report| {
+        if let Report::Dropped(lost) = report {
+            tracing::warn!(lost, "console lines dropped: standard output was not read fast enough");
         }
-    });
-    let sender: Option<SyncSender<String>> = spawned.ok().map(|_| sender);
-    move |line: &str| match &sender {
-        Some(sender) => {
-            if let Err(TrySendError::Full(_)) = sender.try_send(line.to_string()) {
-                dropped.fetch_add(1, Ordering::Relaxed);
-            }
+    };
+    let writer = LineWriter::spawn("ftpcalc-console", Box::new(std::io::stdout()), report).ok();
+    move |line: &str| match &writer {
+        Some(writer) => {
+            let mut bytes = Vec::with_capacity(line.len() + 1);
+            bytes.extend_from_slice(line.as_bytes());
+            bytes.push(b'\n');
+            writer.write_line(&bytes);
         }
         None => {
             let _ = writeln!(std::io::stdout().lock(), "{line}");

@@ -13,36 +13,25 @@
 //! authentication method (`0`), authenticated user id (`*`), completion status (`c`
 //! complete, `i` incomplete).
 //!
-//! A thread of its own writes the lines through a queue of [`QUEUE`] lines: a slow disk never
-//! slows a transfer; lines that find the queue full are dropped and counted in a warning.
+//! A [`LineWriter`] (a thread of its own, writing in batches) appends the lines: a slow disk
+//! never slows a transfer; lines that find its buffer full are dropped and counted in a warning.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
-use std::sync::Arc;
 use std::time::Duration;
 
 use crate::accounts::user::Kind;
 use crate::accounts::User;
+use crate::telemetry::line_writer::{LineWriter, Report};
 use crate::telemetry::metrics::Direction;
-
-/// Lines waiting for the disk before new ones are dropped (and counted).
-pub const QUEUE: usize = 8192;
-
-enum Message {
-    Line(String),
-    Reopen,
-}
 
 /// The transfer log: a file the lines are appended to.
 #[derive(Debug)]
 pub struct TransferLog {
     path: PathBuf,
-    sender: SyncSender<Message>,
-    dropped: Arc<AtomicU64>,
+    writer: LineWriter,
 }
 
 /// One transfer, as the log records it.
@@ -68,33 +57,14 @@ impl TransferLog {
     /// Opens (creating it with mode 0640 if missing) `path` for appending and starts the
     /// writer thread.
     pub fn open(path: &Path) -> io::Result<Self> {
-        let mut file = open_append(path)?;
-        let (sender, messages) = sync_channel::<Message>(QUEUE);
-        let dropped = Arc::new(AtomicU64::new(0));
-        let dropped_seen = dropped.clone();
-        let reopen_path = path.to_path_buf();
-        std::thread::Builder::new().name("ftpcalc-xferlog".into()).spawn(move || {
-            for message in messages {
-                match message {
-                    Message::Line(line) => {
-                        if let Err(error) = file.write_all(line.as_bytes()) {
-                            tracing::warn!(%error, path = %reopen_path.display(), "cannot write the transfer log");
-                        }
-                    }
-                    Message::Reopen => match open_append(&reopen_path) {
-                        Ok(reopened) => file = reopened,
-                        Err(error) => {
-                            tracing::warn!(%error, path = %reopen_path.display(), "cannot reopen the transfer log")
-                        }
-                    },
-                }
-                let lost = dropped_seen.swap(0, Ordering::Relaxed);
-                if lost > 0 {
-                    tracing::warn!(lost, "transfer log lines dropped: the disk was not fast enough");
-                }
-            }
-        })?;
-        Ok(TransferLog { path: path.to_path_buf(), sender, dropped })
+        let file = open_append(path)?;
+        let shown = path.display().to_string();
+        let report = move |report: Report| match report {
+            Report::Failed(error) => tracing::warn!(%error, path = %shown, "cannot write the transfer log"),
+            Report::Dropped(lost) => tracing::warn!(lost, "transfer log lines dropped: the disk was not fast enough"),
+        };
+        let writer = LineWriter::spawn("ftpcalc-xferlog", Box::new(file), report)?;
+        Ok(TransferLog { path: path.to_path_buf(), writer })
     }
 
     /// The file's path.
@@ -102,17 +72,19 @@ impl TransferLog {
         &self.path
     }
 
-    /// Appends the line for `transfer` (through the queue).
+    /// Appends the line for `transfer` (through the writer's buffer).
     pub fn record(&self, transfer: &Transfer<'_>) {
         let line = format!("{} {}\n", chrono::Local::now().format("%a %b %e %H:%M:%S %Y"), fields(transfer));
-        if let Err(TrySendError::Full(_)) = self.sender.try_send(Message::Line(line)) {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
-        }
+        self.writer.write_line(line.as_bytes());
     }
 
-    /// Opens the file again at its path (after logrotate moved it), on reload.
+    /// Opens the file again at its path (after logrotate moved it), on reload; lines already
+    /// waiting still go to the old file.
     pub fn reopen(&self) {
-        let _ = self.sender.try_send(Message::Reopen);
+        match open_append(&self.path) {
+            Ok(reopened) => self.writer.replace_sink(Box::new(reopened)),
+            Err(error) => tracing::warn!(%error, path = %self.path.display(), "cannot reopen the transfer log"),
+        }
     }
 }
 
