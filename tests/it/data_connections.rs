@@ -72,3 +72,30 @@ async fn small_files_back_to_back_get_their_replies_in_order_and_every_byte() {
         session.await.expect("every session ran to the end");
     }
 }
+
+#[tokio::test]
+async fn the_transfer_uses_the_working_folder_of_its_command_and_abor_ends_a_waiting_one() {
+    // libunftp patch 24: the data connection is accepted when the transfer command comes, so the
+    // command's working folder is the one that counts (the executor used to copy the folder
+    // when the client connected, before a CWD that came between); and ABOR of a command still
+    // waiting for its connection answers 426 then 226.
+    let cluster = server().await;
+    std::fs::create_dir(cluster.root.path().join("sub")).expect("mkdir");
+    std::fs::write(cluster.root.path().join("f.txt"), b"top").expect("write");
+    std::fs::write(cluster.root.path().join("sub/f.txt"), b"below").expect("write");
+    let mut raw = RawFtp::login_binary(cluster.main()).await;
+    let mut data = raw.passive(cluster.main()).await;
+    assert_eq!(raw.command("CWD sub").await.0, 250);
+    assert_eq!(raw.command("RETR f.txt").await.0, 150);
+    let mut received = Vec::new();
+    data.read_to_end(&mut received).await.expect("data");
+    assert_eq!((raw.reply().await.0, received), (226, b"below".to_vec()));
+
+    let (code, _) = raw.command("EPSV").await;
+    assert_eq!(code, 229);
+    raw.send("RETR f.txt").await;
+    assert_eq!(raw.command("ABOR").await.0, 426, "the waiting transfer is cut short");
+    assert_eq!(raw.reply().await.0, 226);
+    assert_eq!(raw.command("NOOP").await.0, 200, "the session is in step");
+    assert_eq!(raw.command("RETR f.txt").await.0, 425, "and its data connection is gone");
+}

@@ -256,21 +256,45 @@ async fn a_data_connection_that_never_arrives_ends_the_transfer_with_425() {
 #[tokio::test]
 async fn a_stranger_on_the_passive_port_is_turned_away_and_the_client_still_connects() {
     // libunftp patch 8: the first connection to the passive port was taken whoever made it;
-    // from another address it was closed and the client's own then found no listener.
+    // from another address it was closed and the client's own then found no listener. Since
+    // patch 24 connections are accepted when the transfer command comes: a stranger waits in
+    // the listen queue until then (or until the port closes), and is turned away at that point,
+    // whether it came before the client or while the server waits for the client.
     let cluster = impatient_server().await;
     cluster.write_file("f.txt", b"contents");
+    let stranger_to = |port: u16| async move {
+        let stranger = tokio::net::TcpSocket::new_v4().expect("socket");
+        stranger.bind("127.0.0.2:0".parse().expect("literal")).expect("bind");
+        stranger.connect(([127, 0, 0, 1], port).into()).await.expect("the stranger connects")
+    };
+    let turned_away = |mut stranger: tokio::net::TcpStream| async move {
+        let mut nothing = Vec::new();
+        let read = tokio::time::timeout(std::time::Duration::from_secs(5), stranger.read_to_end(&mut nothing)).await;
+        matches!(read, Ok(Ok(0)) | Ok(Err(_)))
+    };
     let mut raw = RawFtp::login(cluster.main()).await;
+
+    // The stranger, then the client, then the command.
     let (code, text) = raw.command("EPSV").await;
     assert_eq!(code, 229);
     let port = epsv_port(&text);
-    let stranger = tokio::net::TcpSocket::new_v4().expect("socket");
-    stranger.bind("127.0.0.2:0".parse().expect("literal")).expect("bind");
-    let mut stranger = stranger.connect(([127, 0, 0, 1], port).into()).await.expect("the stranger connects");
-    let mut nothing = Vec::new();
-    let read = tokio::time::timeout(std::time::Duration::from_secs(5), stranger.read_to_end(&mut nothing)).await;
-    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "the stranger's connection is closed");
+    let stranger = stranger_to(port).await;
     let mut data = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("the client still connects");
     assert_eq!(raw.command("RETR f.txt").await.0, 150);
+    let mut received = Vec::new();
+    data.read_to_end(&mut received).await.expect("data");
+    assert_eq!((raw.reply().await.0, received), (226, b"contents".to_vec()));
+    assert!(turned_away(stranger).await, "the stranger's connection is closed");
+
+    // The command, then the stranger, then the client.
+    let (code, text) = raw.command("EPSV").await;
+    assert_eq!(code, 229);
+    let port = epsv_port(&text);
+    raw.send("RETR f.txt").await;
+    let stranger = stranger_to(port).await;
+    assert!(turned_away(stranger).await, "the stranger's connection is closed at once");
+    let mut data = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("the client still connects");
+    assert_eq!(raw.reply().await.0, 150);
     let mut received = Vec::new();
     data.read_to_end(&mut received).await.expect("data");
     assert_eq!((raw.reply().await.0, received), (226, b"contents".to_vec()));

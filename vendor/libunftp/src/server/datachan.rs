@@ -140,12 +140,6 @@ where
         let timeout = session_arc.lock().await.data_connection_timeout;
         let mut timeout_delay = Box::pin(tokio::time::sleep(timeout));
         let control_msg_tx = self.control_msg_tx.clone();
-        let reply = |code, text: &'static str| {
-            let tx = control_msg_tx.clone();
-            async move {
-                let _ = tx.send(ControlChanMsg::CommandChannelReply(Reply::new(code, text))).await;
-            }
-        };
         // While waiting for its command, the data connection is watched: one the client closed
         // is let go after a short grace (it used to sit in CLOSE-WAIT for five minutes), and one
         // that a newer PASV, EPSV or PORT replaced at once (its command channel closes).
@@ -158,32 +152,13 @@ where
                         slog::debug!(self.logger, "Data connection replaced before a command");
                         break;
                     };
-                    // The session is not kept locked during the transfer: the control channel
-                    // must go on answering (ABOR above all, but also STAT, NOOP, QUIT).
-                    let start_pos = session_arc.lock().await.start_pos;
-                    let transfer = self.handle_incoming(DataChanMsg::ExternalCommand(command), start_pos);
-                    tokio::select! {
-                        () = transfer => {
-                            // An ABOR that raced with the end of the transfer still gets its answer.
-                            data_abort_rx.close();
-                            if data_abort_rx.try_recv().is_ok() {
-                                reply(ReplyCode::ClosingDataConnection, "Transfer complete; nothing to abort").await;
-                            }
-                        }
-                        Some(()) = data_abort_rx.recv() => {
-                            // Dropping the transfer closes the data connection and cancels the storage
-                            // back-end's get or put before it finishes: nothing of an aborted upload
-                            // is committed, whatever the client does with the data connection next.
-                            reply(ReplyCode::ConnectionClosed, "Connection closed; transfer aborted").await;
-                            reply(ReplyCode::ClosingDataConnection, "ABOR successful").await;
-                        }
-                    }
+                    self.run(command, &mut data_abort_rx, &session_arc).await;
                     break;
                 },
                 abort = data_abort_rx.recv() => {
                     if abort.is_some() {
                         self.handle_incoming(DataChanMsg::Abort, 0).await;
-                        reply(ReplyCode::ClosingDataConnection, "Data connection closed; no transfer to abort").await;
+                        reply(&control_msg_tx, ReplyCode::ClosingDataConnection, "Data connection closed; no transfer to abort").await;
                     }
                     break;
                 },
@@ -209,6 +184,31 @@ where
         }
         let mut session = session_arc.lock().await;
         session.data_busy = false;
+    }
+
+    /// Runs the transfer `command` asks for, racing it against `ABOR` (`data_abort_rx`).
+    async fn run(self, command: DataChanCmd, data_abort_rx: &mut Receiver<()>, session_arc: &SharedSession<Storage, User>) {
+        let control_msg_tx = self.control_msg_tx.clone();
+        // The session is not kept locked during the transfer: the control channel must go on
+        // answering (ABOR above all, but also STAT, NOOP, QUIT).
+        let start_pos = session_arc.lock().await.start_pos;
+        let transfer = self.handle_incoming(DataChanMsg::ExternalCommand(command), start_pos);
+        tokio::select! {
+            () = transfer => {
+                // An ABOR that raced with the end of the transfer still gets its answer.
+                data_abort_rx.close();
+                if data_abort_rx.try_recv().is_ok() {
+                    reply(&control_msg_tx, ReplyCode::ClosingDataConnection, "Transfer complete; nothing to abort").await;
+                }
+            }
+            Some(()) = data_abort_rx.recv() => {
+                // Dropping the transfer closes the data connection and cancels the storage
+                // back-end's get or put before it finishes: nothing of an aborted upload is
+                // committed, whatever the client does with the data connection next.
+                reply(&control_msg_tx, ReplyCode::ConnectionClosed, "Connection closed; transfer aborted").await;
+                reply(&control_msg_tx, ReplyCode::ClosingDataConnection, "ABOR successful").await;
+            }
+        }
     }
 
     #[tracing_attributes::instrument]
@@ -712,6 +712,11 @@ where
     }
 }
 
+/// Sends `code` and `text` to the control channel, to be written as a reply.
+pub(crate) async fn reply(tx: &ControlChanSender, code: ReplyCode, text: &'static str) {
+    let _ = tx.send(ControlChanMsg::CommandChannelReply(Reply::new(code, text))).await;
+}
+
 /// How long a TLS handshake on a data connection may take.
 const DATA_TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -773,139 +778,129 @@ where
     Storage::Metadata: Metadata,
     User: UserDetail + 'static,
 {
-    if let Some(command_executor) = prepare_executor(logger, &session_arc, socket, false).await {
+    if let Some(command_executor) = prepare_executor(logger, &session_arc, socket).await {
         tokio::spawn(command_executor.execute(session_arc));
     }
 }
 
-/// Processes the data connection in the calling task, which must be the session's passive
-/// accept task (the one in `Session::passive_accept`): it waits for the command and runs the
-/// transfer, like the task [`spawn_processing`] starts, without a second task and the hand-off
-/// to it on every transfer. The session forgets the accept task's abort handle first, so that a
-/// later `PASV`, `EPSV` or `PORT` no longer aborts it (from then on they replace the data
-/// connection as they replace one of `spawn_processing`: by closing its command channel).
-pub(crate) async fn run_processing<Storage, User>(logger: slog::Logger, session_arc: SharedSession<Storage, User>, socket: TcpStream)
-where
+/// Runs the transfer `command` over `socket`, already accepted from the client, in the calling
+/// task (a passive data connection's: see `passive_common`); `data_abort_rx` is the session's
+/// abort receiver, which the caller has taken.
+pub(crate) async fn run_command<Storage, User>(
+    logger: slog::Logger,
+    session_arc: SharedSession<Storage, User>,
+    socket: TcpStream,
+    command: DataChanCmd,
+    mut data_abort_rx: Receiver<()>,
+) where
     Storage: StorageBackend<User> + 'static,
     Storage::Metadata: Metadata,
     User: UserDetail + 'static,
 {
-    if let Some(command_executor) = prepare_executor(logger, &session_arc, socket, true).await {
-        command_executor.execute(session_arc).await;
+    let command_executor = {
+        let mut session = session_arc.lock().await;
+        executor(&mut session, logger, socket, None, None)
+    };
+    if let Some(command_executor) = command_executor {
+        command_executor.run(command, &mut data_abort_rx, &session_arc).await;
+        session_arc.lock().await.data_busy = false;
     }
 }
 
 /// Checks the data connection's address and takes the session's pending data channel for the
 /// executor; `None` (after answering a waiting command `425` when the connection is refused)
-/// when there is nothing to run. With `accept_task`, the caller is the session's passive accept
-/// task: it is detached from `Session::passive_accept`, or, when that is no longer it (a newer
-/// `PASV`, `EPSV` or `PORT` replaced it and took the channels), the connection is dropped.
+/// when there is nothing to run.
 async fn prepare_executor<Storage, User>(
     logger: slog::Logger,
     session_arc: &SharedSession<Storage, User>,
     mut socket: TcpStream,
-    accept_task: bool,
 ) -> Option<DataCommandExecutor<Storage, User>>
 where
     Storage: StorageBackend<User> + 'static,
     Storage::Metadata: Metadata,
     User: UserDetail + 'static,
 {
-    // We introduce a block scope here to keep the lock on the session minimal. We basically copy the needed info
-    // out and then unlock.
-
-    let command_executor = {
-        let mut session = session_arc.lock().await;
-        if accept_task {
-            let this_task = tokio::task::try_id();
-            match session.passive_accept.as_ref() {
-                Some(accepting) if Some(accepting.id()) == this_task => session.passive_accept = None,
-                _ => {
-                    slog::debug!(logger, "Data connection accepted after a newer PASV, EPSV or PORT replaced it; closed");
-                    return None;
+    let mut session = session_arc.lock().await;
+    match socket.peer_addr() {
+        Ok(datachan_addr) => {
+            let controlchan_ip = session.source.ip();
+            // Through a proxy (patch 20) the data connection may come from the proxy.
+            let from_proxy = session.proxy == Some(datachan_addr.ip().to_canonical());
+            if controlchan_ip != datachan_addr.ip() && !from_proxy {
+                if let Err(err) = socket.shutdown().await {
+                    slog::error!(
+                        logger,
+                        "Couldn't close datachannel for IP ({}) that does not match the IP({}) of the control channel: {:?}",
+                        datachan_addr.ip(),
+                        controlchan_ip,
+                        err
+                    )
+                } else {
+                    slog::warn!(
+                        logger,
+                        "Closing datachannel for IP ({}) that does not match the IP({}) of the control channel.",
+                        datachan_addr.ip(),
+                        controlchan_ip
+                    )
                 }
-            }
-        }
-
-        match socket.peer_addr() {
-            Ok(datachan_addr) => {
-                let controlchan_ip = session.source.ip();
-                // Through a proxy (patch 20) the data connection may come from the proxy.
-                let from_proxy = session.proxy == Some(datachan_addr.ip().to_canonical());
-                if controlchan_ip != datachan_addr.ip() && !from_proxy {
-                    if let Err(err) = socket.shutdown().await {
-                        slog::error!(
-                            logger,
-                            "Couldn't close datachannel for IP ({}) that does not match the IP({}) of the control channel: {:?}",
-                            datachan_addr.ip(),
-                            controlchan_ip,
-                            err
-                        )
-                    } else {
-                        slog::warn!(
-                            logger,
-                            "Closing datachannel for IP ({}) that does not match the IP({}) of the control channel.",
-                            datachan_addr.ip(),
-                            controlchan_ip
-                        )
-                    }
-                    drop(session);
-                    fail_pending(session_arc, "the data connection came from another address").await;
-                    return None;
-                }
-            }
-            Err(err) => {
-                slog::error!(logger, "Couldn't determine data channel address: {:?}", err);
                 drop(session);
-                fail_pending(session_arc, "the data connection closed at once").await;
+                fail_pending(session_arc, "the data connection came from another address").await;
                 return None;
             }
         }
-
-        let username = session.username.as_ref().cloned().unwrap_or_else(|| String::from("unknown"));
-        let logger = logger.new(slog::o!("username" => username));
-        let control_msg_tx: ControlChanSender = match session.control_msg_tx {
-            Some(ref tx) => tx.clone(),
-            None => {
-                slog::error!(logger, "Control loop message sender expected to be set up. Aborting data loop.");
-                return None;
-            }
-        };
-        let data_cmd_rx = match session.data_cmd_rx.take() {
-            Some(rx) => rx,
-            None => {
-                slog::error!(logger, "Data loop command receiver expected to be set up. Aborting data loop.");
-                return None;
-            }
-        };
-        let data_abort_rx = match session.data_abort_rx.take() {
-            Some(rx) => rx,
-            None => {
-                slog::error!(logger, "Data loop abort receiver expected to be set up. Aborting data loop.");
-                return None;
-            }
-        };
-        let ftps_mode = if session.data_tls { session.ftps_config.clone() } else { FtpsConfig::Off };
-        let command_executor = DataCommandExecutor {
-            user: session.user.clone(),
-            socket,
-            control_msg_tx,
-            storage: Arc::clone(&session.storage),
-            cwd: session.cwd.clone(),
-            ftps_mode,
-            logger,
-            data_abort_rx: Some(data_abort_rx),
-            data_cmd_rx: Some(data_cmd_rx),
-        };
-
-        // The control channel need to know if the data channel is busy so that it doesn't time out
-        // while the session is still in progress.
-        session.data_busy = true;
-
-        command_executor
+        Err(err) => {
+            slog::error!(logger, "Couldn't determine data channel address: {:?}", err);
+            drop(session);
+            fail_pending(session_arc, "the data connection closed at once").await;
+            return None;
+        }
+    }
+    let Some(data_cmd_rx) = session.data_cmd_rx.take() else {
+        slog::error!(logger, "Data loop command receiver expected to be set up. Aborting data loop.");
+        return None;
     };
+    let Some(data_abort_rx) = session.data_abort_rx.take() else {
+        slog::error!(logger, "Data loop abort receiver expected to be set up. Aborting data loop.");
+        return None;
+    };
+    executor(&mut session, logger, socket, Some(data_cmd_rx), Some(data_abort_rx))
+}
 
-    Some(command_executor)
+/// The executor of the data connection `socket`, with what it needs copied out of the locked
+/// `session`, which it marks busy (the control channel's idle timeout waits for it).
+fn executor<Storage, User>(
+    session: &mut crate::server::session::Session<Storage, User>,
+    logger: slog::Logger,
+    socket: TcpStream,
+    data_cmd_rx: Option<Receiver<DataChanCmd>>,
+    data_abort_rx: Option<Receiver<()>>,
+) -> Option<DataCommandExecutor<Storage, User>>
+where
+    Storage: StorageBackend<User> + 'static,
+    Storage::Metadata: Metadata,
+    User: UserDetail + 'static,
+{
+    let username = session.username.as_ref().cloned().unwrap_or_else(|| String::from("unknown"));
+    let logger = logger.new(slog::o!("username" => username));
+    let Some(control_msg_tx) = session.control_msg_tx.clone() else {
+        slog::error!(logger, "Control loop message sender expected to be set up. Aborting data loop.");
+        return None;
+    };
+    let ftps_mode = if session.data_tls { session.ftps_config.clone() } else { FtpsConfig::Off };
+    // The control channel need to know if the data channel is busy so that it doesn't time out
+    // while the session is still in progress.
+    session.data_busy = true;
+    Some(DataCommandExecutor {
+        user: session.user.clone(),
+        socket,
+        control_msg_tx,
+        storage: Arc::clone(&session.storage),
+        cwd: session.cwd.clone(),
+        ftps_mode,
+        logger,
+        data_abort_rx,
+        data_cmd_rx,
+    })
 }
 
 use std::time::Duration;

@@ -5,7 +5,7 @@ use crate::{
     auth::UserDetail,
     server::{
         ControlChanErrorKind,
-        chancomms::{DataChanCmd, PortAllocationError, SwitchboardMessage, SwitchboardSender},
+        chancomms::{ControlChanMsg, DataChanCmd, PortAllocationError, SwitchboardMessage, SwitchboardSender},
         controlchan::{Reply, ReplyCode, error::ControlChanError, handler::CommandContext},
         datachan,
         session::SharedSession,
@@ -13,8 +13,14 @@ use crate::{
     storage::{Metadata, StorageBackend},
 };
 use async_trait::async_trait;
-use std::{fmt::Debug, io, net::SocketAddr, ops::RangeInclusive};
-use tokio::net::TcpSocket;
+use std::{
+    fmt::Debug,
+    io,
+    net::{IpAddr, SocketAddr},
+    ops::RangeInclusive,
+    time::Duration,
+};
+use tokio::net::TcpStream;
 use tokio::sync::{
     mpsc::{Receiver, Sender, channel},
     oneshot,
@@ -31,12 +37,14 @@ where
     async fn build_reply(&self, args: &CommandContext<Storage, User>, port: u16) -> Result<Reply, ControlChanError>;
 }
 
+/// A listening socket on a random port of `passive_ports` (SO_REUSEADDR: the ports of earlier
+/// data connections are in TIME_WAIT), non-blocking and not registered with the runtime.
 #[tracing_attributes::instrument]
-pub(crate) fn try_port_range(local_addr: SocketAddr, passive_ports: RangeInclusive<u16>) -> io::Result<TcpSocket> {
+pub(crate) fn try_port_range(local_addr: SocketAddr, passive_ports: RangeInclusive<u16>) -> io::Result<std::net::TcpListener> {
     let ip = local_addr.ip();
     let rng_length = passive_ports.end() - passive_ports.start() + 1;
 
-    let mut socket: io::Result<TcpSocket> = Err(io::Error::new(io::ErrorKind::InvalidInput, "Bind retries cannot be 0"));
+    let mut socket: io::Result<std::net::TcpListener> = Err(io::Error::new(io::ErrorKind::InvalidInput, "Bind retries cannot be 0"));
 
     for _ in 1..BIND_RETRIES {
         let random_u32 = {
@@ -46,19 +54,21 @@ pub(crate) fn try_port_range(local_addr: SocketAddr, passive_ports: RangeInclusi
         };
 
         let port = random_u32 % rng_length as u32 + *passive_ports.start() as u32;
-        let s = match ip {
-            std::net::IpAddr::V4(_) => TcpSocket::new_v4()?,
-            std::net::IpAddr::V6(_) => TcpSocket::new_v6()?,
-        };
-        s.set_reuseaddr(true)?;
-        if s.bind(std::net::SocketAddr::new(ip, port as u16)).is_ok() {
-            socket = Ok(s);
+        let s = socket2::Socket::new(socket2::Domain::for_address(local_addr), socket2::Type::STREAM.nonblocking().cloexec(), None)?;
+        s.set_reuse_address(true)?;
+        if s.bind(&std::net::SocketAddr::new(ip, port as u16).into()).is_ok() {
+            s.listen(PASSIVE_BACKLOG)?;
+            socket = Ok(s.into());
             break;
         }
     }
 
     socket
 }
+
+/// The listen queue of a passive port: the client's data connection needs one place; the rest
+/// bounds what strangers can queue there before the transfer command comes.
+const PASSIVE_BACKLOG: i32 = 64;
 
 // modifies the session by adding channels that are used to communicate with the data connection
 // processing loop.
@@ -91,62 +101,185 @@ where
     T: LegacyReplyProducer<S, U>,
 {
     let listener = match args.session.lock().await.binder {
-        Some(ref mut binder) => binder.bind(args.local_addr.ip(), args.passive_ports.clone()).await,
+        Some(ref mut binder) => match binder.bind(args.local_addr.ip(), args.passive_ports.clone()).await {
+            // The runtime is not to watch the listener (see `serve_passive`).
+            Ok(socket) => socket.listen(PASSIVE_BACKLOG as u32).and_then(|listener| listener.into_std()),
+            Err(err) => Err(err),
+        },
         _ => try_port_range(args.local_addr, args.passive_ports.clone()),
     };
     let listener = match listener {
         Err(_) => return Ok(Reply::new(ReplyCode::CantOpenDataConnection, "No data connection established")),
         Ok(l) => l,
     };
-    let listener = listener.listen(1024)?;
 
     let port = listener.local_addr()?.port();
 
     let reply = cmd.build_reply(&args, port).await?;
     if reply.is_positive() {
         setup_inter_loop_comms(args.session.clone(), args.tx_control_chan.clone()).await;
-        let (timeout, control_ip, proxy_ip) = {
-            let session = args.session.lock().await;
-            (session.data_connection_timeout, session.source.ip().to_canonical(), session.proxy)
-        };
-        // Open the data connection in a new task and process it.
-        // We cannot await this since we first need to let the client know where to connect :-)
         let session = args.session.clone();
-        // The session stays locked until the accept task's abort handle is in it: the task
-        // checks that handle when it accepts (see `datachan::run_processing`).
+        // The session stays locked until the new task's abort handle is in it: the task checks
+        // that it is the session's passive task before it takes the channels.
         let mut locked = session.lock().await;
-        let accepting = tokio::spawn(async move {
-            // Until the deadline, take the first connection from the control connection's
-            // address (the client's, or the proxy's it came through); connections from elsewhere are closed at once (someone else grabbing the
-            // port must not keep the client out).
-            let deadline = tokio::time::Instant::now() + timeout;
-            loop {
-                match tokio::time::timeout_at(deadline, listener.accept()).await {
-                    Ok(Ok((socket, peer))) if peer.ip().to_canonical() != control_ip && Some(peer.ip().to_canonical()) != proxy_ip => {
-                        slog::warn!(args.logger, "Refused a data connection from {}: not the address of the control connection", peer);
-                        drop(socket);
-                    }
-                    // The transfer runs in this task: no second task to hand the connection to.
-                    Ok(Ok((socket, _))) => return datachan::run_processing(args.logger, args.session, socket).await,
-                    Ok(Err(e)) => {
-                        slog::error!(args.logger, "Error waiting for data connection: {}", e);
-                        return datachan::fail_pending(&args.session, "accepting the data connection failed").await;
-                    }
-                    Err(_) => {
-                        slog::warn!(args.logger, "Client did not connect to data port in time");
-                        let reason = format!("no data connection within {} s", timeout.as_secs());
-                        return datachan::fail_pending(&args.session, &reason).await;
-                    }
-                }
-            }
-        });
+        let client = PassiveClient {
+            control_ip: locked.source.ip().to_canonical(),
+            proxy_ip: locked.proxy,
+        };
+        let timeout = locked.data_connection_timeout;
+        let serving = tokio::spawn(serve_passive(listener, args.session, args.logger, timeout, client));
         // One passive listener per session: the previous one (if its client never came) closes.
-        if let Some(previous) = locked.passive_accept.replace(accepting.abort_handle()) {
+        if let Some(previous) = locked.passive_accept.replace(serving.abort_handle()) {
             previous.abort();
         }
     }
 
     Ok(reply)
+}
+
+/// Who may open a passive data connection: the control connection's client, or the proxy it
+/// came through (libunftp patch 20).
+#[derive(Clone, Copy, Debug)]
+struct PassiveClient {
+    control_ip: IpAddr,
+    proxy_ip: Option<IpAddr>,
+}
+
+impl PassiveClient {
+    fn is(&self, peer: SocketAddr) -> bool {
+        let ip = peer.ip().to_canonical();
+        ip == self.control_ip || Some(ip) == self.proxy_ip
+    }
+}
+
+/// True when the calling task is the session's passive task (its abort handle is the session's).
+fn is_current<S, U>(session: &crate::server::session::Session<S, U>) -> bool
+where
+    U: UserDetail + 'static,
+    S: StorageBackend<U> + 'static,
+{
+    session.passive_accept.as_ref().is_some_and(|accepting| Some(accepting.id()) == tokio::task::try_id())
+}
+
+/// The life of one passive data connection, in one task. The runtime does not watch the
+/// listener, so a client connecting wakes nobody: the task waits for the transfer command, then
+/// accepts the client's connection (usually already in the listen queue), closing connections
+/// from other addresses, and runs the transfer itself. Without a command within the data
+/// connection timeout, or when a newer `PASV`, `EPSV` or `PORT` replaces it (aborting this task
+/// or closing its command channel), the listener closes, and with it what waited in its queue.
+async fn serve_passive<S, U>(listener: std::net::TcpListener, session: SharedSession<S, U>, logger: slog::Logger, timeout: Duration, client: PassiveClient)
+where
+    U: UserDetail + 'static,
+    S: StorageBackend<U> + 'static,
+    S::Metadata: Metadata,
+{
+    let (mut commands, mut aborts, control_msg_tx) = {
+        let mut locked = session.lock().await;
+        if !is_current(&locked) {
+            return;
+        }
+        match (locked.data_cmd_rx.take(), locked.data_abort_rx.take(), locked.control_msg_tx.clone()) {
+            (Some(commands), Some(aborts), Some(control_msg_tx)) => (commands, aborts, control_msg_tx),
+            _ => return,
+        }
+    };
+    let command = tokio::select! {
+        command = commands.recv() => match command {
+            Some(command) => command,
+            None => {
+                slog::debug!(logger, "Passive data connection replaced before a transfer command");
+                return;
+            }
+        },
+        abort = aborts.recv() => {
+            if abort.is_some() {
+                datachan::reply(&control_msg_tx, ReplyCode::ClosingDataConnection, "Data connection closed; no transfer to abort").await;
+            }
+            return;
+        },
+        () = tokio::time::sleep(timeout) => {
+            slog::warn!(logger, "No transfer command within {} s of PASV/EPSV: the passive port is closed", timeout.as_secs());
+            return;
+        }
+    };
+    // From now on a newer PASV, EPSV or PORT does not abort this transfer.
+    {
+        let mut locked = session.lock().await;
+        if is_current(&locked) {
+            locked.passive_accept = None;
+        }
+    }
+    let deadline = tokio::time::Instant::now() + timeout;
+    let refusal = match accept_client(listener, deadline, &mut aborts, client, &logger).await {
+        Accepted::Socket(socket) => return datachan::run_command(logger, session, socket, command, aborts).await,
+        Accepted::Aborted => {
+            datachan::reply(&control_msg_tx, ReplyCode::ConnectionClosed, "Connection closed; transfer aborted").await;
+            datachan::reply(&control_msg_tx, ReplyCode::ClosingDataConnection, "ABOR successful").await;
+            return;
+        }
+        Accepted::TimedOut => {
+            slog::warn!(logger, "Client did not connect to data port in time");
+            format!("no data connection within {} s", timeout.as_secs())
+        }
+        Accepted::Failed(err) => {
+            slog::error!(logger, "Error waiting for data connection: {}", err);
+            "accepting the data connection failed".to_string()
+        }
+    };
+    let reply = Reply::new_with_string(ReplyCode::CantOpenDataConnection, format!("Can't open data connection: {}", refusal));
+    let _ = control_msg_tx.send(ControlChanMsg::CommandChannelReply(reply)).await;
+}
+
+/// How waiting for the client's data connection ended.
+enum Accepted {
+    Socket(TcpStream),
+    Aborted,
+    TimedOut,
+    Failed(io::Error),
+}
+
+/// The client's connection on `listener`: taken at once when it is waiting in the listen queue
+/// (without registering the listener with the runtime), else awaited until `deadline` or an
+/// `ABOR`. Connections from other addresses are closed.
+async fn accept_client(listener: std::net::TcpListener, deadline: tokio::time::Instant, aborts: &mut Receiver<()>, client: PassiveClient, logger: &slog::Logger) -> Accepted {
+    let refuse = |peer: SocketAddr| slog::warn!(logger, "Refused a data connection from {}: not the address of the control connection", peer);
+    loop {
+        match accept_now(&listener) {
+            Ok((stream, peer)) if client.is(peer) => return TcpStream::from_std(stream).map_or_else(Accepted::Failed, Accepted::Socket),
+            Ok((_, peer)) => refuse(peer),
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
+            Err(err) => return Accepted::Failed(err),
+        }
+    }
+    let listener = match tokio::net::TcpListener::from_std(listener) {
+        Ok(listener) => listener,
+        Err(err) => return Accepted::Failed(err),
+    };
+    loop {
+        tokio::select! {
+            accepted = tokio::time::timeout_at(deadline, listener.accept()) => match accepted {
+                Ok(Ok((socket, peer))) if client.is(peer) => return Accepted::Socket(socket),
+                Ok(Ok((_, peer))) => refuse(peer),
+                Ok(Err(err)) => return Accepted::Failed(err),
+                Err(_) => return Accepted::TimedOut,
+            },
+            Some(()) = aborts.recv() => return Accepted::Aborted,
+        }
+    }
+}
+
+/// One connection from the non-blocking `listener`'s queue, non-blocking itself.
+fn accept_now(listener: &std::net::TcpListener) -> io::Result<(std::net::TcpStream, SocketAddr)> {
+    #[cfg(target_os = "linux")]
+    let (socket, peer) = socket2::SockRef::from(listener).accept4(nix::libc::SOCK_NONBLOCK | nix::libc::SOCK_CLOEXEC)?;
+    #[cfg(not(target_os = "linux"))]
+    let (socket, peer) = {
+        let (socket, peer) = socket2::SockRef::from(listener).accept()?;
+        socket.set_nonblocking(true)?;
+        (socket, peer)
+    };
+    let peer = peer.as_socket().ok_or_else(|| io::Error::other("a data connection that is not TCP/IP"))?;
+    Ok((socket.into(), peer))
 }
 
 // For delegated mode, we prepare the session and let the listener loop know (via channel) that it
