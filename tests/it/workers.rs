@@ -90,8 +90,11 @@ async fn worker_processes_join_and_requests_are_spread_over_them() {
         let (code, text) = site(&mut ftp, &format!("ADD {request} 1")).await;
         assert_eq!((code, answer_and_server(&text).0), (200, (request + 1).to_string().as_str()), "{text}");
     }
+    // Round robin gives each worker 20 of the 40; an idempotent request that was slow (a first
+    // login under load) is also hedged on the other worker, which then computes one more (this
+    // assertion was exact and failed about once in eight runs on a loaded machine).
     let (on_w1, on_w2) = (computed(w1).await, computed(w2).await);
-    assert_eq!((on_w1 + on_w2, on_w1.min(on_w2)), (40, 20), "round robin: W1 {on_w1}, W2 {on_w2}");
+    assert!(on_w1 >= 20 && on_w2 >= 20 && on_w1 + on_w2 <= 44, "round robin: W1 {on_w1}, W2 {on_w2}");
     assert_eq!(site(&mut ftp, "MUL 6 7").await, (200, "42 (computed by W2)".to_string()));
     assert_eq!(site(&mut ftp, "SUB 6 7").await, (200, "-1 (computed by W3)".to_string()));
 }
