@@ -33,7 +33,9 @@ pub const INLINE_LIMIT: u64 = 64 * 1024;
 
 /// Sends the file `open` returns (with its size), from `start_pos`, to `output`; returns the
 /// bytes sent. `open` runs on the async thread (it should only open and stat); the reads of
-/// a file over [`INLINE_LIMIT`] run on the blocking pool.
+/// a file over [`INLINE_LIMIT`] run on the blocking pool. What is sent is the file as long as
+/// it was when opened (the size `150` announced): it stops there, or earlier if the file
+/// shrank, and needs no read that finds the end.
 pub async fn send_file<W>(
     open: impl FnOnce() -> io::Result<(File, u64)> + Send + 'static,
     start_pos: u64,
@@ -44,8 +46,7 @@ where
 {
     let (mut file, size) = open()?;
     let left = size.saturating_sub(start_pos);
-    // A small file fits one buffer of its own size (plus one byte to see the end at once).
-    let capacity = usize::try_from(left).unwrap_or(CHUNK).saturating_add(1).min(CHUNK);
+    let capacity = usize::try_from(left).unwrap_or(CHUNK).min(CHUNK);
     let first = move || {
         if start_pos > 0 {
             file.seek(SeekFrom::Start(start_pos))?;
@@ -58,12 +59,12 @@ where
     let mut spare = Vec::with_capacity(capacity);
     let mut sent = 0u64;
     loop {
-        let more = chunk.len() == capacity;
+        let after = left.saturating_sub(sent + chunk.len() as u64);
+        let more = chunk.len() == capacity && after > 0;
         let next = more.then(|| {
             let mut buffer = std::mem::take(&mut spare);
-            tokio::task::spawn_blocking(move || {
-                fill_from_file(&mut file, &mut buffer, capacity).map(|()| (file, buffer))
-            })
+            let want = usize::try_from(after).unwrap_or(capacity).min(capacity);
+            tokio::task::spawn_blocking(move || fill_from_file(&mut file, &mut buffer, want).map(|()| (file, buffer)))
         });
         output.write_all(&chunk).await?;
         sent += chunk.len() as u64;
@@ -77,4 +78,59 @@ where
     }
     output.flush().await?;
     Ok(sent)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn contents(size: usize) -> Vec<u8> {
+        (0..size).map(|at| (at * 31 % 251) as u8).collect()
+    }
+
+    /// Sends a file of `size` bytes from `start_pos` and returns what arrived.
+    async fn sent(size: usize, start_pos: u64) -> Vec<u8> {
+        let folder = tempfile::tempdir().expect("folder");
+        let path = folder.path().join("f");
+        std::fs::write(&path, contents(size)).expect("write");
+        let open = move || {
+            let file = File::open(&path)?;
+            let size = file.metadata()?.len();
+            Ok((file, size))
+        };
+        let mut output = Vec::new();
+        let count = send_file(open, start_pos, &mut output).await.expect("send");
+        assert_eq!(count, output.len() as u64);
+        output
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_size_and_offset_arrives_whole() {
+        let inline = INLINE_LIMIT as usize;
+        for size in [0, 1, 4096, inline - 1, inline, inline + 1, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK + 5] {
+            for start_pos in [0, 1, size as u64 / 2, size as u64, size as u64 + 10] {
+                let expected = contents(size).get(start_pos as usize..).map(<[u8]>::to_vec).unwrap_or_default();
+                assert!(sent(size, start_pos).await == expected, "size {size} from {start_pos}");
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_file_is_sent_as_long_as_it_was_when_opened() {
+        let folder = tempfile::tempdir().expect("folder");
+        let path = folder.path().join("growing");
+        std::fs::write(&path, contents(3 * CHUNK)).expect("write");
+        let grow = path.clone();
+        let open = move || {
+            let file = File::open(&path)?;
+            let size = file.metadata()?.len();
+            // The file grows between the open and the reads.
+            std::fs::OpenOptions::new().append(true).open(&grow)?.write_all(&[1u8; 1000])?;
+            Ok((file, size))
+        };
+        let mut output = Vec::new();
+        send_file(open, 0, &mut output).await.expect("send");
+        assert!(output == contents(3 * CHUNK), "{} bytes sent", output.len());
+    }
 }
