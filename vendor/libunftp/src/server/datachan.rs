@@ -5,6 +5,7 @@ use super::{
     chancomms::{ControlChanMsg, DataChanMsg},
     tls::FtpsConfig,
 };
+use crate::server::data_stream::DataStream;
 use crate::server::session::SharedSession;
 use crate::{
     auth::UserDetail,
@@ -30,7 +31,7 @@ where
     User: UserDetail,
 {
     pub user: Arc<Option<User>>,
-    pub socket: TcpStream,
+    pub socket: DataStream,
     pub control_msg_tx: ControlChanSender,
     pub storage: Arc<Storage>,
     pub cwd: PathBuf,
@@ -674,7 +675,7 @@ where
     }
 
     #[tracing_attributes::instrument]
-    async fn writer(socket: TcpStream, ftps_mode: FtpsConfig, command: &'static str) -> std::io::Result<Box<dyn AsyncWrite + Send + Unpin + Sync>> {
+    async fn writer(socket: DataStream, ftps_mode: FtpsConfig, command: &'static str) -> std::io::Result<Box<dyn AsyncWrite + Send + Unpin + Sync>> {
         match ftps_mode {
             FtpsConfig::Off => Ok(Box::new(MeasuringWriter::new(socket, command)) as Box<dyn AsyncWrite + Send + Unpin + Sync>),
             FtpsConfig::Building { .. } => panic!("Illegal state"),
@@ -686,7 +687,7 @@ where
     }
 
     #[tracing_attributes::instrument]
-    async fn reader(socket: TcpStream, ftps_mode: FtpsConfig, command: &'static str) -> std::io::Result<Box<dyn AsyncRead + Send + Unpin + Sync>> {
+    async fn reader(socket: DataStream, ftps_mode: FtpsConfig, command: &'static str) -> std::io::Result<Box<dyn AsyncRead + Send + Unpin + Sync>> {
         match ftps_mode {
             FtpsConfig::Off => Ok(Box::new(MeasuringReader::new(socket, command)) as Box<dyn AsyncRead + Send + Unpin + Sync>),
             FtpsConfig::Building { .. } => panic!("Illegal state"),
@@ -721,7 +722,7 @@ pub(crate) async fn reply(tx: &ControlChanSender, code: ReplyCode, text: &'stati
 const DATA_TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The server side of a data connection's TLS handshake, bounded in time.
-async fn tls_handshake(tls_config: std::sync::Arc<rustls::ServerConfig>, socket: TcpStream) -> std::io::Result<tokio_rustls::server::TlsStream<TcpStream>> {
+async fn tls_handshake(tls_config: std::sync::Arc<rustls::ServerConfig>, socket: DataStream) -> std::io::Result<tokio_rustls::server::TlsStream<DataStream>> {
     let acceptor: TlsAcceptor = tls_config.into();
     match tokio::time::timeout(DATA_TLS_HANDSHAKE_TIMEOUT, acceptor.accept(socket)).await {
         Ok(accepted) => accepted,
@@ -789,7 +790,7 @@ where
 pub(crate) async fn run_command<Storage, User>(
     logger: slog::Logger,
     session_arc: SharedSession<Storage, User>,
-    socket: TcpStream,
+    socket: DataStream,
     command: DataChanCmd,
     mut data_abort_rx: Receiver<()>,
 ) where
@@ -863,7 +864,7 @@ where
         slog::error!(logger, "Data loop abort receiver expected to be set up. Aborting data loop.");
         return None;
     };
-    executor(&mut session, logger, socket, Some(data_cmd_rx), Some(data_abort_rx))
+    executor(&mut session, logger, DataStream::registered(socket), Some(data_cmd_rx), Some(data_abort_rx))
 }
 
 /// The executor of the data connection `socket`, with what it needs copied out of the locked
@@ -871,7 +872,7 @@ where
 fn executor<Storage, User>(
     session: &mut crate::server::session::Session<Storage, User>,
     logger: slog::Logger,
-    socket: TcpStream,
+    socket: DataStream,
     data_cmd_rx: Option<Receiver<DataChanCmd>>,
     data_abort_rx: Option<Receiver<()>>,
 ) -> Option<DataCommandExecutor<Storage, User>>

@@ -2,6 +2,7 @@
 
 mod chancomms;
 pub(crate) mod controlchan;
+mod data_stream;
 mod datachan;
 mod failed_logins;
 pub(crate) mod ftpserver;

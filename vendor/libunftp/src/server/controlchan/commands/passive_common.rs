@@ -7,6 +7,7 @@ use crate::{
         ControlChanErrorKind,
         chancomms::{ControlChanMsg, DataChanCmd, PortAllocationError, SwitchboardMessage, SwitchboardSender},
         controlchan::{Reply, ReplyCode, error::ControlChanError, handler::CommandContext},
+        data_stream::DataStream,
         datachan,
         session::SharedSession,
     },
@@ -20,7 +21,6 @@ use std::{
     ops::RangeInclusive,
     time::Duration,
 };
-use tokio::net::TcpStream;
 use tokio::sync::{
     mpsc::{Receiver, Sender, channel},
     oneshot,
@@ -232,7 +232,7 @@ where
 
 /// How waiting for the client's data connection ended.
 enum Accepted {
-    Socket(TcpStream),
+    Socket(DataStream),
     Aborted,
     TimedOut,
     Failed(io::Error),
@@ -245,7 +245,8 @@ async fn accept_client(listener: std::net::TcpListener, deadline: tokio::time::I
     let refuse = |peer: SocketAddr| slog::warn!(logger, "Refused a data connection from {}: not the address of the control connection", peer);
     loop {
         match accept_now(&listener) {
-            Ok((stream, peer)) if client.is(peer) => return TcpStream::from_std(stream).map_or_else(Accepted::Failed, Accepted::Socket),
+            // Not registered with the runtime: a small transfer never has to wait for it.
+            Ok((stream, peer)) if client.is(peer) => return Accepted::Socket(DataStream::plain(stream)),
             Ok((_, peer)) => refuse(peer),
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
             Err(err) => return Accepted::Failed(err),
@@ -258,7 +259,7 @@ async fn accept_client(listener: std::net::TcpListener, deadline: tokio::time::I
     loop {
         tokio::select! {
             accepted = tokio::time::timeout_at(deadline, listener.accept()) => match accepted {
-                Ok(Ok((socket, peer))) if client.is(peer) => return Accepted::Socket(socket),
+                Ok(Ok((socket, peer))) if client.is(peer) => return Accepted::Socket(DataStream::registered(socket)),
                 Ok(Ok((_, peer))) => refuse(peer),
                 Ok(Err(err)) => return Accepted::Failed(err),
                 Err(_) => return Accepted::TimedOut,
