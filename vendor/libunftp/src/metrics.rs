@@ -23,16 +23,17 @@ where
     Next: ControlChanMiddleware,
 {
     async fn handle(&mut self, event: Event) -> Result<Reply, ControlChanError> {
-        if self.collect_metrics {
-            add_event_metric(&event);
+        if !self.collect_metrics {
+            // The labels are formatted from the event (a `Debug` dump of an internal message):
+            // too dear to make for nothing on every command and reply.
+            return self.next.handle(event).await;
         }
+        add_event_metric(&event);
         let (evt_type_label, evt_label) = event_to_labels(&event);
         let result: Result<Reply, ControlChanError> = self.next.handle(event).await;
-        if self.collect_metrics {
-            match &result {
-                Ok(reply) => add_reply_metric(reply, evt_type_label, evt_label),
-                Err(e) => add_error_metric(e.kind(), evt_type_label, evt_label),
-            }
+        match &result {
+            Ok(reply) => add_reply_metric(reply, evt_type_label, evt_label),
+            Err(e) => add_error_metric(e.kind(), evt_type_label, evt_label),
         }
         result
     }
