@@ -105,6 +105,19 @@ impl Encoder<Reply> for FtpCodec {
             Reply::None => {
                 return Ok(());
             }
+            // The common case, written straight into the buffer (no formatting machinery, no
+            // second buffer): a three-digit code, a space and the text.
+            Reply::CodeAndMsg { code, msg } if (100..1000).contains(&(code as u32)) => {
+                let code = code as u32;
+                buf.reserve(msg.len() + 6);
+                buf.extend_from_slice(&[b'0' + (code / 100) as u8, b'0' + (code / 10 % 10) as u8, b'0' + (code % 10) as u8]);
+                if !msg.is_empty() {
+                    buf.extend_from_slice(b" ");
+                    buf.extend_from_slice(msg.as_bytes());
+                }
+                buf.extend_from_slice(b"\r\n");
+                return Ok(());
+            }
             Reply::CodeAndMsg { code, msg } => {
                 if msg.is_empty() {
                     writeln!(buffer, "{}\r", code as u32)?;
@@ -165,6 +178,15 @@ mod tests {
         buf.extend_from_slice(&vec![b'z'; MAX_LINE + 10]);
         buf.extend_from_slice(b"\r\n");
         assert!(matches!(codec.decode(&mut buf), Ok(Some(Err(_)))), "a long line that came whole");
+    }
+
+    #[test]
+    fn a_one_line_reply_is_its_code_a_space_its_text_and_crlf() {
+        let mut codec = FtpCodec::new();
+        let mut buf = BytesMut::new();
+        codec.encode(Reply::new(ReplyCode::CommandOkay, "fine"), &mut buf).unwrap();
+        codec.encode(Reply::new(ReplyCode::ClosingDataConnection, ""), &mut buf).unwrap();
+        assert_eq!(buf, "200 fine\r\n226\r\n".as_bytes());
     }
 
     #[test]
