@@ -211,7 +211,9 @@ where
     }
     let deadline = tokio::time::Instant::now() + timeout;
     let refusal = match accept_client(listener, deadline, &mut aborts, client, &logger).await {
-        Accepted::Socket(socket) => return datachan::run_command(logger, session, socket, command, aborts).await,
+        // Boxed: inline, the transfer's state would make this task's future (moved on every
+        // spawn) kilobytes larger.
+        Accepted::Socket(socket) => return Box::pin(datachan::run_command(logger, session, socket, command, aborts)).await,
         Accepted::Aborted => {
             datachan::reply(&control_msg_tx, ReplyCode::ConnectionClosed, "Connection closed; transfer aborted").await;
             datachan::reply(&control_msg_tx, ReplyCode::ClosingDataConnection, "ABOR successful").await;
