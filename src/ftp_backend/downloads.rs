@@ -13,6 +13,7 @@
 //! reader of the console: `%`, `|` and control characters (so a file named `x|10.9.9.9|1|999`
 //! cannot print a line that claims another client).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
 use std::io::Write;
@@ -102,7 +103,7 @@ impl Downloads {
                 }
                 counts.insert(path.clone(), count);
                 drop(counts);
-                (self.log)(&format!("{}|{}|{}|{count}", escape(&path), peer.ip(), peer.port()));
+                (self.log)(&console_line(&path, peer, count));
                 count
             }
             Err(error) => {
@@ -198,7 +199,7 @@ impl Downloads {
             *count += 1;
             *count
         };
-        (self.log)(&format!("{}|{}|{}|{count}", escape(&path), peer.ip(), peer.port()));
+        (self.log)(&console_line(&path, peer, count));
         count
     }
 
@@ -234,11 +235,16 @@ fn evict_least_downloaded(counts: &mut BTreeMap<String, u64>) {
     }
 }
 
-/// `path` with `%`, `|` and control characters percent-encoded (UTF-8 bytes), for the log line.
-pub fn escape(path: &str) -> String {
-    let mut escaped = String::with_capacity(path.len());
+/// `path` with `%`, `|` and control characters percent-encoded (UTF-8 bytes), for the log line
+/// (borrowed when there is nothing to encode, the usual case).
+pub fn escape(path: &str) -> Cow<'_, str> {
+    let needs = |character: char| character == '%' || character == '|' || character.is_control();
+    if !path.chars().any(needs) {
+        return Cow::Borrowed(path);
+    }
+    let mut escaped = String::with_capacity(path.len() + 8);
     for character in path.chars() {
-        if character == '%' || character == '|' || character.is_control() {
+        if needs(character) {
             let mut bytes = [0u8; 4];
             for byte in character.encode_utf8(&mut bytes).bytes() {
                 let _ = write!(escaped, "%{byte:02X}");
@@ -247,7 +253,15 @@ pub fn escape(path: &str) -> String {
             escaped.push(character);
         }
     }
-    escaped
+    Cow::Owned(escaped)
+}
+
+/// The console line of one download: `/<path>|<client ip>|<client port>|<count>`.
+fn console_line(path: &str, peer: SocketAddr, count: u64) -> String {
+    let path = escape(path);
+    let mut line = String::with_capacity(path.len() + 48);
+    let _ = write!(line, "{path}|{}|{}|{count}", peer.ip(), peer.port());
+    line
 }
 
 /// A log sink that prints lines on standard output through a [`LineWriter`] (a thread of its
@@ -276,17 +290,30 @@ pub fn console() -> impl Fn(&str) + Send + Sync + 'static {
 
 /// `path` as an absolute FTP path (`/a/b.txt`): `.` dropped, `..` applied, never above `/`.
 pub fn normalize(path: &Path) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    for component in path.components() {
+    normalize_joined(Path::new(""), path)
+}
+
+/// [`normalize`] of `path` taken below `prefix` (whether `path` is absolute or not), in one
+/// pass and one allocation.
+pub fn normalize_joined(prefix: &Path, path: &Path) -> String {
+    let mut normal = String::with_capacity(prefix.as_os_str().len() + path.as_os_str().len() + 2);
+    for component in prefix.components().chain(path.components()) {
         match component {
-            Component::Normal(part) => parts.push(part.to_string_lossy().into_owned()),
+            Component::Normal(part) => {
+                normal.push('/');
+                normal.push_str(&part.to_string_lossy());
+            }
             Component::ParentDir => {
-                parts.pop();
+                let parent = normal.rfind('/').unwrap_or(0);
+                normal.truncate(parent);
             }
             Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
         }
     }
-    format!("/{}", parts.join("/"))
+    if normal.is_empty() {
+        normal.push('/');
+    }
+    normal
 }
 
 #[cfg(test)]
@@ -365,7 +392,32 @@ mod tests {
         String::from_utf8(out).expect("utf-8")
     }
 
+    /// The definition [`normalize_joined`] follows: the components kept in a list, `..`
+    /// dropping the last.
+    fn normalized_by_list(prefix: &Path, path: &Path) -> String {
+        let mut parts: Vec<String> = Vec::new();
+        for component in prefix.components().chain(path.components()) {
+            match component {
+                Component::Normal(part) => parts.push(part.to_string_lossy().into_owned()),
+                Component::ParentDir => {
+                    parts.pop();
+                }
+                Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+            }
+        }
+        format!("/{}", parts.join("/"))
+    }
+
     proptest! {
+        #[test]
+        fn normalizing_in_one_pass_agrees_with_the_list_definition(
+            prefix in "(/?(a|bc|\\.|\\.\\.|é)(/(a|bc|\\.|\\.\\.|é)){0,3})?",
+            path in "/?(a|x y|\\.|\\.\\.|/|é|%)(/(a|x y|\\.|\\.\\.||é|%)){0,5}/?",
+        ) {
+            prop_assert_eq!(normalize_joined(Path::new(&prefix), Path::new(&path)), normalized_by_list(Path::new(&prefix), Path::new(&path)));
+            prop_assert_eq!(normalize(Path::new(&path)), normalized_by_list(Path::new(""), Path::new(&path)));
+        }
+
         #[test]
         fn escaped_paths_have_no_separator_or_control_and_decode_back(path in "\\PC{0,60}|[\\x00-\\x7f|%]{0,40}") {
             let escaped = escape(&path);

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use cap_std::fs::Dir;
 use unftp_sbe_fs::Filesystem;
 
-use crate::ftp_backend::downloads::{normalize, Downloads};
-use crate::ftp_backend::upload::{self, relative};
+use crate::ftp_backend::downloads::{normalize, normalize_joined, Downloads};
+use crate::ftp_backend::upload;
 
 /// One opened folder: its cap-std handle, a `Filesystem` over it, where it sits in the FTP
 /// folder, the download counters and the upload policy.
@@ -38,7 +38,7 @@ impl SharedFolder {
 
     /// A session path (`/a.txt`) as a path from the FTP folder's root (`/alice/a.txt`).
     pub fn full_path(&self, path: &Path) -> String {
-        normalize(&self.prefix.join(relative(path)))
+        normalize_joined(&self.prefix, path)
     }
 
     /// A path from the FTP folder's root as this folder's sessions see it, if it is inside.

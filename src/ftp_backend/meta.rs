@@ -14,12 +14,12 @@ use std::time::SystemTime;
 use cap_std::fs::{Dir, MetadataExt, PermissionsExt};
 use unftp_core::storage::{Fileinfo, Metadata, Permissions, Result};
 
-/// A file's metadata, its link target and its `unique` fact.
+/// A file's metadata and its link target (the `unique` fact is made from the metadata when a
+/// command asks for it).
 #[derive(Debug)]
 pub struct FileMeta {
     inner: cap_std::fs::Metadata,
     target: Option<PathBuf>,
-    unique: String,
 }
 
 impl FileMeta {
@@ -33,8 +33,7 @@ impl FileMeta {
     }
 
     fn new(inner: cap_std::fs::Metadata, target: Option<PathBuf>) -> FileMeta {
-        let unique = format!("{:x}.{:x}", inner.dev(), inner.ino());
-        FileMeta { inner, target, unique }
+        FileMeta { inner, target }
     }
 }
 
@@ -97,7 +96,7 @@ impl Metadata for FileMeta {
     }
 
     fn unique(&self) -> Option<String> {
-        Some(self.unique.clone())
+        Some(format!("{:x}.{:x}", self.inner.dev(), self.inner.ino()))
     }
 }
 
