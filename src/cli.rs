@@ -128,7 +128,10 @@ fn init_logging(format: LogFormat) -> LogGuard {
     // the very buffer that was full.
     let report = |report: Report| {
         if let Report::Dropped(lost) = report {
-            let _ = writeln!(std::io::stderr(), "ftpcalc: {lost} log lines dropped: standard error was not read fast enough");
+            let _ = writeln!(
+                std::io::stderr(),
+                "ftpcalc: {lost} log lines dropped: standard error was not read fast enough"
+            );
         }
     };
     let writer = match LineWriter::spawn("ftpcalc-log", Box::new(std::io::stderr()), report) {

@@ -283,7 +283,8 @@ mod tests {
         let gate = Arc::new((Mutex::new(false), Condvar::new()));
         let kept = Kept::default();
         let (seen, report) = reports();
-        let writer = LineWriter::spawn("test-stuck", Box::new(Stuck(gate.clone(), kept.clone())), report).expect("spawn");
+        let writer =
+            LineWriter::spawn("test-stuck", Box::new(Stuck(gate.clone(), kept.clone())), report).expect("spawn");
         writer.write_line(b"first\n");
         std::thread::sleep(GATHER * 4);
         let line = vec![b'x'; 1023];
