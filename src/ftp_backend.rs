@@ -1,7 +1,8 @@
 //! [`FtpBackend`], the storage back-end of every session: it wraps `unftp_sbe_fs::Filesystem`,
 //! forwards most operations to it, and adds what the file service promises: atomic and
-//! optionally no-clobber uploads ([`upload`]), large-chunk sending ([`sending`]), download
-//! counters ([`downloads`]), and hidden temporary files. [`SharedFolder`] is what all sessions
+//! optionally no-clobber uploads ([`upload`]) received in large chunks ([`receiving`]),
+//! large-chunk sending ([`sending`]), download counters ([`downloads`]), and hidden temporary
+//! files. [`SharedFolder`] is what all sessions
 //! share.
 //!
 //! `unftp-sbe-fs` and cap-std confine every path to the FTP folder (no `..`, absolute path or
@@ -11,6 +12,7 @@ pub mod downloads;
 pub mod folder;
 pub mod listing;
 pub mod meta;
+pub mod receiving;
 pub mod refusals;
 pub mod sending;
 pub mod transfer;
@@ -307,15 +309,10 @@ impl StorageBackend<User> for FtpBackend {
         allowed(user, if replaces { Permission::Overwrite } else { Permission::Upload })?;
         let full = self.folder.full_path(path.as_ref());
         let mut watch = Watch::start(self.telemetry.clone(), &self.tag, Direction::Upload, full, user, self.peer);
-        let input = Counted::new(input, watch.counter());
-        // Uploads keep tokio's file writer: a double-buffered writer (1 MiB chunks written on the
-        // blocking pool while the next one arrives) was steadier per GiB but had runs at a
-        // third of the speed with curl -T (bench/compare.sh, 2026-11-25), so it was dropped.
-        let mut file = tokio::fs::File::from_std(file);
+        let mut input = Counted::new(input, watch.counter());
         // If this future is dropped or fails before the commit, `upload` removes the temporary
         // file, and `watch` records an incomplete upload.
-        let written = tokio::io::copy_buf(&mut BufReader::with_capacity(TRANSFER_BUFFER, input), &mut file).await?;
-        tokio::io::AsyncWriteExt::flush(&mut file).await?;
+        let (file, written) = receiving::receive_file(&mut input, file).await?;
         drop(file);
         let stored = blocking(move || upload.commit(no_clobber)).await?;
         let stored = normalize(&stored);
