@@ -13,6 +13,7 @@ use anyhow::Context;
 use clap::{CommandFactory, Parser};
 use ftpcalc::client::{self, ClientConfig};
 use ftpcalc::telemetry::line_writer::{LineWriter, LogLines, Report};
+use ftpcalc::telemetry::text_format::PlainText;
 
 use args::{seconds, Cli, ClientArgs, Command, LogFormat};
 
@@ -144,7 +145,9 @@ fn init_logging(format: LogFormat) -> LogGuard {
     };
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(LogLines(writer.clone()));
     match format {
-        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Text if std::io::stderr().is_terminal() => builder.with_ansi(true).init(),
+        // Off a terminal (a file, a pipe, journald): the same lines, written for less.
+        LogFormat::Text => builder.with_ansi(false).event_format(PlainText).init(),
         // Every line one JSON object: the event's fields flattened, and the session span's
         // fields (`id`, `server`, `peer`, `user`) in "span".
         LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).with_span_list(false).init(),

@@ -1,7 +1,8 @@
 //! What an operator sees of a running process: [`metrics`] (Prometheus counters, gauges and
 //! histograms), the transfer log in xferlog format ([`xferlog`]), the HTTP endpoint that serves
 //! `/metrics`, `/health` and `/ready` ([`http`]), the identity every log line of a session
-//! carries ([`SessionTag`]), and the batching writer every log goes through ([`line_writer`]).
+//! carries ([`SessionTag`]), the batching writer every log goes through ([`line_writer`]) and the
+//! text format of log lines off a terminal ([`text_format`]).
 //!
 //! One [`Telemetry`] is shared by every server of a process; it only observes, and nothing in
 //! it can refuse or slow a client (its queues drop and count instead of blocking).
@@ -9,6 +10,7 @@
 pub mod http;
 pub mod line_writer;
 pub mod metrics;
+pub mod text_format;
 pub mod xferlog;
 
 use std::net::SocketAddr;
