@@ -74,6 +74,12 @@ impl Arithmetic {
                 format!("operand {position} has {} digits, the limit is {MAX_OPERAND_DIGITS}", digits.len()),
             ));
         }
+        // Most operands fit a machine word; num-bigint's general parser costs several times more.
+        if digits.len() <= 18 {
+            if let Ok(small) = word.parse::<i64>() {
+                return Ok(BigInt::from(small));
+            }
+        }
         word.parse::<BigInt>()
             .map_err(|_| ServiceError::usage(self, format!("operand {position} ({}) is not an integer", excerpt(word))))
     }
@@ -112,17 +118,26 @@ impl Service for Arithmetic {
     }
 
     fn parse(&self, arguments: &str) -> Result<Vec<String>, ServiceError> {
-        Ok(self.operands(arguments)?.iter().map(BigInt::to_string).collect())
+        Ok(self.operands(arguments)?.iter().map(decimal).collect())
     }
 
     async fn call(&self, words: &[String]) -> Result<String, ServiceError> {
         let operands = self.operands(&words.join(" "))?;
-        Ok(self.compute(&operands).to_string())
+        Ok(decimal(&self.compute(&operands)))
     }
 
     /// Arithmetic changes nothing: computing twice gives the same answer.
     fn idempotent(&self) -> bool {
         true
+    }
+}
+
+/// `number` in decimal (through a machine word when it fits one: num-bigint's general
+/// formatter costs several times more).
+fn decimal(number: &BigInt) -> String {
+    match i64::try_from(number) {
+        Ok(small) => small.to_string(),
+        Err(_) => number.to_string(),
     }
 }
 
@@ -193,6 +208,15 @@ mod tests {
             for operation in [Operation::Add, Operation::Sub, Operation::Mul, Operation::Inc] {
                 let _ = Arithmetic::new(operation).parse(&arguments);
             }
+        }
+
+        #[test]
+        fn the_machine_word_shortcuts_agree_with_num_bigint(word in "[+-]?[0-9]{1,20}") {
+            let general: BigInt = word.parse().expect("integer");
+            let service = Arithmetic::new(Operation::Inc);
+            prop_assert_eq!(service.operands(&word).expect("operand"), vec![general.clone()]);
+            prop_assert_eq!(decimal(&general), general.to_string());
+            prop_assert_eq!(decimal(&(general.clone() * 1_000_000_000_000i64)), (general * 1_000_000_000_000i64).to_string());
         }
 
         #[test]
