@@ -1,14 +1,14 @@
-//! Receiving an upload into a file: the data connection is read into one buffer of [`CHUNK`]
-//! bytes until it is full (or the upload ends), and the buffer is written to the file with one
-//! `write` in place.
+//! Receiving an upload into a file: each read of the data connection takes what has arrived,
+//! up to [`CHUNK`] bytes, and is written to the file at once with one `write` in place.
 //!
-//! This is what vsftpd and pure-ftpd do, one read-write loop per session. tokio's file writer
-//! (what this replaced) copied every socket read, often 64 KiB, into a buffer of its own and
-//! wrote it on the blocking pool: two thread hand-offs and a copy per read, about 1.7x the CPU
-//! of the peers per GiB (BENCHMARKS.md). A write of 1 MiB into the page cache takes a fraction
-//! of a millisecond, which the worker thread can afford; a disk that holds writes back (the
-//! kernel throttling dirty pages) cannot be afforded: once one write has taken longer than
-//! [`SLOW_WRITE`], the rest of that upload is written on the blocking pool, off the worker.
+//! This is pure-ftpd's loop (it reads up to 512 KiB and writes what it got). tokio's file writer
+//! (what this replaced) copied every socket read into a buffer of its own and wrote it on the
+//! blocking pool: two thread hand-offs and a copy per read, about 1.7x the CPU of the peers per
+//! GiB (BENCHMARKS.md). Waiting to fill a fixed-size buffer before writing was worse still: more
+//! reads that find nothing, more waits. A write of a few hundred KiB into the page cache takes
+//! a fraction of a millisecond, which the worker thread can afford; a disk that holds writes
+//! back (the kernel throttling dirty pages) cannot be afforded: once one write has taken longer
+//! than [`SLOW_WRITE`], the rest of that upload is written on the blocking pool, off the worker.
 
 use std::fs::File;
 use std::io::{self, Write};
@@ -16,11 +16,8 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-/// The bytes gathered before each write: 64 KiB, as the peers do. Larger chunks cost more: a
-/// 1 MiB buffer no longer fits the CPU cache, and copying it into the page cache took 77% of
-/// the server's CPU in a profile (curl -T of 1 GiB: 490-760 MB/s against 1,140-1,430 with
-/// 64 KiB).
-pub const CHUNK: usize = 64 << 10;
+/// The most bytes one read takes (and one write writes), as pure-ftpd.
+pub const CHUNK: usize = 512 << 10;
 
 /// A write in place slower than this sends the rest of the upload to the blocking pool.
 pub const SLOW_WRITE: Duration = Duration::from_millis(10);
@@ -35,7 +32,7 @@ where
     let mut received = 0u64;
     let mut in_place = true;
     loop {
-        let filled = fill(input, &mut buffer).await?;
+        let filled = input.read(&mut buffer).await?;
         if filled == 0 {
             break;
         }
@@ -58,26 +55,8 @@ where
             .await
             .map_err(io::Error::other)??;
         }
-        if filled < buffer.len() {
-            break;
-        }
     }
     Ok((file, received))
-}
-
-/// Reads into `buffer` until it is full or `input` ends; returns how much was read.
-async fn fill<R>(input: &mut R, buffer: &mut [u8]) -> io::Result<usize>
-where
-    R: AsyncRead + Unpin + ?Sized,
-{
-    let mut filled = 0;
-    while filled < buffer.len() {
-        match input.read(&mut buffer[filled..]).await? {
-            0 => break,
-            read => filled += read,
-        }
-    }
-    Ok(filled)
 }
 
 #[cfg(test)]
