@@ -159,7 +159,7 @@ where
                 abort = data_abort_rx.recv() => {
                     if abort.is_some() {
                         self.handle_incoming(DataChanMsg::Abort, 0).await;
-                        reply(&control_msg_tx, ReplyCode::ClosingDataConnection, "Data connection closed; no transfer to abort").await;
+                        answer_nothing_to_abort(&control_msg_tx).await;
                     }
                     break;
                 },
@@ -206,8 +206,7 @@ where
                 // Dropping the transfer closes the data connection and cancels the storage
                 // back-end's get or put before it finishes: nothing of an aborted upload is
                 // committed, whatever the client does with the data connection next.
-                reply(&control_msg_tx, ReplyCode::ConnectionClosed, "Connection closed; transfer aborted").await;
-                reply(&control_msg_tx, ReplyCode::ClosingDataConnection, "ABOR successful").await;
+                answer_aborted(&control_msg_tx).await;
             }
         }
     }
@@ -714,8 +713,27 @@ where
 }
 
 /// Sends `code` and `text` to the control channel, to be written as a reply.
-pub(crate) async fn reply(tx: &ControlChanSender, code: ReplyCode, text: &'static str) {
+async fn reply(tx: &ControlChanSender, code: ReplyCode, text: &'static str) {
     let _ = tx.send(ControlChanMsg::CommandChannelReply(Reply::new(code, text))).await;
+}
+
+/// The answer to an `ABOR` that cut a transfer (or a transfer command still waiting for its
+/// data connection) short: `426`, then `226` (RFC 959).
+pub(crate) async fn answer_aborted(tx: &ControlChanSender) {
+    reply(tx, ReplyCode::ConnectionClosed, "Connection closed; transfer aborted").await;
+    reply(tx, ReplyCode::ClosingDataConnection, "ABOR successful").await;
+}
+
+/// The answer to an `ABOR` that came before any transfer command: the data connection (or
+/// passive port) is closed.
+pub(crate) async fn answer_nothing_to_abort(tx: &ControlChanSender) {
+    reply(tx, ReplyCode::ClosingDataConnection, "Data connection closed; no transfer to abort").await;
+}
+
+/// Answers a transfer command whose data connection could not be had: `425` and why.
+pub(crate) async fn answer_cant_open(tx: &ControlChanSender, reason: &str) {
+    let reply = Reply::new_with_string(ReplyCode::CantOpenDataConnection, format!("Can't open data connection: {}", reason));
+    let _ = tx.send(ControlChanMsg::CommandChannelReply(reply)).await;
 }
 
 /// How long a TLS handshake on a data connection may take.
@@ -760,8 +778,7 @@ where
         (session.control_msg_tx.clone(), pending)
     };
     if let (true, Some(tx)) = (pending, control_msg_tx) {
-        let reply = Reply::new_with_string(ReplyCode::CantOpenDataConnection, format!("Can't open data connection: {}", reason));
-        let _ = tx.send(ControlChanMsg::CommandChannelReply(reply)).await;
+        answer_cant_open(&tx, reason).await;
     }
 }
 

@@ -5,7 +5,7 @@ use crate::{
     auth::UserDetail,
     server::{
         ControlChanErrorKind,
-        chancomms::{ControlChanMsg, DataChanCmd, PortAllocationError, SwitchboardMessage, SwitchboardSender},
+        chancomms::{DataChanCmd, PortAllocationError, SwitchboardMessage, SwitchboardSender},
         controlchan::{Reply, ReplyCode, error::ControlChanError, handler::CommandContext},
         data_stream::DataStream,
         datachan,
@@ -193,7 +193,7 @@ where
         },
         abort = aborts.recv() => {
             if abort.is_some() {
-                datachan::reply(&control_msg_tx, ReplyCode::ClosingDataConnection, "Data connection closed; no transfer to abort").await;
+                datachan::answer_nothing_to_abort(&control_msg_tx).await;
             }
             return;
         },
@@ -215,9 +215,7 @@ where
         // spawn) kilobytes larger.
         Accepted::Socket(socket) => return Box::pin(datachan::run_command(logger, session, socket, command, aborts)).await,
         Accepted::Aborted => {
-            datachan::reply(&control_msg_tx, ReplyCode::ConnectionClosed, "Connection closed; transfer aborted").await;
-            datachan::reply(&control_msg_tx, ReplyCode::ClosingDataConnection, "ABOR successful").await;
-            return;
+            return datachan::answer_aborted(&control_msg_tx).await;
         }
         Accepted::TimedOut => {
             slog::warn!(logger, "Client did not connect to data port in time");
@@ -228,8 +226,7 @@ where
             "accepting the data connection failed".to_string()
         }
     };
-    let reply = Reply::new_with_string(ReplyCode::CantOpenDataConnection, format!("Can't open data connection: {}", refusal));
-    let _ = control_msg_tx.send(ControlChanMsg::CommandChannelReply(reply)).await;
+    datachan::answer_cant_open(&control_msg_tx, &refusal).await;
 }
 
 /// How waiting for the client's data connection ended.
