@@ -136,11 +136,10 @@ fn init_logging(format: LogFormat) -> LogGuard {
         }
     };
     let writer = match LineWriter::spawn("ftpcalc-log", Box::new(std::io::stderr()), report) {
-        Ok(writer) => Arc::new(writer),
+        Ok(writer) => Some(Arc::new(writer)),
         Err(error) => {
             eprintln!("ftpcalc: cannot start the log writer ({error}); logging on the caller's thread");
-            tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
-            return LogGuard(None);
+            None
         }
     };
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(LogLines(writer.clone()));
@@ -152,7 +151,7 @@ fn init_logging(format: LogFormat) -> LogGuard {
         // fields (`id`, `server`, `peer`, `user`) in "span".
         LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).with_span_list(false).init(),
     }
-    LogGuard(Some(writer))
+    LogGuard(writer)
 }
 
 /// Writes the log lines still waiting when it is dropped (at exit).

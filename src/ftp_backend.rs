@@ -274,7 +274,7 @@ impl StorageBackend<User> for FtpBackend {
             (outcome, true) => watch.finish(outcome.is_ok()),
         }
         let sent = sent.map_err(download_error)?;
-        let count = self.folder.downloads.record_download(Path::new(&full), self.peer).await;
+        let count = self.folder.downloads.record_download(&full, self.peer).await;
         tracing::debug!(path = %full, peer = %self.peer, count, "download completed");
         Ok(sent)
     }

@@ -86,30 +86,30 @@ impl Downloads {
     /// Counts one completed download as [`Downloads::record`] does, in the shared store when
     /// there is one (the count in the log line is then the cluster's). When the store cannot
     /// be reached, the download is counted here, kept to be added later, and logged with this
-    /// process's count.
-    pub async fn record_download(&self, path: &Path, peer: SocketAddr) -> u64 {
+    /// process's count. `path` is an FTP path as [`normalize`] makes it
+    /// (`SharedFolder::full_path`).
+    pub async fn record_download(&self, path: &str, peer: SocketAddr) -> u64 {
         let Some(store) = self.online_store().await else {
             if self.shared.get().is_some() {
-                self.keep_pending(&normalize(path));
+                self.keep_pending(path);
             }
-            return self.record(path, peer);
+            return self.record_normal(path.to_string(), peer);
         };
-        let path = normalize(path);
-        match store.add(&path, 1).await {
+        match store.add(path, 1).await {
             Ok(count) => {
                 let mut counts = self.lock_counts();
-                if counts.len() >= MAX_TRACKED_FILES && !counts.contains_key(&path) {
+                if counts.len() >= MAX_TRACKED_FILES && !counts.contains_key(path) {
                     evict_least_downloaded(&mut counts);
                 }
-                counts.insert(path.clone(), count);
+                counts.insert(path.to_string(), count);
                 drop(counts);
-                (self.log)(&console_line(&path, peer, count));
+                (self.log)(&console_line(path, peer, count));
                 count
             }
             Err(error) => {
                 tracing::warn!(%path, %error, "shared download count unreachable: counted here, added once it answers");
-                self.keep_pending(&path);
-                self.record(Path::new(&path), peer)
+                self.keep_pending(path);
+                self.record_normal(path.to_string(), peer)
             }
         }
     }
@@ -189,7 +189,11 @@ impl Downloads {
     /// Counts one completed download of `path` by the client whose control connection comes
     /// from `peer`, logs it, and returns the file's count including this download.
     pub fn record(&self, path: &Path, peer: SocketAddr) -> u64 {
-        let path = normalize(path);
+        self.record_normal(normalize(path), peer)
+    }
+
+    /// [`Downloads::record`] of a path already normalized.
+    fn record_normal(&self, path: String, peer: SocketAddr) -> u64 {
         let count = {
             let mut counts = self.counts.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             if counts.len() >= MAX_TRACKED_FILES && !counts.contains_key(&path) {
@@ -276,12 +280,7 @@ pub fn console() -> impl Fn(&str) + Send + Sync + 'static {
     };
     let writer = LineWriter::spawn("ftpcalc-console", Box::new(std::io::stdout()), report).ok();
     move |line: &str| match &writer {
-        Some(writer) => {
-            let mut bytes = Vec::with_capacity(line.len() + 1);
-            bytes.extend_from_slice(line.as_bytes());
-            bytes.push(b'\n');
-            writer.write_line(&bytes);
-        }
+        Some(writer) => writer.write_text_line(line),
         None => {
             let _ = writeln!(std::io::stdout().lock(), "{line}");
         }

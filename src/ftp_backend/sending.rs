@@ -15,10 +15,11 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> io::Result<T> + Send
     tokio::task::spawn_blocking(work).await.map_err(io::Error::other)?
 }
 
-/// Reads from `file` until `buffer` (cleared first, keeping its capacity) is full or the file
-/// ends.
+/// Reads from `file` into `buffer` (cleared, with room for `capacity` bytes) until `capacity`
+/// bytes are in or the file ends.
 fn fill_from_file(file: &mut File, buffer: &mut Vec<u8>, capacity: usize) -> io::Result<()> {
     buffer.clear();
+    buffer.reserve_exact(capacity);
     Read::by_ref(file).take(capacity as u64).read_to_end(buffer)?;
     Ok(())
 }
@@ -56,7 +57,8 @@ where
         Ok((file, chunk))
     };
     let (mut file, mut chunk) = if left <= INLINE_LIMIT { first()? } else { blocking(first).await? };
-    let mut spare = Vec::with_capacity(capacity);
+    // The second buffer is only needed by a file of more than one chunk (made on first use).
+    let mut spare = Vec::new();
     let mut sent = 0u64;
     loop {
         let after = left.saturating_sub(sent + chunk.len() as u64);

@@ -80,12 +80,25 @@ impl LineWriter {
     /// Appends `line` (which ends with its own newline) for the thread to write, or drops and
     /// counts it when [`LIMIT`] bytes are already waiting.
     pub fn write_line(&self, line: &[u8]) {
+        self.append(&[line]);
+    }
+
+    /// [`LineWriter::write_line`] of `text` and a newline.
+    pub fn write_text_line(&self, text: &str) {
+        self.append(&[text.as_bytes(), b"\n"]);
+    }
+
+    /// Appends `parts`, one line, as a whole or not at all.
+    fn append(&self, parts: &[&[u8]]) {
+        let length: usize = parts.iter().map(|part| part.len()).sum();
         let mut state = lock(&self.shared.state);
-        if state.pending.len() + line.len() > LIMIT {
+        if state.pending.len() + length > LIMIT {
             state.dropped += 1;
             return;
         }
-        state.pending.extend_from_slice(line);
+        for part in parts {
+            state.pending.extend_from_slice(part);
+        }
         if state.asleep {
             state.asleep = false;
             self.shared.wake.notify_one();
@@ -124,18 +137,24 @@ impl Drop for LineWriter {
     }
 }
 
-/// The tracing subscriber's writer: every formatted event is one line of the [`LineWriter`].
+/// The tracing subscriber's writer: every formatted event is one line of the [`LineWriter`], or
+/// is written straight to stderr when there is none (its thread could not be started).
 #[derive(Clone, Debug)]
-pub struct LogLines(pub Arc<LineWriter>);
+pub struct LogLines(pub Option<Arc<LineWriter>>);
 
 /// One event's writer (tracing-subscriber writes each event with one `write_all`).
 #[derive(Debug)]
-pub struct LogLine<'a>(&'a LineWriter);
+pub struct LogLine<'a>(Option<&'a LineWriter>);
 
 impl Write for LogLine<'_> {
     fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        self.0.write_line(bytes);
-        Ok(bytes.len())
+        match self.0 {
+            Some(writer) => {
+                writer.write_line(bytes);
+                Ok(bytes.len())
+            }
+            None => io::stderr().write(bytes),
+        }
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -147,7 +166,7 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogLines {
     type Writer = LogLine<'a>;
 
     fn make_writer(&'a self) -> Self::Writer {
-        LogLine(&self.0)
+        LogLine(self.0.as_deref())
     }
 }
 

@@ -32,7 +32,7 @@ where
 {
     fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> fmt::Result {
         let metadata = event.metadata();
-        writer.write_str(&timestamp(SystemTime::now()))?;
+        writer.write_str(timestamp(SystemTime::now(), &mut [0; 27]))?;
         writer.write_str(level(metadata.level()))?;
         if let Some(scope) = ctx.event_scope() {
             let mut seen = false;
@@ -72,35 +72,28 @@ fn level(level: &Level) -> &'static str {
 }
 
 /// `time` in RFC 3339 with microseconds, in UTC (`2026-12-03T23:38:41.969645Z`), written digit
-/// by digit.
-fn timestamp(time: SystemTime) -> String {
+/// by digit into `text` (27 bytes, on the stack).
+fn timestamp(time: SystemTime, text: &mut [u8; 27]) -> &str {
     let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
     let seconds = since.as_secs();
     let (year, month, day) = civil_from_days((seconds / 86_400) as i64);
     let of_day = seconds % 86_400;
-    let mut text = String::with_capacity(28);
-    digits(&mut text, year.clamp(0, 9999) as u64, 4);
-    text.push('-');
-    digits(&mut text, u64::from(month), 2);
-    text.push('-');
-    digits(&mut text, u64::from(day), 2);
-    text.push('T');
-    digits(&mut text, of_day / 3600, 2);
-    text.push(':');
-    digits(&mut text, of_day / 60 % 60, 2);
-    text.push(':');
-    digits(&mut text, of_day % 60, 2);
-    text.push('.');
-    digits(&mut text, u64::from(since.subsec_micros()), 6);
-    text.push('Z');
-    text
+    *text = *b"0000-00-00T00:00:00.000000Z";
+    digits(&mut text[0..4], year.clamp(0, 9999) as u64);
+    digits(&mut text[5..7], u64::from(month));
+    digits(&mut text[8..10], u64::from(day));
+    digits(&mut text[11..13], of_day / 3600);
+    digits(&mut text[14..16], of_day / 60 % 60);
+    digits(&mut text[17..19], of_day % 60);
+    digits(&mut text[20..26], u64::from(since.subsec_micros()));
+    std::str::from_utf8(text).unwrap_or("0000-00-00T00:00:00.000000Z")
 }
 
-/// Appends the last `width` decimal digits of `value`, zero-padded.
-fn digits(text: &mut String, value: u64, width: u32) {
-    for place in (0..width).rev() {
-        let digit = (value / 10u64.pow(place) % 10) as u8;
-        text.push(char::from(b'0' + digit));
+/// Writes the last `place.len()` decimal digits of `value` into `place`, zero-padded.
+fn digits(place: &mut [u8], mut value: u64) {
+    for digit in place.iter_mut().rev() {
+        *digit = b'0' + (value % 10) as u8;
+        value /= 10;
     }
 }
 
@@ -130,7 +123,7 @@ mod tests {
             for micros in [0u32, 1, 999_999] {
                 let time = UNIX_EPOCH + Duration::new(seconds, micros * 1000);
                 let expected = chrono::DateTime::<chrono::Utc>::from(time).format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
-                assert_eq!(timestamp(time), expected);
+                assert_eq!(timestamp(time, &mut [0; 27]), expected);
             }
         }
     }
