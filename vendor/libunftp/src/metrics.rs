@@ -3,7 +3,6 @@
 
 use crate::server::{Command, ControlChanError, ControlChanErrorKind, ControlChanMiddleware, ControlChanMsg, Event, Reply, ReplyCode};
 
-use async_trait::async_trait;
 use lazy_static::*;
 #[cfg(feature = "prometheus")]
 use prometheus::{IntCounter, IntCounterVec, IntGauge, opts, register_int_counter, register_int_counter_vec, register_int_gauge};
@@ -17,7 +16,6 @@ where
     pub next: Next,
 }
 
-#[async_trait]
 impl<Next> ControlChanMiddleware for MetricsMiddleware<Next>
 where
     Next: ControlChanMiddleware,

@@ -5,7 +5,6 @@ use crate::{
         controlchan::{error::ControlChanError, middleware::ControlChanMiddleware},
     },
 };
-use async_trait::async_trait;
 
 // Control channel middleware that enforces disables Active or Passive mode depending on the
 // setting of [`DataConnectionMode`](DataConnectionMode).
@@ -17,7 +16,6 @@ where
     pub next: Next,
 }
 
-#[async_trait]
 impl<Next> ControlChanMiddleware for ActivePassiveEnforcerMiddleware<Next>
 where
     Next: ControlChanMiddleware,

@@ -9,7 +9,6 @@ use crate::{
 };
 
 use crate::server::controlchan::commands::Opt;
-use async_trait::async_trait;
 
 // AuthMiddleware ensures the user is authenticated before he can do much else.
 pub struct AuthMiddleware<Storage, User, Next>
@@ -23,7 +22,6 @@ where
     pub next: Next,
 }
 
-#[async_trait]
 impl<Storage, User, Next> ControlChanMiddleware for AuthMiddleware<Storage, User, Next>
 where
     User: UserDetail + 'static,

@@ -31,7 +31,6 @@ use crate::{
     },
     storage::{Metadata, StorageBackend},
 };
-use async_trait::async_trait;
 use futures_util::{SinkExt, StreamExt};
 use rustls::ServerConnection;
 use std::{collections::HashMap, net::SocketAddr, ops::RangeInclusive, sync::Arc, time::Duration};
@@ -247,7 +246,7 @@ where
                 None => {} // Loop again
                 Some(Ok(Event::InternalMsg(ControlChanMsg::ExitControlLoop))) => {
                     let _ = reply_sink.flush().await;
-                    let _ = event_chain.handle(Event::InternalMsg(ControlChanMsg::ExitControlLoop)).await;
+                    let _ = Box::pin(event_chain.handle(Event::InternalMsg(ControlChanMsg::ExitControlLoop))).await;
                     if let Some(tx) = switchboard_msg_tx
                         && let Err(err) = tx.send(SwitchboardMessage::CloseDataPortCommand(shared_session.clone())).await
                     {
@@ -307,7 +306,8 @@ where
 
                     // TODO: Handle Event::InternalMsg(InternalMsg::PlaintextControlChannel)
 
-                    let handle_result = match event_chain.handle(event).await {
+                    // Boxed: the chain is one future, kept out of the loop's own (an idle session holds only the loop).
+                    let handle_result = match Box::pin(event_chain.handle(event)).await {
                         Err(e) => Err(e),
                         Ok(reply) => reply_sink.feed(reply).await,
                     };
@@ -568,7 +568,6 @@ where
     }
 }
 
-#[async_trait]
 impl<Storage, User> ControlChanMiddleware for PrimaryEventHandler<Storage, User>
 where
     User: UserDetail + 'static,

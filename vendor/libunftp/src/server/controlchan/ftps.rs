@@ -1,4 +1,3 @@
-use async_trait::async_trait;
 
 use crate::{
     auth::UserDetail,
@@ -22,7 +21,6 @@ where
     pub next: Next,
 }
 
-#[async_trait]
 impl<Storage, User, Next> ControlChanMiddleware for FtpsControlChanEnforcerMiddleware<Storage, User, Next>
 where
     User: UserDetail + 'static,
@@ -98,7 +96,6 @@ where
     pub next: Next,
 }
 
-#[async_trait]
 impl<Storage, User, Next> ControlChanMiddleware for FtpsDataChanEnforcerMiddleware<Storage, User, Next>
 where
     User: UserDetail + 'static,

@@ -3,7 +3,6 @@ use crate::server::{
     controlchan::{error::ControlChanError, middleware::ControlChanMiddleware},
 };
 
-use async_trait::async_trait;
 
 // Control channel middleware that logs all control channel events
 pub struct LoggingMiddleware<Next>
@@ -15,7 +14,6 @@ where
     pub next: Next,
 }
 
-#[async_trait]
 impl<Next> ControlChanMiddleware for LoggingMiddleware<Next>
 where
     Next: ControlChanMiddleware,

@@ -12,7 +12,6 @@ use crate::{
     },
 };
 
-use async_trait::async_trait;
 
 // Control channel middleware that detects data changes and dispatches data change events to a inner
 // [DataChangeEventListener](crate::notification::DataChangeEventListener).
@@ -44,7 +43,6 @@ where
     }
 }
 
-#[async_trait]
 impl<Next> ControlChanMiddleware for EventDispatcherMiddleware<Next>
 where
     Next: ControlChanMiddleware,
