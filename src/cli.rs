@@ -13,7 +13,7 @@ use anyhow::Context;
 use clap::{CommandFactory, Parser};
 use ftpcalc::client::{self, ClientConfig};
 use ftpcalc::telemetry::line_writer::{LineWriter, LogLines, Report};
-use ftpcalc::telemetry::text_format::PlainText;
+use ftpcalc::telemetry::text_format::{PlainFields, PlainText};
 
 use args::{seconds, Cli, ClientArgs, Command, LogFormat};
 
@@ -146,7 +146,7 @@ fn init_logging(format: LogFormat) -> LogGuard {
     match format {
         LogFormat::Text if std::io::stderr().is_terminal() => builder.with_ansi(true).init(),
         // Off a terminal (a file, a pipe, journald): the same lines, written for less.
-        LogFormat::Text => builder.with_ansi(false).event_format(PlainText).init(),
+        LogFormat::Text => builder.with_ansi(false).event_format(PlainText).fmt_fields(PlainFields).init(),
         // Every line one JSON object: the event's fields flattened, and the session span's
         // fields (`id`, `server`, `peer`, `user`) in "span".
         LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).with_span_list(false).init(),
