@@ -75,3 +75,27 @@ async fn a_connection_that_never_logs_in_is_closed_after_the_login_timeout() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(logged_in.command("NOOP").await.0, 200, "a logged-in session is not affected");
 }
+
+#[tokio::test]
+async fn commands_keep_a_session_open_and_an_idle_one_is_closed_after_the_idle_timeout() {
+    let cluster = TestCluster::start_config(
+        |mut config| {
+            config.options.access.limits.idle_timeout = Duration::from_secs(1);
+            config
+        },
+        |cluster| cluster,
+    )
+    .await;
+    let mut raw = RawFtp::login(cluster.main()).await;
+    // A command every 400 ms for 2.4 s: each sets the one-second timer again.
+    for _ in 0..6 {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(raw.command("NOOP").await.0, 200, "a session in use stays open");
+    }
+    let idle_from = Instant::now();
+    let (code, text) = raw.reply().await;
+    assert_eq!(code, 421, "{text}");
+    assert!(text.contains("timed out"), "{text}");
+    assert!(idle_from.elapsed() >= Duration::from_millis(900), "not before the timeout: {:?}", idle_from.elapsed());
+    assert!(raw.closed().await, "closed after the 421");
+}

@@ -398,7 +398,7 @@ fn handle_control_channel_error(logger: slog::Logger, error: ControlChanError) -
             false,
         ),
         ControlChanErrorKind::ControlChannelTimeout => (
-            Reply::new(ReplyCode::ClosingControlConnection, "Session timed out. Closing control connection"),
+            Reply::new(ReplyCode::ServiceNotAvailable, "Session timed out. Closing control connection"),
             true,
         ),
         _ => (Reply::new(ReplyCode::LocalError, "Unknown internal server error, please try again later"), true),
