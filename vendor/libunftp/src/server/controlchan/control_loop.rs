@@ -203,6 +203,9 @@ where
         // is already waiting when a reply has been fed (the data channel's `150` and `226` of a
         // small file, sent in one go) is handled at once, and both replies leave in one write.
         let mut ready: Option<ControlChanMsg> = None;
+        // One idle timer for the session, set again before each wait (a new one per event cost
+        // an allocation and a timer entry made and dropped).
+        let mut timeout_delay = Box::pin(tokio::time::sleep(idle_session_timeout));
         loop {
             let incoming = if let Some(msg) = ready.take() {
                 Some(Ok(Event::InternalMsg(msg)))
@@ -213,7 +216,7 @@ where
                 }
                 #[allow(unused_assignments)]
                 let mut incoming = None;
-                let mut timeout_delay = Box::pin(tokio::time::sleep(idle_session_timeout));
+                timeout_delay.as_mut().reset(tokio::time::Instant::now() + idle_session_timeout);
                 tokio::select! {
                     cmd = command_source.next() => {
                         match cmd {
