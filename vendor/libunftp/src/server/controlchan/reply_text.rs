@@ -10,7 +10,11 @@ use std::path::Path;
 /// `path` for a reply text: control characters (TAB, C0, C1), which could break the reply's
 /// framing or fool the client's display, become `?`.
 pub(crate) fn printable(path: &Path) -> String {
-    path.to_string_lossy().chars().map(|c| if c.is_control() { '?' } else { c }).collect()
+    let text = path.to_string_lossy();
+    if !text.chars().any(char::is_control) {
+        return text.into_owned();
+    }
+    text.chars().map(|c| if c.is_control() { '?' } else { c }).collect()
 }
 
 /// `"path"` as RFC 959 quotes it in `257` replies (appendix II): embedded quotes doubled.
@@ -62,4 +66,17 @@ pub(crate) fn storage_error(error: &Error, path: Option<&Path>) -> Reply {
         }
     };
     Reply::new_with_string(code, text.chars().map(|c| if c.is_control() { '?' } else { c }).collect::<String>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::printable;
+    use std::path::Path;
+
+    #[test]
+    fn control_characters_become_question_marks_and_the_rest_stays() {
+        assert_eq!(printable(Path::new("/a b/été.txt")), "/a b/été.txt");
+        assert_eq!(printable(Path::new("/a\r\nb\x1b[31m\tc")), "/a??b?[31m?c");
+        assert_eq!(printable(Path::new("")), "");
+    }
 }

@@ -94,8 +94,49 @@ pub async fn make_pasv_reply(logger: &slog::Logger, passive_host: PassiveHost, c
         }
     };
     slog::info!(logger, "Listening on passive port {}:{}", conn_ip, port);
-    Reply::new_with_string(
-        ReplyCode::EnteringPassiveMode,
-        format!("Entering Passive Mode ({},{},{},{},{},{})", octets[0], octets[1], octets[2], octets[3], p1, p2),
-    )
+    Reply::new_with_string(ReplyCode::EnteringPassiveMode, entering_passive_mode(octets, p1, p2))
+}
+
+/// `Entering Passive Mode (h1,h2,h3,h4,p1,p2)`, written number by number (a `format!` of six
+/// numbers cost more than the rest of the reply).
+fn entering_passive_mode(octets: [u8; 4], p1: u16, p2: u16) -> String {
+    let mut text = String::with_capacity(48);
+    text.push_str("Entering Passive Mode (");
+    for (index, number) in [u16::from(octets[0]), u16::from(octets[1]), u16::from(octets[2]), u16::from(octets[3]), p1, p2].into_iter().enumerate() {
+        if index > 0 {
+            text.push(',');
+        }
+        let mut digits = [0u8; 5];
+        let mut start = digits.len();
+        let mut rest = number;
+        loop {
+            start -= 1;
+            digits[start] = b'0' + (rest % 10) as u8;
+            rest /= 10;
+            if rest == 0 {
+                break;
+            }
+        }
+        text.extend(digits[start..].iter().map(|&digit| char::from(digit)));
+    }
+    text.push(')');
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::entering_passive_mode;
+
+    #[test]
+    fn the_pasv_text_names_the_address_and_the_port_in_two_bytes() {
+        assert_eq!(entering_passive_mode([127, 0, 0, 1], 195, 80), "Entering Passive Mode (127,0,0,1,195,80)");
+        assert_eq!(entering_passive_mode([0, 10, 255, 9], 0, 255), "Entering Passive Mode (0,10,255,9,0,255)");
+        for port in [0u16, 1, 255, 256, 1024, 50_000, 65_535] {
+            let (p1, p2) = (port >> 8, port & 0xff);
+            assert_eq!(
+                entering_passive_mode([192, 168, 1, 200], p1, p2),
+                format!("Entering Passive Mode (192,168,1,200,{},{})", p1, p2)
+            );
+        }
+    }
 }
