@@ -91,7 +91,13 @@ pub fn service_line(verb: &str, words: &[String]) -> String {
 
 /// `5 (computed by SV1)`: a service's answer with the server that computed it.
 pub fn computed_by(answer: &str, server: &str) -> String {
-    format!("{answer} (computed by {server})")
+    const SUFFIX: &str = " (computed by ";
+    let mut text = String::with_capacity(answer.len() + SUFFIX.len() + server.len() + 1);
+    text.push_str(answer);
+    text.push_str(SUFFIX);
+    text.push_str(server);
+    text.push(')');
+    text
 }
 
 /// `5 (computed by SV1)` → (`5`, Some(`SV1`)); text without the suffix → (text, None).

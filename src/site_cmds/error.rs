@@ -137,6 +137,9 @@ impl SiteError {
 /// `text` made safe for one reply line: every control character (CR and LF above all, which
 /// libunftp would send raw and so desynchronise the client) becomes a space.
 pub fn one_line(text: &str) -> String {
+    if !text.chars().any(char::is_control) {
+        return text.to_owned();
+    }
     text.chars().map(|character| if character.is_control() { ' ' } else { character }).collect()
 }
 
