@@ -254,6 +254,33 @@ async fn a_data_connection_that_never_arrives_ends_the_transfer_with_425() {
 }
 
 #[tokio::test]
+async fn a_passive_port_closed_for_want_of_a_command_or_by_abor_is_no_longer_reported_open() {
+    // libunftp patch 33: after the passive port closed (no transfer command within the data
+    // connection timeout, or ABOR), STAT still said "set up, waiting for a transfer command".
+    let cluster = impatient_server().await;
+    cluster.write_file("f.txt", b"contents");
+    let mut raw = RawFtp::login(cluster.main()).await;
+    let data_connection = |status: &str| {
+        status.lines().find(|line| line.contains("Data connection:")).unwrap_or("no such line").to_string()
+    };
+    assert_eq!(raw.command("EPSV").await.0, 229);
+    let (code, status) = raw.command("STAT").await;
+    assert_eq!(code, 211, "{status}");
+    assert!(data_connection(&status).contains("waiting for a transfer command"), "{status}");
+    tokio::time::sleep(std::time::Duration::from_millis(1600)).await;
+    let (_, status) = raw.command("STAT").await;
+    assert!(data_connection(&status).contains("none"), "the port closed after 1 s: {status}");
+    assert_eq!(raw.command("RETR f.txt").await.0, 425);
+
+    assert_eq!(raw.command("PASV").await.0, 227);
+    assert_eq!(raw.command("ABOR").await.0, 226);
+    let (_, status) = raw.command("STAT").await;
+    assert!(data_connection(&status).contains("none"), "ABOR closed the port: {status}");
+    assert_eq!(raw.command("RETR f.txt").await.0, 425);
+    assert_eq!(raw.command("NOOP").await.0, 200);
+}
+
+#[tokio::test]
 async fn a_stranger_on_the_passive_port_is_turned_away_and_the_client_still_connects() {
     // libunftp patch 8: the first connection to the passive port was taken whoever made it;
     // from another address it was closed and the client's own then found no listener. Since

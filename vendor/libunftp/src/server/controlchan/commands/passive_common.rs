@@ -192,6 +192,7 @@ where
             }
         },
         abort = aborts.recv() => {
+            forget_passive(&session).await;
             if abort.is_some() {
                 datachan::answer_nothing_to_abort(&control_msg_tx).await;
             }
@@ -199,6 +200,7 @@ where
         },
         () = tokio::time::sleep(timeout) => {
             slog::warn!(logger, "No transfer command within {} s of PASV/EPSV: the passive port is closed", timeout.as_secs());
+            forget_passive(&session).await;
             return;
         }
     };
@@ -227,6 +229,22 @@ where
         }
     };
     datachan::answer_cant_open(&control_msg_tx, &refusal).await;
+}
+
+/// Lets the session forget this task's passive port when it closes before a transfer command
+/// (timed out or aborted): `STAT` then says there is no data connection, and a transfer command
+/// is answered `425` at once. A newer `PASV`/`EPSV`/`PORT`'s port is left alone.
+async fn forget_passive<S, U>(session: &SharedSession<S, U>)
+where
+    U: UserDetail + 'static,
+    S: StorageBackend<U> + 'static,
+{
+    let mut locked = session.lock().await;
+    if is_current(&locked) {
+        locked.passive_accept = None;
+        locked.data_cmd_tx = None;
+        locked.data_abort_tx = None;
+    }
 }
 
 /// How waiting for the client's data connection ended.
