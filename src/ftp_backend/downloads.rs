@@ -17,11 +17,12 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
 use std::io::Write;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Component, Path};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::telemetry::line_writer::{LineWriter, Report};
+use crate::telemetry::text_format::decimal;
 
 /// Most files counted at once.
 pub const MAX_TRACKED_FILES: usize = 100_000;
@@ -260,11 +261,30 @@ pub fn escape(path: &str) -> Cow<'_, str> {
     Cow::Owned(escaped)
 }
 
-/// The console line of one download: `/<path>|<client ip>|<client port>|<count>`.
+/// The console line of one download: `/<path>|<client ip>|<client port>|<count>`, written
+/// piece by piece (through `write!` it cost 2k instructions, 3% of a small download).
 fn console_line(path: &str, peer: SocketAddr, count: u64) -> String {
     let path = escape(path);
-    let mut line = String::with_capacity(path.len() + 48);
-    let _ = write!(line, "{path}|{}|{}|{count}", peer.ip(), peer.port());
+    let mut line = String::with_capacity(path.len() + 64);
+    line.push_str(&path);
+    line.push('|');
+    match peer.ip() {
+        IpAddr::V4(address) => {
+            for (index, octet) in address.octets().into_iter().enumerate() {
+                if index > 0 {
+                    line.push('.');
+                }
+                line.push_str(decimal(u64::from(octet), &mut [0; 20]));
+            }
+        }
+        IpAddr::V6(address) => {
+            let _ = write!(line, "{address}");
+        }
+    }
+    line.push('|');
+    line.push_str(decimal(u64::from(peer.port()), &mut [0; 20]));
+    line.push('|');
+    line.push_str(decimal(count, &mut [0; 20]));
     line
 }
 
@@ -408,6 +428,22 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn console_lines_read_as_their_definition(
+            path in "\\PC{0,30}",
+            v4 in any::<[u8; 4]>(),
+            v6 in any::<[u16; 8]>(),
+            port in any::<u16>(),
+            count in any::<u64>(),
+        ) {
+            let v4 = SocketAddr::new(IpAddr::from(v4), port);
+            let v6 = SocketAddr::new(IpAddr::from(v6), port);
+            for peer in [v4, v6] {
+                let expected = format!("{}|{}|{}|{count}", escape(&path), peer.ip(), peer.port());
+                prop_assert_eq!(console_line(&path, peer, count), expected);
+            }
+        }
+
         #[test]
         fn normalizing_in_one_pass_agrees_with_the_list_definition(
             prefix in "(/?(a|bc|\\.|\\.\\.|é)(/(a|bc|\\.|\\.\\.|é)){0,3})?",

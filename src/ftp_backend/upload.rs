@@ -23,6 +23,11 @@ pub const MAX_COPIES: u32 = 10_000;
 
 /// True when `path` names (or passes through) a temporary upload file.
 pub fn is_internal(path: &Path) -> bool {
+    // Most paths do not hold the prefix anywhere: one substring search, no component walk.
+    let bytes = path.as_os_str().as_encoded_bytes();
+    if !bytes.windows(TEMP_PREFIX.len()).any(|window| window == TEMP_PREFIX.as_bytes()) {
+        return false;
+    }
     path.components().any(
         |component| matches!(component, Component::Normal(part) if part.to_string_lossy().starts_with(TEMP_PREFIX)),
     )
@@ -260,6 +265,9 @@ mod tests {
         assert_eq!(names(&dir), ["real.txt", "sub"]);
         assert!(is_internal(Path::new("/sub/.ftpcalc-upload.1")));
         assert!(!is_internal(Path::new("/sub/file")));
+        assert!(is_internal(Path::new("/.ftpcalc-upload.x/inside")), "a folder of that name too");
+        assert!(!is_internal(Path::new("/sub/not.ftpcalc-upload.1")), "the prefix inside a name is not it");
+        assert!(!is_internal(Path::new("/.ftpcalc-upload")), "nor a shorter name");
         assert_eq!(relative(Path::new("/a/b")), Path::new("a/b"));
     }
 }

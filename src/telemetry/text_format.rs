@@ -189,8 +189,9 @@ impl Visit for PlainVisitor<'_> {
     }
 }
 
-/// `value` in decimal, written into `text` from its end.
-fn decimal(mut value: u64, text: &mut [u8; 20]) -> &str {
+/// `value` in decimal, written into `text` from its end (without the formatting machinery:
+/// also used for the console line of every download).
+pub fn decimal(mut value: u64, text: &mut [u8; 20]) -> &str {
     let mut start = text.len();
     loop {
         start -= 1;
