@@ -111,6 +111,25 @@ async fn a_wrong_password_and_an_unknown_user_look_and_last_the_same() {
 }
 
 #[tokio::test]
+async fn only_login_commands_are_answered_before_a_login_and_the_login_holds_after() {
+    // libunftp patch 34 remembers that a session logged in instead of looking at every command.
+    let cluster = cluster_with_accounts(|config| config.options.access.limits.failed_logins = 100).await;
+    let (mut raw, _) = RawFtp::connect(cluster.main()).await;
+    for line in ["PWD", "CWD /", "RETR a.txt", "PASV", "SIZE a.txt", "SITE ADD 2 3"] {
+        assert_eq!(raw.command(line).await.0, 530, "{line} before any login");
+    }
+    assert_eq!(raw.command("NOOP").await.0, 200, "NOOP needs no login");
+    assert_eq!(raw.log_in_as("alice", "not-her-password").await.0, 530);
+    assert_eq!(raw.command("PWD").await.0, 530, "after a refused login");
+    assert_eq!(raw.log_in_as("alice", "alice-password").await.0, 230);
+    assert_eq!(raw.command("PWD").await.0, 257);
+    assert_eq!(raw.command("USER bob").await.0, 503, "no switching users within a session");
+    let (code, text) = raw.command("STAT").await;
+    assert_eq!(code, 211, "{text}");
+    assert!(text.contains("Logged in as: alice"), "still alice's session: {text}");
+}
+
+#[tokio::test]
 async fn anonymous_sessions_read_and_change_nothing() {
     let cluster = cluster_with_accounts(|_| {}).await;
     cluster.write_file("notes.txt", b"the original");

@@ -20,6 +20,9 @@ where
 {
     pub session: SharedSession<Storage, User>,
     pub next: Next,
+    // Set once the session is seen logged in: a session never leaves `WaitCmd` (there is no
+    // `REIN`, and `USER` after login is refused), so later commands skip the session lock.
+    pub logged_in: bool,
 }
 
 impl<Storage, User, Next> ControlChanMiddleware for AuthMiddleware<Storage, User, Next>
@@ -43,13 +46,15 @@ where
             | Event::Command(Command::Noop)
             | Event::Command(Command::Opts { option: Opt::Utf8 { .. } })
             | Event::Command(Command::Quit) => self.next.handle(event).await,
+            _ if self.logged_in => self.next.handle(event).await,
             _ => {
                 let session_state = async {
                     let session = self.session.lock().await;
                     session.state
                 }
                 .await;
-                if session_state != SessionState::WaitCmd {
+                self.logged_in = session_state == SessionState::WaitCmd;
+                if !self.logged_in {
                     Ok(Reply::new(ReplyCode::NotLoggedIn, "Please authenticate"))
                 } else {
                     self.next.handle(event).await

@@ -157,6 +157,7 @@ where
     let event_chain = AuthMiddleware {
         session: shared_session.clone(),
         next: event_chain,
+        logged_in: false,
     };
 
     let event_chain = FtpsControlChanEnforcerMiddleware {
