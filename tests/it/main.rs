@@ -14,6 +14,7 @@ mod files;
 mod ftps;
 mod limits;
 mod logs_and_reload;
+mod notifications;
 mod operations;
 mod packaging;
 mod proxy_protocol;

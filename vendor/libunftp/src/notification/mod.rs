@@ -11,6 +11,5 @@
 //!
 
 pub(crate) mod event;
-pub(crate) mod nop;
 
 pub use event::{DataEvent, DataListener, EventMeta, PresenceEvent, PresenceListener};

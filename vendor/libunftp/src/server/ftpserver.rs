@@ -13,7 +13,7 @@ use super::{
     tls::FtpsConfig,
 };
 use crate::auth::anonymous::AnonymousAuthenticator;
-use crate::notification::{DataListener, PresenceListener, nop::NopListener};
+use crate::notification::{DataListener, PresenceListener};
 use crate::options::ActivePassiveMode;
 use crate::options::{FailedLoginsPolicy, FtpsClientAuth, TlsFlags};
 use crate::server::shutdown::Notifier;
@@ -62,8 +62,8 @@ where
     greeting: &'static str,
     authenticator: Arc<dyn Authenticator>,
     user_detail_provider: Arc<dyn UserDetailProvider<User = User> + Send + Sync>,
-    data_listener: Arc<dyn DataListener>,
-    presence_listener: Arc<dyn PresenceListener>,
+    data_listener: Option<Arc<dyn DataListener>>,
+    presence_listener: Option<Arc<dyn PresenceListener>>,
     passive_ports: RangeInclusive<u16>,
     passive_host: PassiveHost,
     collect_metrics: bool,
@@ -94,8 +94,8 @@ where
     greeting: &'static str,
     authenticator: Arc<dyn Authenticator>,
     user_detail_provider: Arc<dyn UserDetailProvider<User = User> + Send + Sync>,
-    data_listener: Arc<dyn DataListener>,
-    presence_listener: Arc<dyn PresenceListener>,
+    data_listener: Option<Arc<dyn DataListener>>,
+    presence_listener: Option<Arc<dyn PresenceListener>>,
     passive_ports: RangeInclusive<u16>,
     passive_host: PassiveHost,
     collect_metrics: bool,
@@ -146,8 +146,8 @@ where
             greeting: DEFAULT_GREETING,
             authenticator,
             user_detail_provider: Arc::new(DefaultUserDetailProvider {}),
-            data_listener: Arc::new(NopListener {}),
-            presence_listener: Arc::new(NopListener {}),
+            data_listener: None,
+            presence_listener: None,
             passive_ports,
             passive_host: options::DEFAULT_PASSIVE_HOST,
             ftps_mode: FtpsConfig::Off,
@@ -281,8 +281,8 @@ where
             greeting: DEFAULT_GREETING,
             authenticator: Arc::new(AnonymousAuthenticator {}),
             user_detail_provider: provider,
-            data_listener: Arc::new(NopListener {}),
-            presence_listener: Arc::new(NopListener {}),
+            data_listener: None,
+            presence_listener: None,
             passive_ports,
             passive_host: options::DEFAULT_PASSIVE_HOST,
             ftps_mode: FtpsConfig::Off,
@@ -587,14 +587,14 @@ where
     /// Sets an [`DataListener`](crate::notification::DataListener) that will
     /// be notified of data changes that happen in a user's session.
     pub fn notify_data(mut self, listener: impl DataListener + 'static) -> Self {
-        self.data_listener = Arc::new(listener);
+        self.data_listener = Some(Arc::new(listener));
         self
     }
 
     /// Sets an [`PresenceListener`](crate::notification::PresenceListener) that will
     /// be notified of user logins and logouts
     pub fn notify_presence(mut self, listener: impl PresenceListener + 'static) -> Self {
-        self.presence_listener = Arc::new(listener);
+        self.presence_listener = Some(Arc::new(listener));
         self
     }
 

@@ -66,8 +66,10 @@ where
     pub ftps_required_data_chan: FtpsRequired,
     pub site_md5: SiteMd5,
     pub site_handlers: Arc<HashMap<String, Arc<dyn SiteCommandHandler<Storage, User>>>>,
-    pub data_listener: Arc<dyn DataListener>,
-    pub presence_listener: Arc<dyn PresenceListener>,
+    // `None` unless the program set one (`notify_data`, `notify_presence`): without one, no
+    // event is built.
+    pub data_listener: Option<Arc<dyn DataListener>>,
+    pub presence_listener: Option<Arc<dyn PresenceListener>>,
     pub active_passive_mode: ActivePassiveMode,
     pub binder: Arc<std::sync::Mutex<Option<Box<dyn crate::options::Binder>>>>,
 }

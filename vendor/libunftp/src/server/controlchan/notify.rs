@@ -19,8 +19,8 @@ pub struct EventDispatcherMiddleware<Next>
 where
     Next: ControlChanMiddleware,
 {
-    data_listener: Arc<dyn DataListener>,
-    presence_listener: Arc<dyn PresenceListener>,
+    data_listener: Option<Arc<dyn DataListener>>,
+    presence_listener: Option<Arc<dyn PresenceListener>>,
     next: Next,
     sequence_nr: u64,
     username: String,
@@ -31,7 +31,7 @@ impl<Next> EventDispatcherMiddleware<Next>
 where
     Next: ControlChanMiddleware,
 {
-    pub fn new(data_listener: Arc<dyn DataListener>, presence_listener: Arc<dyn PresenceListener>, next: Next) -> Self {
+    pub fn new(data_listener: Option<Arc<dyn DataListener>>, presence_listener: Option<Arc<dyn PresenceListener>>, next: Next) -> Self {
         EventDispatcherMiddleware {
             data_listener,
             presence_listener,
@@ -48,6 +48,11 @@ where
     Next: ControlChanMiddleware,
 {
     async fn handle(&mut self, event: Event) -> Result<Reply, ControlChanError> {
+        // Without a listener there is nobody to tell: no event, no copies of the path, the user
+        // name and the trace id per transfer.
+        if self.data_listener.is_none() && self.presence_listener.is_none() {
+            return self.next.handle(event).await;
+        }
         let events = if let Event::InternalMsg(msg) = &event {
             let presence_event = match msg {
                 ControlChanMsg::AuthSuccess { username, trace_id } => {
@@ -90,9 +95,9 @@ where
                     trace_id: self.trace_id.to_string(),
                     sequence_number: self.sequence_nr,
                 };
-                match events {
-                    (Some(event), None) => self.data_listener.receive_data_event(event, m).await,
-                    (None, Some(event)) => self.presence_listener.receive_presence_event(event, m).await,
+                match (events, &self.data_listener, &self.presence_listener) {
+                    ((Some(event), None), Some(listener), _) => listener.receive_data_event(event, m).await,
+                    ((None, Some(event)), _, Some(listener)) => listener.receive_presence_event(event, m).await,
                     _ => {}
                 }
             }
