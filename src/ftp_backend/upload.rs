@@ -35,7 +35,14 @@ pub fn is_internal(path: &Path) -> bool {
 
 /// A client path made relative to the FTP folder (`/a/b` → `a/b`).
 pub fn relative(path: &Path) -> PathBuf {
-    path.components().filter(|component| !matches!(component, Component::RootDir | Component::Prefix(_))).collect()
+    // Room for all of it at once: collecting grew the buffer component by component.
+    let mut relative = PathBuf::with_capacity(path.as_os_str().len());
+    for component in path.components() {
+        if !matches!(component, Component::RootDir | Component::Prefix(_)) {
+            relative.push(component);
+        }
+    }
+    relative
 }
 
 /// `meme.png` → `meme_copy1.png` for `copy` 1; names without an extension get the suffix at the end.
@@ -269,5 +276,8 @@ mod tests {
         assert!(!is_internal(Path::new("/sub/not.ftpcalc-upload.1")), "the prefix inside a name is not it");
         assert!(!is_internal(Path::new("/.ftpcalc-upload")), "nor a shorter name");
         assert_eq!(relative(Path::new("/a/b")), Path::new("a/b"));
+        assert_eq!(relative(Path::new("//a/./b/../c/")), Path::new("a/b/../c"));
+        assert_eq!(relative(Path::new("/")), Path::new(""));
+        assert_eq!(relative(Path::new("a")), Path::new("a"));
     }
 }
