@@ -1,4 +1,3 @@
-
 use crate::{
     auth::UserDetail,
     server::{

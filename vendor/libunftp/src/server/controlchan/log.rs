@@ -3,7 +3,6 @@ use crate::server::{
     controlchan::{error::ControlChanError, middleware::ControlChanMiddleware},
 };
 
-
 // Control channel middleware that logs all control channel events
 pub struct LoggingMiddleware<Next>
 where

@@ -12,7 +12,6 @@ use crate::{
     },
 };
 
-
 // Control channel middleware that detects data changes and dispatches data change events to a inner
 // [DataChangeEventListener](crate::notification::DataChangeEventListener).
 pub struct EventDispatcherMiddleware<Next>
