@@ -275,7 +275,7 @@ impl StorageBackend<User> for FtpBackend {
         }
         let sent = sent.map_err(download_error)?;
         let count = self.folder.downloads.record_download(&full, self.peer).await;
-        tracing::debug!(path = %full, peer = %self.peer, count, "download completed");
+        tracing::debug!(path = full.as_str(), peer = %self.peer, count, "download completed");
         Ok(sent)
     }
 

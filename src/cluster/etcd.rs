@@ -387,7 +387,11 @@ fn decode_logged(kv: &KeyValue) -> Option<ServerEntry> {
     let name = kv.key_str().ok()?.strip_prefix(SERVERS)?;
     let entry = decode(name, kv.value());
     if entry.is_none() {
-        tracing::warn!(key = %String::from_utf8_lossy(&kv.key()[..kv.key().len().min(200)]), "unreadable entry in etcd skipped");
+        // As a string: quoted, control characters escaped (anything can be written into etcd).
+        tracing::warn!(
+            key = String::from_utf8_lossy(&kv.key()[..kv.key().len().min(200)]).as_ref(),
+            "unreadable entry in etcd skipped"
+        );
     }
     entry
 }

@@ -108,7 +108,7 @@ impl Downloads {
                 count
             }
             Err(error) => {
-                tracing::warn!(%path, %error, "shared download count unreachable: counted here, added once it answers");
+                tracing::warn!(path, %error, "shared download count unreachable: counted here, added once it answers");
                 self.keep_pending(path);
                 self.record_normal(path.to_string(), peer)
             }

@@ -82,7 +82,8 @@ impl Watch {
         tracing::info!(
             parent: &self.tag.span,
             direction = self.direction.label(),
-            path = %self.path,
+            // As a string: quoted, control characters escaped (a client names its files).
+            path = self.path.as_str(),
             bytes,
             millis = took.as_millis() as u64,
             complete,

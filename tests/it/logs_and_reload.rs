@@ -69,12 +69,16 @@ async fn text_logs_off_a_terminal_have_no_colour_codes() {
         &log,
     );
     let address = server.address_from_table();
-    let ftp = connect_as(address, "plain", "x").await;
+    let mut ftp = connect_as(address, "plain", "x").await;
+    // A client names its files: one whose name would paint the operator's terminal red.
+    let mut contents: &[u8] = b"red";
+    ftp.put_file("evil\u{1b}[31mred.txt", &mut contents).await.expect("STOR");
     drop(ftp);
-    assert!(log_shows(&log, "logged in").await, "{}", read(&log));
+    assert!(log_shows(&log, "red.txt").await, "{}", read(&log));
     let text = read(&log);
     assert!(!text.contains('\u{1b}'), "escape codes in {text:?}");
     assert!(text.contains("session{id=") && text.contains("user=\"plain\""), "{text}");
+    assert!(text.contains("path=\"/evil\\u{1b}[31mred.txt\""), "the path quoted and escaped: {text}");
 }
 
 fn config_text(users: &[(&str, &str)], per_address: usize) -> String {
