@@ -222,6 +222,14 @@ pub trait StorageBackend<User: UserDetail>: Send + Sync + Debug {
     /// [`Metadata`]: crate::storage::Metadata
     async fn metadata<P: AsRef<Path> + Send + Debug>(&self, user: &User, path: P) -> Result<Self::Metadata>;
 
+    /// Returns metadata for the path of a download that is about to start (`RETR`): the server
+    /// calls `get_into` for the same path right after, unless the path is a folder or the data
+    /// connection fails. A back-end may keep what it opened to answer for that `get_into` (one
+    /// open per download instead of two). The default is [`metadata`](Self::metadata).
+    async fn metadata_for_download<P: AsRef<Path> + Send + Debug>(&self, user: &User, path: P) -> Result<Self::Metadata> {
+        self.metadata(user, path).await
+    }
+
     /// Returns the lowercase hexadecimal MD5 digest for the file at `path`.
     ///
     /// Whether or not you want to implement the md5 method yourself,
