@@ -260,7 +260,7 @@ where
         let tx: ControlChanSender = self.control_msg_tx.clone();
         // `550` before any `150` when there is nothing to send (clients such as rclone and tnftp
         // cannot tell a `550` after a `150` from a failed transfer).
-        match self.storage.metadata((*self.user).as_ref().unwrap(), &path).await {
+        match self.storage.metadata_for_download((*self.user).as_ref().unwrap(), &path).await {
             Err(err) => {
                 let _ = tx.send(ControlChanMsg::CommandChannelReply(storage_error(&err, Some(&path)))).await;
                 return;
