@@ -12,6 +12,7 @@ pub mod downloads;
 pub mod folder;
 pub mod listing;
 pub mod meta;
+pub mod prepared;
 pub mod receiving;
 pub mod refusals;
 pub mod sending;
@@ -37,6 +38,7 @@ use crate::telemetry::metrics::Direction;
 use crate::telemetry::{SessionTag, Telemetry};
 use downloads::{normalize, Downloads};
 pub use folder::{FolderError, Folders, SharedFolder};
+use prepared::Prepared;
 use refusals::{allowed, blocking, download_error, not_available, visible};
 use transfer::{Counted, Watch};
 use upload::{is_internal, relative, Upload};
@@ -56,6 +58,8 @@ pub struct FtpBackend {
     challenge: Mutex<Option<String>>,
     telemetry: Option<Arc<Telemetry>>,
     tag: SessionTag,
+    /// The file of the download about to start (`metadata_for_download` to `get_into`).
+    prepared: Prepared,
 }
 
 impl FtpBackend {
@@ -73,6 +77,7 @@ impl FtpBackend {
             challenge: Mutex::default(),
             telemetry: None,
             tag: SessionTag::none(),
+            prepared: Prepared::default(),
         }
     }
 
@@ -214,6 +219,17 @@ impl StorageBackend<User> for FtpBackend {
         FileMeta::read(&self.folder.dir, &relative(path.as_ref())).map_err(not_available)
     }
 
+    /// Opens the file, keeps it for the `get_into` that follows (one open per download), and
+    /// answers from it; anything it cannot open is answered as `metadata` would.
+    async fn metadata_for_download<P: AsRef<Path> + Send + Debug>(&self, user: &User, path: P) -> Result<FileMeta> {
+        let path = path.as_ref();
+        visible(path)?;
+        match self.prepared.open(&self.folder.dir, path, &relative(path)) {
+            Ok(metadata) => Ok(FileMeta::of_open_file(metadata)),
+            Err(_) => self.metadata(user, path).await,
+        }
+    }
+
     async fn list<P: AsRef<Path> + Send + Debug>(
         &self,
         user: &User,
@@ -249,6 +265,9 @@ impl StorageBackend<User> for FtpBackend {
         P: AsRef<Path> + Send + Debug,
     {
         let path = path.as_ref().to_path_buf();
+        // Usually opened already, for the metadata before `150` (`metadata_for_download`);
+        // taken first, so that a refusal below does not leave it open.
+        let prepared = self.prepared.take(&path);
         visible(&path)?;
         allowed(user, Permission::Download)?;
         let dir = self.folder.dir.clone();
@@ -259,13 +278,19 @@ impl StorageBackend<User> for FtpBackend {
         let opened_here = opened.clone();
         // Opening and one fstat are cheap path operations; `send_file` runs them in place.
         let open = move || {
-            let file = dir.open(&target)?.into_std();
-            let metadata = file.metadata()?;
-            if metadata.is_dir() {
-                return Err(io::Error::new(io::ErrorKind::NotFound, "a directory"));
-            }
+            let (file, len) = match prepared {
+                Some(kept) => kept,
+                None => {
+                    let file = dir.open(&target)?.into_std();
+                    let metadata = file.metadata()?;
+                    if metadata.is_dir() {
+                        return Err(io::Error::new(io::ErrorKind::NotFound, "a directory"));
+                    }
+                    (file, metadata.len())
+                }
+            };
             opened_here.store(true, Ordering::Relaxed);
-            Ok((file, metadata.len()))
+            Ok((file, len))
         };
         let mut counted = Counted::new(output, watch.counter());
         let sent = sending::send_file(open, start_pos, &mut counted).await;

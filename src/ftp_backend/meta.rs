@@ -32,6 +32,11 @@ impl FileMeta {
         Ok(FileMeta::new(inner, target))
     }
 
+    /// The metadata of an open file (what a final symbolic link pointed to).
+    pub fn of_open_file(inner: cap_std::fs::Metadata) -> FileMeta {
+        FileMeta::new(inner, None)
+    }
+
     fn new(inner: cap_std::fs::Metadata, target: Option<PathBuf>) -> FileMeta {
         FileMeta { inner, target }
     }
