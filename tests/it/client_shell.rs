@@ -108,7 +108,19 @@ async fn after_a_server_restart_the_next_command_reconnects_and_runs_once() {
     // The cluster restarts on the same address; the shell's connection is gone.
     let TestCluster { cluster, root, .. } = first;
     cluster.shutdown().await;
-    let second = TestCluster::start_config(move |config| config.listen(address), |cluster| cluster).await;
+    // Only the main server's address is the same: its workers take fresh ports (main port + n
+    // may have been taken meanwhile by another test's connection: "Address already in use").
+    let second = TestCluster::start_config(
+        move |config| {
+            let mut config = config.listen(address);
+            for worker in &mut config.workers {
+                worker.listen = Some(crate::support::loopback(0));
+            }
+            config
+        },
+        |cluster| cluster,
+    )
+    .await;
     assert_eq!(second.main(), address);
     drop(root);
     let printed = blocking(move || {
