@@ -214,8 +214,9 @@ impl StorageBackend<User> for FtpBackend {
 
     async fn metadata<P: AsRef<Path> + Send + Debug>(&self, _user: &User, path: P) -> Result<FileMeta> {
         visible(path.as_ref())?;
-        // One lstat, in place: libunftp asks before every RETR, and a trip to the blocking pool
-        // cost more than the call (see the invariants in ARCHITECTURE.md and BENCHMARKS.md).
+        // One lstat, in place: libunftp asks for `SIZE`, `MDTM`, `MLST`, `RNFR`, `STAT` and
+        // `APPE` (a `RETR` asks `metadata_for_download`), and a trip to the blocking pool cost
+        // more than the call (see the invariants in ARCHITECTURE.md and BENCHMARKS.md).
         FileMeta::read(&self.folder.dir, &relative(path.as_ref())).map_err(not_available)
     }
 
