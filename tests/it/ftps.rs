@@ -125,7 +125,10 @@ async fn stock_clients_move_files_over_ftps_byte_for_byte() {
     // And our own client.
     let main = cluster.main().to_string();
     let folder = text(local.path());
-    let ours = |command: &'static [&'static str]| {
+    // Run without blocking a runtime thread: the cluster serves from this runtime, and a task
+    // left in a blocked worker's slot waited out the whole client run (the routed `add` then
+    // failed now and then with the worker timeout).
+    let ours = async |command: &'static [&'static str]| {
         let mut args = vec![
             "client",
             "alice",
@@ -139,17 +142,17 @@ async fn stock_clients_move_files_over_ftps_byte_for_byte() {
             text(&certificate.cert),
         ];
         args.extend_from_slice(command);
-        std::process::Command::new(env!("CARGO_BIN_EXE_ftpcalc")).args(args).output().expect("runs")
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_ftpcalc")).args(args).output().await.expect("runs")
     };
-    let put = ours(&["put", "up.bin"]);
+    let put = ours(&["put", "up.bin"]).await;
     assert!(put.status.success(), "{}", String::from_utf8_lossy(&put.stderr));
     let stored = String::from_utf8_lossy(&put.stdout).trim().to_string();
     assert_eq!(stored, "/up.bin");
     std::fs::remove_file(local.path().join("up.bin")).expect("remove");
-    let get = ours(&["get", "up.bin"]);
+    let get = ours(&["get", "up.bin"]).await;
     assert!(get.status.success(), "{}", String::from_utf8_lossy(&get.stderr));
     assert!(std::fs::read(local.path().join("up.bin")).expect("our copy") == data);
-    let sums = ours(&["add", "2", "3"]);
+    let sums = ours(&["add", "2", "3"]).await;
     assert_eq!(String::from_utf8_lossy(&sums.stdout).trim(), "5", "{}", String::from_utf8_lossy(&sums.stderr));
 }
 
