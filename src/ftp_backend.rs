@@ -39,7 +39,7 @@ use crate::telemetry::{SessionTag, Telemetry};
 use downloads::{normalize, Downloads};
 pub use folder::{FolderError, Folders, SharedFolder};
 use prepared::Prepared;
-use refusals::{allowed, blocking, download_error, not_available, visible};
+use refusals::{allowed, blocking, download_error, in_place, not_available, visible};
 use transfer::{Counted, Watch};
 use upload::{is_internal, relative, Upload};
 
@@ -327,7 +327,13 @@ impl StorageBackend<User> for FtpBackend {
             .or_else(|refused| allowed(user, Permission::Overwrite).map_err(|_| refused))?;
         let dir = self.folder.dir.clone();
         let target = relative(path.as_ref());
-        let (upload, file) = blocking(move || Upload::begin(dir, &target, start_pos)).await?;
+        // A new upload is a stat and a create, run in place; a resumed one copies the start of
+        // the existing file first, on the blocking pool.
+        let (upload, file) = if start_pos == 0 {
+            in_place(|| Upload::begin(dir, &target, 0))?
+        } else {
+            blocking(move || Upload::begin(dir, &target, start_pos)).await?
+        };
         let no_clobber = self.no_clobber();
         // Replacing or continuing an existing file needs `overwrite`; a new name (or a
         // no-clobber copy) needs `upload`.
@@ -340,7 +346,11 @@ impl StorageBackend<User> for FtpBackend {
         // file, and `watch` records an incomplete upload.
         let (file, written) = receiving::receive_file(&mut input, file).await?;
         drop(file);
-        let stored = blocking(move || upload.commit(no_clobber)).await?;
+        let stored = if upload.commits_quickly(no_clobber) {
+            in_place(|| upload.commit(no_clobber))?
+        } else {
+            blocking(move || upload.commit(no_clobber)).await?
+        };
         let stored = normalize(&stored);
         watch.rename(self.folder.full_path(Path::new(&stored)));
         watch.finish(true);

@@ -43,6 +43,12 @@ pub async fn blocking<T: Send + 'static>(work: impl FnOnce() -> io::Result<T> + 
     }
 }
 
+/// Runs `work` in place (path operations that cost less than a trip to the blocking pool);
+/// its io errors are mapped as an upload's, as [`blocking`] maps them.
+pub fn in_place<T>(work: impl FnOnce() -> io::Result<T>) -> Result<T> {
+    work().map_err(upload_error)
+}
+
 /// A file that cannot be opened is "not found" (550); anything later is a local error.
 pub fn download_error(error: io::Error) -> Error {
     match error.kind() {

@@ -63,7 +63,13 @@ pub struct Upload {
     resumed: bool,
     /// The target existed when the upload began.
     target_exists: bool,
+    /// The size of the target when the upload began (0 if there was none).
+    replaced_len: u64,
 }
+
+/// Largest file a commit replaces in place: removing a bigger one frees its pages in the
+/// `rename`, which belongs on the blocking pool.
+const REPLACED_IN_PLACE: u64 = 1 << 20;
 
 impl Upload {
     /// Creates the temporary file for an upload to `target` (relative to the folder); when
@@ -72,9 +78,11 @@ impl Upload {
     pub fn begin(dir: Arc<Dir>, target: &Path, start_pos: u64) -> io::Result<(Upload, std::fs::File)> {
         target.file_name().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
         let temp = target.with_file_name(format!("{TEMP_PREFIX}{}", unique_suffix()));
-        let target_exists = dir.symlink_metadata(target).is_ok();
+        let existing = dir.symlink_metadata(target).ok();
+        let (target_exists, replaced_len) = (existing.is_some(), existing.map_or(0, |metadata| metadata.len()));
         let file = dir.open_with(&temp, OpenOptions::new().write(true).create_new(true))?;
-        let mut upload = Upload { dir, temp, target: target.to_path_buf(), resumed: start_pos > 0, target_exists };
+        let mut upload =
+            Upload { dir, temp, target: target.to_path_buf(), resumed: start_pos > 0, target_exists, replaced_len };
         let mut file = file.into_std();
         if start_pos > 0 {
             upload.copy_prefix(&mut file, start_pos)?;
@@ -85,6 +93,12 @@ impl Upload {
     /// True when the target existed when the upload began.
     pub fn target_exists(&self) -> bool {
         self.target_exists
+    }
+
+    /// True when [`commit`](Self::commit) costs about one system call: a link under a free
+    /// name, or a rename over nothing or over a file of at most 1 MiB.
+    pub fn commits_quickly(&self, no_clobber: bool) -> bool {
+        (no_clobber && !self.resumed) || self.replaced_len <= REPLACED_IN_PLACE
     }
 
     fn copy_prefix(&mut self, file: &mut std::fs::File, start_pos: u64) -> io::Result<()> {
@@ -226,6 +240,22 @@ mod tests {
         assert_eq!(upload(&dir, "a.txt", 0, b"four", true).expect("upload"), Path::new("a_copy2.txt"));
         assert_eq!(names(&dir), ["a.txt", "a_copy1.txt", "a_copy2.txt"]);
         assert_eq!(dir.read_to_string("a_copy2.txt").expect("read"), "four");
+    }
+
+    #[test]
+    fn only_a_commit_over_a_big_file_is_slow() {
+        let (_temp, dir) = folder();
+        dir.write("small.txt", b"x").expect("write");
+        dir.create("big.bin").and_then(|file| file.set_len(2 << 20)).expect("sparse file");
+        let quickly = |target: &str, start_pos: u64, no_clobber: bool| {
+            Upload::begin(dir.clone(), Path::new(target), start_pos).expect("begin").0.commits_quickly(no_clobber)
+        };
+        assert!(quickly("new.txt", 0, false), "a new name");
+        assert!(quickly("small.txt", 0, false), "over a small file");
+        assert!(!quickly("big.bin", 0, false), "over 2 MiB: their pages are freed in the rename");
+        assert!(quickly("big.bin", 0, true), "no-clobber links under a free name");
+        assert!(!quickly("big.bin", 1, true), "a resume replaces the file even under no-clobber");
+        assert_eq!(names(&dir), ["big.bin", "small.txt"], "the abandoned uploads left nothing");
     }
 
     #[test]
