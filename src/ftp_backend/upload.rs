@@ -116,12 +116,16 @@ impl Upload {
     /// first free name among the target and its `_copyN` variants. A resumed upload (it began
     /// with a prefix of the target) always replaces the target: it continues that file, so
     /// no-clobber does not apply.
-    pub fn commit(self, no_clobber: bool) -> io::Result<PathBuf> {
-        if no_clobber && !self.resumed {
-            self.link_first_free()
-        } else {
-            self.replace()
+    pub fn commit(mut self, no_clobber: bool) -> io::Result<PathBuf> {
+        let linked = no_clobber && !self.resumed;
+        let stored = if linked { self.link_first_free()? } else { self.replace()? };
+        // The temporary name is gone (renamed) or a second name of the stored file (linked):
+        // removing it frees nothing, so it goes here, not on the blocking pool from `drop`.
+        let temp = std::mem::take(&mut self.temp);
+        if linked {
+            let _ = self.dir.remove_file(&temp);
         }
+        Ok(stored)
     }
 
     fn replace(&self) -> io::Result<PathBuf> {
@@ -149,9 +153,12 @@ impl Upload {
 
 impl Drop for Upload {
     fn drop(&mut self) {
-        // After a rename the temporary name is gone already (and never reused: the names are
-        // unique); otherwise (failed, cut off, or hard-linked) it must go. Dropped on an async
-        // worker thread (a transfer cut off), the unlink runs on the blocking pool instead.
+        // A committed upload has no temporary name left (`commit` took it); otherwise (failed
+        // or cut off) the partial file must go. Dropped on an async worker thread (a transfer
+        // cut off), the unlink, which frees the file's pages, runs on the blocking pool.
+        if self.temp.as_os_str().is_empty() {
+            return;
+        }
         let (dir, temp) = (self.dir.clone(), std::mem::take(&mut self.temp));
         let remove = move || {
             let _ = dir.remove_file(&temp);
