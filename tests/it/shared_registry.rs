@@ -38,8 +38,12 @@ async fn main_on(etcd: &EtcdCluster, name: &str) -> TestCluster {
 
 /// `ftpcalc worker NAME --join MAIN --services SERVICES`, heartbeat 0.5 s.
 fn start_worker(name: &str, folder: &std::path::Path, main: SocketAddr, services: &str) -> Process {
-    let (worker, _, joined) =
-        crate::support::start_worker_process(&[], (name, folder, services), main, SECRET, "127.0.0.1:0");
+    // Waiting for the worker's first lines blocks: the runtime's other worker takes over this
+    // one's tasks meanwhile, among them the in-process main server the worker joins (blocked,
+    // the join sometimes timed out: "main server ... not reachable yet").
+    let (worker, _, joined) = tokio::task::block_in_place(|| {
+        crate::support::start_worker_process(&[], (name, folder, services), main, SECRET, "127.0.0.1:0")
+    });
     assert!(joined.starts_with("joined"), "{joined}");
     worker
 }
