@@ -8,6 +8,7 @@
 //! `unftp-sbe-fs` and cap-std confine every path to the FTP folder (no `..`, absolute path or
 //! symlink escapes it), so this module never joins client paths onto host paths itself.
 
+pub mod console;
 pub mod downloads;
 pub mod folder;
 pub mod listing;

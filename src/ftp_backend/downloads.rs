@@ -13,16 +13,14 @@
 //! reader of the console: `%`, `|` and control characters (so a file named `x|10.9.9.9|1|999`
 //! cannot print a line that claims another client).
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::fmt::{self, Write as _};
-use std::io::Write;
-use std::net::{IpAddr, SocketAddr};
+use std::fmt;
+use std::net::SocketAddr;
 use std::path::{Component, Path};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use crate::telemetry::line_writer::{LineWriter, Report};
-use crate::telemetry::text_format::decimal;
+use super::console::console_line;
+pub use super::console::{console, escape};
 
 /// Most files counted at once.
 pub const MAX_TRACKED_FILES: usize = 100_000;
@@ -240,73 +238,6 @@ fn evict_least_downloaded(counts: &mut BTreeMap<String, u64>) {
     }
 }
 
-/// `path` with `%`, `|` and control characters percent-encoded (UTF-8 bytes), for the log line
-/// (borrowed when there is nothing to encode, the usual case).
-pub fn escape(path: &str) -> Cow<'_, str> {
-    let needs = |character: char| character == '%' || character == '|' || character.is_control();
-    if !path.chars().any(needs) {
-        return Cow::Borrowed(path);
-    }
-    let mut escaped = String::with_capacity(path.len() + 8);
-    for character in path.chars() {
-        if needs(character) {
-            let mut bytes = [0u8; 4];
-            for byte in character.encode_utf8(&mut bytes).bytes() {
-                let _ = write!(escaped, "%{byte:02X}");
-            }
-        } else {
-            escaped.push(character);
-        }
-    }
-    Cow::Owned(escaped)
-}
-
-/// The console line of one download: `/<path>|<client ip>|<client port>|<count>`, written
-/// piece by piece (through `write!` it cost 2k instructions, 3% of a small download).
-fn console_line(path: &str, peer: SocketAddr, count: u64) -> String {
-    let path = escape(path);
-    let mut line = String::with_capacity(path.len() + 64);
-    line.push_str(&path);
-    line.push('|');
-    match peer.ip() {
-        IpAddr::V4(address) => {
-            for (index, octet) in address.octets().into_iter().enumerate() {
-                if index > 0 {
-                    line.push('.');
-                }
-                line.push_str(decimal(u64::from(octet), &mut [0; 20]));
-            }
-        }
-        IpAddr::V6(address) => {
-            let _ = write!(line, "{address}");
-        }
-    }
-    line.push('|');
-    line.push_str(decimal(u64::from(peer.port()), &mut [0; 20]));
-    line.push('|');
-    line.push_str(decimal(count, &mut [0; 20]));
-    line
-}
-
-/// A log sink that prints lines on standard output through a [`LineWriter`] (a thread of its
-/// own, writing in batches): a slow reader of stdout (a pipe nobody drains) never blocks a
-/// transfer. Lines that find its buffer full are dropped and counted; the count is logged (on
-/// stderr). A closed stdout is ignored.
-pub fn console() -> impl Fn(&str) + Send + Sync + 'static {
-    let report = |report: Report| {
-        if let Report::Dropped(lost) = report {
-            tracing::warn!(lost, "console lines dropped: standard output was not read fast enough");
-        }
-    };
-    let writer = LineWriter::spawn("ftpcalc-console", Box::new(std::io::stdout()), report).ok();
-    move |line: &str| match &writer {
-        Some(writer) => writer.write_text_line(line),
-        None => {
-            let _ = writeln!(std::io::stdout().lock(), "{line}");
-        }
-    }
-}
-
 /// `path` as an absolute FTP path (`/a/b.txt`): `.` dropped, `..` applied, never above `/`.
 pub fn normalize(path: &Path) -> String {
     normalize_joined(Path::new(""), path)
@@ -395,22 +326,6 @@ mod tests {
         assert_eq!(downloads.count(Path::new("/popular")), 2, "the most downloaded file stays counted");
     }
 
-    fn unescape(text: &str) -> String {
-        let bytes = text.as_bytes();
-        let mut out = Vec::new();
-        let mut index = 0;
-        while index < bytes.len() {
-            if bytes[index] == b'%' {
-                out.push(u8::from_str_radix(&text[index + 1..index + 3], 16).expect("hex"));
-                index += 3;
-            } else {
-                out.push(bytes[index]);
-                index += 1;
-            }
-        }
-        String::from_utf8(out).expect("utf-8")
-    }
-
     /// The definition [`normalize_joined`] follows: the components kept in a list, `..`
     /// dropping the last.
     fn normalized_by_list(prefix: &Path, path: &Path) -> String {
@@ -429,22 +344,6 @@ mod tests {
 
     proptest! {
         #[test]
-        fn console_lines_read_as_their_definition(
-            path in "\\PC{0,30}",
-            v4 in any::<[u8; 4]>(),
-            v6 in any::<[u16; 8]>(),
-            port in any::<u16>(),
-            count in any::<u64>(),
-        ) {
-            let v4 = SocketAddr::new(IpAddr::from(v4), port);
-            let v6 = SocketAddr::new(IpAddr::from(v6), port);
-            for peer in [v4, v6] {
-                let expected = format!("{}|{}|{}|{count}", escape(&path), peer.ip(), peer.port());
-                prop_assert_eq!(console_line(&path, peer, count), expected);
-            }
-        }
-
-        #[test]
         fn normalizing_in_one_pass_agrees_with_the_list_definition(
             prefix in "(/?(a|bc|\\.|\\.\\.|é)(/(a|bc|\\.|\\.\\.|é)){0,3})?",
             path in "/?(a|x y|\\.|\\.\\.|/|é|%)(/(a|x y|\\.|\\.\\.||é|%)){0,5}/?",
@@ -453,11 +352,5 @@ mod tests {
             prop_assert_eq!(normalize(Path::new(&path)), normalized_by_list(Path::new(""), Path::new(&path)));
         }
 
-        #[test]
-        fn escaped_paths_have_no_separator_or_control_and_decode_back(path in "\\PC{0,60}|[\\x00-\\x7f|%]{0,40}") {
-            let escaped = escape(&path);
-            prop_assert!(!escaped.contains('|') && !escaped.chars().any(char::is_control));
-            prop_assert_eq!(unescape(&escaped), path);
-        }
     }
 }
