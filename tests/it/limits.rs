@@ -1,20 +1,27 @@
-//! Connection limits and the login timeout (issue 10): what a client that opens too many
-//! connections, or never logs in, gets.
+//! Connection limits and the login and idle timeouts (issue 10): what a client that opens too
+//! many connections, never logs in, or falls silent, gets.
 
 use std::time::{Duration, Instant};
 
+use ftpcalc::Limits;
+
 use crate::support::{RawFtp, TestCluster};
 
-#[tokio::test]
-async fn connection_fifty_one_from_one_address_gets_421_and_is_closed() {
-    let cluster = TestCluster::start_config(
+/// The test cluster with its limits changed by `change`.
+async fn with_limits(change: impl FnOnce(&mut Limits)) -> TestCluster {
+    TestCluster::start_config(
         |mut config| {
-            config.options.access.limits.max_connections_per_ip = 50;
+            change(&mut config.options.access.limits);
             config
         },
         |cluster| cluster,
     )
-    .await;
+    .await
+}
+
+#[tokio::test]
+async fn connection_fifty_one_from_one_address_gets_421_and_is_closed() {
+    let cluster = with_limits(|limits| limits.max_connections_per_ip = 50).await;
     let mut held = Vec::new();
     for _ in 0..50 {
         let (raw, greeting) = RawFtp::connect(cluster.main()).await;
@@ -36,14 +43,7 @@ async fn connection_fifty_one_from_one_address_gets_421_and_is_closed() {
 
 #[tokio::test]
 async fn the_total_limit_holds_for_all_servers_of_the_process() {
-    let cluster = TestCluster::start_config(
-        |mut config| {
-            config.options.access.limits.max_connections = 3;
-            config
-        },
-        |cluster| cluster,
-    )
-    .await;
+    let cluster = with_limits(|limits| limits.max_connections = 3).await;
     let (_a, first) = RawFtp::connect(cluster.main()).await;
     let (_b, second) = RawFtp::connect(cluster.address("SV1")).await;
     let (_c, third) = RawFtp::connect(cluster.address("SV2")).await;
@@ -55,14 +55,7 @@ async fn the_total_limit_holds_for_all_servers_of_the_process() {
 
 #[tokio::test]
 async fn a_connection_that_never_logs_in_is_closed_after_the_login_timeout() {
-    let cluster = TestCluster::start_config(
-        |mut config| {
-            config.options.access.limits.login_timeout = Duration::from_secs(1);
-            config
-        },
-        |cluster| cluster,
-    )
-    .await;
+    let cluster = with_limits(|limits| limits.login_timeout = Duration::from_secs(1)).await;
     let started = Instant::now();
     let (mut idle, greeting) = RawFtp::connect(cluster.main()).await;
     assert_eq!(greeting.0, 220);
@@ -78,14 +71,7 @@ async fn a_connection_that_never_logs_in_is_closed_after_the_login_timeout() {
 
 #[tokio::test]
 async fn commands_keep_a_session_open_and_an_idle_one_is_closed_after_the_idle_timeout() {
-    let cluster = TestCluster::start_config(
-        |mut config| {
-            config.options.access.limits.idle_timeout = Duration::from_secs(1);
-            config
-        },
-        |cluster| cluster,
-    )
-    .await;
+    let cluster = with_limits(|limits| limits.idle_timeout = Duration::from_secs(1)).await;
     let mut raw = RawFtp::login(cluster.main()).await;
     // A command every 400 ms for 2.4 s: each sets the one-second timer again.
     for _ in 0..6 {
