@@ -667,3 +667,40 @@ async fn pasv_announces_the_passive_host_when_one_is_set() {
     assert_eq!(code, 227);
     assert!(text.contains("(203,0,113,7,"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_commands_get_the_replies_of_one_by_one_in_order_and_others_are_served_meanwhile() {
+    // libunftp patch 37: commands answered from a task of their own (MKD, CWD, RMD, SIZE, PASS…)
+    // let the next command run first, so a pipelining client got replies out of order, and
+    // `MKD a` + `CWD a` sent together failed. A pipelining client must see exactly the replies
+    // it would get one command at a time, and must not hold up other sessions.
+    let cluster = server().await;
+    let script = ["PWD", "MKD pipe", "CWD pipe", "PWD", "MODE Z", "NOOP", "CWD /", "RMD pipe", "TYPE I", "SIZE gone"];
+    let mut one_by_one = RawFtp::login(cluster.main()).await;
+    let mut expected = Vec::new();
+    for line in script {
+        expected.push(one_by_one.command(line).await);
+    }
+    assert!(expected.iter().any(|(code, _)| *code >= 500), "the script has refusals too: {expected:?}");
+    let rounds = 200;
+    let (mut pipelined, greeting) = RawFtp::connect(cluster.main()).await;
+    assert_eq!(greeting.0, 220);
+    let mut bytes = b"USER raw\r\nPASS raw\r\n".to_vec();
+    for _ in 0..rounds {
+        for line in script {
+            bytes.extend_from_slice(line.as_bytes());
+            bytes.extend_from_slice(b"\r\n");
+        }
+    }
+    pipelined.send_bytes(&bytes).await;
+    assert_eq!(one_by_one.command("NOOP").await.0, 200, "another session is served meanwhile");
+    assert_eq!(pipelined.reply().await.0, 331);
+    assert_eq!(pipelined.reply().await.0, 230, "logged in before the next command runs");
+    for round in 0..rounds {
+        for (line, want) in script.iter().zip(&expected) {
+            assert_eq!(&pipelined.reply().await, want, "round {round}, {line}");
+        }
+    }
+    assert_eq!(pipelined.command("QUIT").await.0, 221);
+    assert!(pipelined.closed().await);
+}

@@ -209,6 +209,10 @@ where
         // One idle timer for the session, set again before each wait (a new one per event cost
         // an allocation and a timer entry made and dropped).
         let mut timeout_delay = Box::pin(tokio::time::sleep(idle_session_timeout));
+        // The last command will be answered by a task of its own (a message on the control
+        // channel): the next command is not read until a message comes, so that replies keep
+        // the order of the commands and a command sees what the one before did.
+        let mut awaiting_reply = false;
         loop {
             let incoming = if let Some(msg) = ready.take() {
                 Some(Ok(Event::InternalMsg(msg)))
@@ -221,14 +225,8 @@ where
                 let mut incoming = None;
                 timeout_delay.as_mut().reset(tokio::time::Instant::now() + idle_session_timeout);
                 tokio::select! {
-                    cmd = command_source.next() => {
-                        match cmd {
-                            Some(cmd_result) => incoming = Some(cmd_result.and_then(|parsed| parsed).map(Event::Command)),
-                            None => {
-                                slog::info!(logger, "Control connection was closed.");
-                                incoming = Some(Ok(Event::InternalMsg(ControlChanMsg::ExitControlLoop)))
-                            }
-                        }
+                    cmd = command_source.next(), if !awaiting_reply => {
+                        incoming = Some(received(cmd, &logger));
                     },
                     Some(msg) = control_msg_rx.recv() => {
                         incoming = Some(Ok(Event::InternalMsg(msg)));
@@ -263,6 +261,13 @@ where
                     return;
                 }
                 Some(Ok(event)) => {
+                    let answers_later = match &event {
+                        Event::Command(command) => answers_later(command),
+                        Event::InternalMsg(_) => {
+                            awaiting_reply = false;
+                            false
+                        }
+                    };
                     if let Event::InternalMsg(ControlChanMsg::SecureControlChannel) = event {
                         slog::info!(logger, "Upgrading control channel to TLS");
                         // `234` (fed, not yet written) goes out before the handshake.
@@ -315,6 +320,10 @@ where
                     // Boxed: the chain is one future, kept out of the loop's own (an idle session holds only the loop).
                     let handle_result = match Box::pin(event_chain.handle(event)).await {
                         Err(e) => Err(e),
+                        Ok(Reply::None) if answers_later => {
+                            awaiting_reply = true;
+                            Ok(())
+                        }
                         Ok(reply) => reply_sink.feed(reply).await,
                     };
 
@@ -344,6 +353,42 @@ where
 
 /// The initial size of the control connection's read and write buffers (they grow as needed).
 const CODEC_BUFFER: usize = 256;
+
+/// True for the commands whose handlers may answer from a task of their own (a message on the
+/// control channel) rather than with their reply; transfer commands are not among them (the
+/// control connection stays open to `ABOR` and `STAT` during a transfer).
+fn answers_later(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Pass { .. }
+            | Command::Stat { .. }
+            | Command::Cwd { .. }
+            | Command::Cdup
+            | Command::Dele { .. }
+            | Command::Rmd { .. }
+            | Command::Mkd { .. }
+            | Command::Rnfr { .. }
+            | Command::Rnto { .. }
+            | Command::Auth { .. }
+            | Command::Ccc
+            | Command::Size { .. }
+            | Command::Mfmt { .. }
+            | Command::Mdtm { .. }
+            | Command::Md5 { .. }
+    )
+}
+
+/// The event for what the command stream gave: a command, a line that did not parse, or its end
+/// (the client closed the connection).
+fn received(cmd: Option<Result<Result<Command, ControlChanError>, ControlChanError>>, logger: &slog::Logger) -> Result<Event, ControlChanError> {
+    match cmd {
+        Some(cmd_result) => cmd_result.and_then(|parsed| parsed).map(Event::Command),
+        None => {
+            slog::info!(logger, "Control connection was closed.");
+            Ok(Event::InternalMsg(ControlChanMsg::ExitControlLoop))
+        }
+    }
+}
 
 /// The control connection's socket, read past the urgent mark: a read stops at the mark, and
 /// tokio takes a short read for "nothing more to read" until new data arrives (it does not even
