@@ -704,3 +704,25 @@ async fn pipelined_commands_get_the_replies_of_one_by_one_in_order_and_others_ar
     assert_eq!(pipelined.command("QUIT").await.0, 221);
     assert!(pipelined.closed().await);
 }
+
+#[tokio::test]
+async fn cwd_dot_dot_goes_to_the_parent_by_name_and_keeps_working_after_the_folder_is_gone() {
+    // libunftp patch 38: `CWD ..` kept `/a/..` as the working folder: `PWD` showed it, and once
+    // `a` was removed every relative path through it failed.
+    let cluster = server().await;
+    let mut raw = RawFtp::login(cluster.main()).await;
+    assert_eq!(raw.command("MKD a").await.0, 257);
+    assert_eq!(raw.command("MKD a/b").await.0, 257);
+    assert_eq!(raw.command("CWD a/./b").await.0, 250);
+    assert_eq!(raw.command("PWD").await, (257, "257 \"/a/b\"".into()));
+    assert_eq!(raw.command("CWD ../..").await.0, 250);
+    assert_eq!(raw.command("PWD").await, (257, "257 \"/\"".into()));
+    assert_eq!(raw.command("CWD a").await.0, 250);
+    assert_eq!(raw.command("CWD ..").await.0, 250);
+    assert_eq!(raw.command("RMD a/b").await.0, 250);
+    assert_eq!(raw.command("RMD a").await.0, 250);
+    assert_eq!(raw.command("PWD").await, (257, "257 \"/\"".into()));
+    assert_eq!(raw.command("MKD c").await.0, 257, "relative paths still work");
+    assert_eq!(raw.command("CWD ../../..").await.0, 250, "above the top is the top");
+    assert_eq!(raw.command("PWD").await, (257, "257 \"/\"".into()));
+}

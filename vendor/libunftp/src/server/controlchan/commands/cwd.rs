@@ -44,7 +44,7 @@ where
     async fn handle(&self, args: CommandContext<Storage, User>) -> Result<Reply, ControlChanError> {
         let mut session = args.session.lock().await;
         let storage: Arc<Storage> = Arc::clone(&session.storage);
-        let path = session.cwd.join(self.path.clone());
+        let path = lexically_normal(&session.cwd.join(&self.path));
         let tx_success = args.tx_control_chan.clone();
         let tx_fail = args.tx_control_chan.clone();
         let logger = args.logger;
@@ -59,7 +59,7 @@ where
             }
             _ => {
                 let r = tx_success.send(ControlChanMsg::CwdSuccess).await;
-                session.cwd.push(path);
+                session.cwd = path;
                 if let Err(e) = r {
                     slog::warn!(logger, "CWD: Could not send internal message to notify of CWD success: {}", e);
                 }
@@ -67,5 +67,38 @@ where
         }
 
         Ok(Reply::none())
+    }
+}
+
+/// `path` with `.` and `..` resolved by name (`/a/b/../c` is `/a/c`; `..` at the top stays at the
+/// top), so the working folder never keeps a `..` that `PWD` would show and that stops working
+/// once the folder it passes through is gone.
+fn lexically_normal(path: &std::path::Path) -> PathBuf {
+    use std::path::Component;
+    let mut normal = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if normal.parent().is_some() {
+                    normal.pop();
+                }
+            }
+            other => normal.push(other),
+        }
+    }
+    normal
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lexically_normal;
+    use std::path::Path;
+
+    #[test]
+    fn dots_are_resolved_by_name_and_never_climb_above_the_top() {
+        for (path, normal) in [("/a/b/../c", "/a/c"), ("/a/..", "/"), ("/..", "/"), ("/../../a/./b", "/a/b"), ("a/../../b", "b"), ("/a/b", "/a/b")] {
+            assert_eq!(lexically_normal(Path::new(path)), Path::new(normal), "{path}");
+        }
     }
 }
