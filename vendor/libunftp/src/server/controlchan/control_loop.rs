@@ -31,7 +31,7 @@ use crate::{
     },
     storage::{Metadata, StorageBackend},
 };
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use rustls::ServerConnection;
 use std::{collections::HashMap, net::SocketAddr, ops::RangeInclusive, sync::Arc, time::Duration};
 use tokio::{
@@ -192,8 +192,7 @@ where
     if let Err(err) = nix::sys::socket::setsockopt(&tcp_stream, nix::sys::socket::sockopt::OobInline, &true) {
         slog::warn!(logger, "Could not read urgent data inline: {}", err);
     }
-    let cmd_and_reply_stream: Framed<Box<dyn AsyncReadAsyncWriteSendUnpin>, FtpCodec> =
-        Framed::with_capacity(Box::new(ReadsPastUrgentMark(tcp_stream)), FtpCodec::new(), CODEC_BUFFER);
+    let cmd_and_reply_stream = framed(Box::new(ReadsPastUrgentMark(tcp_stream)));
     let (mut reply_sink, mut command_source) = cmd_and_reply_stream.split();
 
     reply_sink.send(Reply::new(ReplyCode::ServiceReady, config.greeting)).await?;
@@ -209,13 +208,26 @@ where
         // One idle timer for the session, set again before each wait (a new one per event cost
         // an allocation and a timer entry made and dropped).
         let mut timeout_delay = Box::pin(tokio::time::sleep(idle_session_timeout));
+        // Commands handled in a row from what was already read (pipelined), without a flush.
+        let mut in_a_row = 0;
         // The last command will be answered by a task of its own (a message on the control
         // channel): the next command is not read until a message comes, so that replies keep
         // the order of the commands and a command sees what the one before did.
         let mut awaiting_reply = false;
         loop {
+            // A command the client sent together with the last one is handled before the replies
+            // are flushed, so the replies of pipelined commands leave in one write; after
+            // `MAX_IN_A_ROW` of them the loop flushes and waits as usual (messages, shutdown and
+            // the idle timer get their turn).
+            let pipelined = match in_a_row < MAX_IN_A_ROW && ready.is_none() && !awaiting_reply {
+                true => command_source.next().now_or_never(),
+                false => None,
+            };
+            in_a_row = if pipelined.is_some() { in_a_row + 1 } else { 0 };
             let incoming = if let Some(msg) = ready.take() {
                 Some(Ok(Event::InternalMsg(msg)))
+            } else if let Some(cmd) = pipelined {
+                Some(received(cmd, &logger))
             } else {
                 if let Err(err) = reply_sink.flush().await {
                     slog::warn!(logger, "Could not send replies: {:?}. Closing control connection", err);
@@ -304,7 +316,7 @@ where
                         };
 
                         // Wrap in codec again and get sink + source
-                        let cmd_and_reply_stream = Framed::with_capacity(io, FtpCodec::new(), CODEC_BUFFER);
+                        let cmd_and_reply_stream = framed(io);
                         let (sink, src) = cmd_and_reply_stream.split();
                         reply_sink = sink;
                         command_source = src;
@@ -353,6 +365,20 @@ where
 
 /// The initial size of the control connection's read and write buffers (they grow as needed).
 const CODEC_BUFFER: usize = 256;
+
+/// Most pipelined commands handled in a row before the control loop flushes and waits.
+const MAX_IN_A_ROW: u32 = 32;
+
+/// Replies fed and not yet flushed are written once they reach this many bytes (the replies of
+/// pipelined commands leave together up to it).
+const WRITE_BOUNDARY: usize = 2048;
+
+/// The control connection's codec over `io`.
+fn framed(io: Box<dyn AsyncReadAsyncWriteSendUnpin>) -> Framed<Box<dyn AsyncReadAsyncWriteSendUnpin>, FtpCodec> {
+    let mut framed = Framed::with_capacity(io, FtpCodec::new(), CODEC_BUFFER);
+    framed.set_backpressure_boundary(WRITE_BOUNDARY);
+    framed
+}
 
 /// True for the commands whose handlers may answer from a task of their own (a message on the
 /// control channel) rather than with their reply; transfer commands are not among them (the
