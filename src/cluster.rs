@@ -12,6 +12,7 @@ pub mod control;
 #[cfg(feature = "etcd")]
 pub mod etcd;
 pub mod join;
+pub mod pipeline;
 pub mod registry;
 pub mod router;
 pub mod secret;

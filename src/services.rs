@@ -89,6 +89,14 @@ pub trait Service: Send + Sync + 'static {
     fn idempotent(&self) -> bool {
         false
     }
+    /// True when a call is quick and waits on nothing outside itself (a computation): the main
+    /// server may then send the request to a worker over a connection other requests share,
+    /// queued behind theirs (pipelined), since a worker answers each connection's commands in
+    /// turn. False by default: each request then has a worker connection to itself while it
+    /// runs, so calls that wait (on a lock, a peer, the network) run side by side.
+    fn quick(&self) -> bool {
+        false
+    }
 }
 
 /// Splits argument text into words for services that take free-form words: bounded in total

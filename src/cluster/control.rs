@@ -2,15 +2,16 @@
 //! main server) and the bench: connect, read the greeting, log in, send a line, read one reply.
 //!
 //! It is ours rather than suppaftp's because the hop is on the hot path of every routed request
-//! (one buffered socket, no locks, no per-command allocation beyond the reply), because it must
-//! bound what a misbehaving peer can make it buffer, and because a pooled connection can be
-//! checked for health before reuse without sending anything. Replies are parsed by
-//! [`crate::protocol`], like everywhere else.
+//! (one buffered socket, no locks, no per-command allocation beyond the reply), and because it
+//! must bound what a misbehaving peer can make it buffer. Once logged in, the main server's
+//! connections to workers become [`crate::cluster::pipeline::Pipeline`]s, which read replies
+//! with the same [`read_reply`]. Replies are parsed by [`crate::protocol`], like everywhere
+//! else.
 
 use std::io;
 use std::net::SocketAddr;
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 use crate::cluster::secret::ClusterSecret;
@@ -129,54 +130,18 @@ impl Control {
         Ok(())
     }
 
-    /// Reads one reply, single- or multi-line (RFC 959 §4.2: `ddd-` opens it, `ddd ` with the
-    /// same code ends it), within [`MAX_LINE_BYTES`] per line and [`MAX_REPLY_LINES`] lines.
+    /// Reads one reply (see [`read_reply`]).
     pub async fn reply(&mut self) -> Result<Reply, ControlError> {
-        let first = self.line().await?;
-        let code = match first.as_bytes().get(..3) {
-            Some(digits) if digits.iter().all(u8::is_ascii_digit) => first[..3].to_string(),
-            _ => return Err(ControlError::Malformed(first.chars().take(80).collect())),
-        };
-        let mut lines = vec![strip_code(&first).to_string()];
-        if first.as_bytes().get(3) != Some(&b'-') {
-            return Ok(Reply { code: code.parse().unwrap_or(0), lines });
-        }
-        loop {
-            if lines.len() >= MAX_REPLY_LINES {
-                return Err(ControlError::Malformed(format!("a reply over {MAX_REPLY_LINES} lines")));
-            }
-            let line = self.line().await?;
-            let last = line.starts_with(&code) && final_code(&line).is_some();
-            lines.push(strip_code(&line).to_string());
-            if last {
-                return Ok(Reply { code: code.parse().unwrap_or(0), lines });
-            }
-        }
+        read_reply(&mut self.stream).await
     }
 
-    /// One line of the peer's, without its line end.
-    async fn line(&mut self) -> Result<String, ControlError> {
-        let mut line = Vec::new();
-        let read = (&mut self.stream).take(MAX_LINE_BYTES).read_until(b'\n', &mut line).await?;
-        if read == 0 {
-            return Err(ControlError::Closed);
-        }
-        if line.last() != Some(&b'\n') {
-            return Err(ControlError::Malformed(format!("a reply line over {MAX_LINE_BYTES} bytes")));
-        }
-        Ok(String::from_utf8_lossy(&line).trim_end_matches(['\r', '\n']).to_string())
-    }
-
-    /// True when the connection can carry another request: nothing unread is waiting and the
-    /// peer has not closed it (checked without blocking and without sending anything).
-    pub fn is_reusable(&self) -> bool {
+    /// The connection's stream, for a [`crate::cluster::pipeline::Pipeline`]; refused when the
+    /// peer sent something not yet read (it would be taken for a reply).
+    pub fn into_stream(self) -> Result<Stream, ControlError> {
         if !self.stream.buffer().is_empty() {
-            return false;
+            return Err(ControlError::Malformed("data nobody asked for".into()));
         }
-        let mut probe = [0u8; 1];
-        // Under TLS this reads below the TLS layer: harmless, since a connection with anything
-        // to read is dropped anyway.
-        matches!(self.stream.get_ref().socket().try_read(&mut probe), Err(error) if error.kind() == io::ErrorKind::WouldBlock)
+        Ok(self.stream.into_inner())
     }
 
     /// Sends `QUIT` and reads the goodbye, ignoring failures.
@@ -210,6 +175,44 @@ impl Control {
     }
 }
 
+/// Reads one reply, single- or multi-line (RFC 959 §4.2: `ddd-` opens it, `ddd ` with the same
+/// code ends it), within [`MAX_LINE_BYTES`] per line and [`MAX_REPLY_LINES`] lines.
+pub async fn read_reply<R: AsyncBufRead + Unpin>(reader: &mut R) -> Result<Reply, ControlError> {
+    let first = read_line(reader).await?;
+    let code = match first.as_bytes().get(..3) {
+        Some(digits) if digits.iter().all(u8::is_ascii_digit) => first[..3].to_string(),
+        _ => return Err(ControlError::Malformed(first.chars().take(80).collect())),
+    };
+    let mut lines = vec![strip_code(&first).to_string()];
+    if first.as_bytes().get(3) != Some(&b'-') {
+        return Ok(Reply { code: code.parse().unwrap_or(0), lines });
+    }
+    loop {
+        if lines.len() >= MAX_REPLY_LINES {
+            return Err(ControlError::Malformed(format!("a reply over {MAX_REPLY_LINES} lines")));
+        }
+        let line = read_line(reader).await?;
+        let last = line.starts_with(&code) && final_code(&line).is_some();
+        lines.push(strip_code(&line).to_string());
+        if last {
+            return Ok(Reply { code: code.parse().unwrap_or(0), lines });
+        }
+    }
+}
+
+/// One line of the peer's, without its line end.
+async fn read_line<R: AsyncBufRead + Unpin>(reader: &mut R) -> Result<String, ControlError> {
+    let mut line = Vec::new();
+    let read = reader.take(MAX_LINE_BYTES).read_until(b'\n', &mut line).await?;
+    if read == 0 {
+        return Err(ControlError::Closed);
+    }
+    if line.last() != Some(&b'\n') {
+        return Err(ControlError::Malformed(format!("a reply line over {MAX_LINE_BYTES} bytes")));
+    }
+    Ok(String::from_utf8_lossy(&line).trim_end_matches(['\r', '\n']).to_string())
+}
+
 fn empty_reply() -> Reply {
     Reply { code: 0, lines: Vec::new() }
 }
@@ -241,7 +244,6 @@ mod tests {
         assert_eq!(control.greeting().lines, ["welcome", "nonce 1", "ready"]);
         let reply = control.reply().await.expect("reply");
         assert_eq!((reply.code, reply.text()), (200, "a 200 is not the end nor this end".to_string()));
-        assert!(control.is_reusable(), "nothing unread, not closed");
 
         let mut long = b"220 hi\r\n200 ".to_vec();
         long.extend(std::iter::repeat_n(b'9', MAX_LINE_BYTES as usize));
@@ -255,19 +257,12 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_connection_with_unread_data_or_closed_is_not_reused() {
+    async fn commands_cannot_smuggle_a_second_line_and_unread_data_is_never_taken_over() {
         let mut control = Control::connect(peer(b"220 hi\r\n200 stray\r\n".to_vec()).await).await.expect("greeting");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        assert!(!control.is_reusable(), "a stray reply is waiting");
         assert!(control.send("NOOP\r\nDELE x").await.is_err(), "no command smuggling");
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let address = listener.local_addr().expect("address");
-        tokio::spawn(async move {
-            let (mut stream, _) = listener.accept().await.expect("accept");
-            let _ = stream.write_all(b"220 hi\r\n").await;
-        });
-        let control = Control::connect(address).await.expect("greeting");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        assert!(!control.is_reusable(), "the peer closed it");
+        assert!(control.send("NOOP\nDELE x").await.is_err(), "no command smuggling");
+        assert!(matches!(control.into_stream(), Err(ControlError::Malformed(_))), "a stray reply is waiting");
+        let control = Control::connect(peer(b"220 hi\r\n".to_vec()).await).await.expect("greeting");
+        assert!(control.into_stream().is_ok());
     }
 }

@@ -12,7 +12,10 @@
 //!   other request runs to its end in the background so that its worker's fate is known.
 //! - A worker that fails (refused connection, broken connection, timeout) is marked failed in
 //!   the registry and not picked until a health probe (a login and `NOOP`, every
-//!   [`PROBE_INTERVAL`]) answers or it renews its registration.
+//!   [`PROBE_INTERVAL`]) answers or it renews its registration; its connections are closed.
+//! - A quick service's requests ([`Handling::quick`]) may share worker connections, queued
+//!   behind one another (see [`crate::cluster::worker_client`]); others never wait behind
+//!   another request on a connection.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,6 +29,17 @@ use crate::cluster::registry::{Registry, ServerEntry};
 use crate::cluster::worker_client::{WorkerClient, WorkerError};
 use crate::telemetry::metrics::SiteResult;
 use crate::telemetry::Telemetry;
+
+/// What the router may do with a service's requests ([`crate::services::Service::idempotent`]
+/// and [`crate::services::Service::quick`]); both false for a service the main server does not
+/// know.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Handling {
+    /// Retrying or hedging it on a second worker does no harm.
+    pub idempotent: bool,
+    /// It may queue behind other requests on a shared worker connection.
+    pub quick: bool,
+}
 
 /// The shortest wait before an idempotent request is hedged on a second worker.
 pub const MIN_HEDGE_DELAY: Duration = Duration::from_millis(10);
@@ -113,9 +127,9 @@ impl Router {
 
     /// Sends `SITE <service> <words>` to a worker offering `service`, following the policy
     /// of this module, and counts the outcome in the metrics and the log.
-    pub async fn route(&self, service: &str, words: &[String], idempotent: bool) -> Result<Routed, RouteError> {
+    pub async fn route(&self, service: &str, words: &[String], handling: Handling) -> Result<Routed, RouteError> {
         let started = Instant::now();
-        let outcome = self.route_once(service, words, idempotent).await;
+        let outcome = self.route_once(service, words, handling).await;
         let took = started.elapsed();
         let (worker, result) = match &outcome {
             Ok(routed) => (
@@ -140,11 +154,12 @@ impl Router {
         outcome
     }
 
-    async fn route_once(&self, service: &str, words: &[String], idempotent: bool) -> Result<Routed, RouteError> {
+    async fn route_once(&self, service: &str, words: &[String], handling: Handling) -> Result<Routed, RouteError> {
+        let Handling { idempotent, quick } = handling;
         let deadline = Instant::now() + self.inner.timeout;
         let registry = &self.inner.registry;
         let first = registry.pick(service, None).ok_or_else(|| RouteError::NoWorker(service.to_string()))?;
-        let mut attempt = self.attempt(&first, service, words, deadline);
+        let mut attempt = self.attempt(&first, service, words, quick, deadline);
         let outcome = if idempotent {
             tokio::select! {
                 outcome = &mut attempt => Some(outcome),
@@ -156,7 +171,7 @@ impl Router {
         let error = match outcome {
             Some(Ok(reply)) => return Ok(Routed { worker: first, reply }),
             Some(Err(error)) => error,
-            None => return self.hedge(first, attempt, service, words, deadline).await,
+            None => return self.hedge(first, attempt, service, words, quick, deadline).await,
         };
         if !idempotent && error.request_sent() {
             return Err(RouteError::Worker { worker: first, source: error });
@@ -164,7 +179,7 @@ impl Router {
         match registry.pick(service, Some(&first.name)) {
             Some(second) => {
                 tracing::warn!(%error, retry_on = %second.name, "retrying on another worker");
-                let outcome = self.attempt(&second, service, words, deadline).await;
+                let outcome = self.attempt(&second, service, words, quick, deadline).await;
                 outcome
                     .map(|reply| Routed { worker: second.clone(), reply })
                     .map_err(|source| RouteError::Worker { worker: second, source })
@@ -180,6 +195,7 @@ impl Router {
         mut attempt: Attempt,
         service: &str,
         words: &[String],
+        quick: bool,
         deadline: Instant,
     ) -> Result<Routed, RouteError> {
         let Some(second) = self.inner.registry.pick(service, Some(&first.name)) else {
@@ -189,7 +205,7 @@ impl Router {
                 .map_err(|source| RouteError::Worker { worker: first, source });
         };
         tracing::debug!(slow = %first.name, hedge_on = %second.name, "hedging a slow request");
-        let mut backup = self.attempt(&second, service, words, deadline);
+        let mut backup = self.attempt(&second, service, words, quick, deadline);
         tokio::select! {
             outcome = &mut attempt => match outcome {
                 Ok(reply) => {
@@ -212,12 +228,19 @@ impl Router {
 
     /// One call to `worker`, as a boxed future that owns what it needs (so that a losing hedge
     /// can be handed to the runtime), recording latency on success and failures in the registry.
-    fn attempt(&self, worker: &ServerEntry, service: &str, words: &[String], deadline: Instant) -> Attempt {
+    fn attempt(
+        &self,
+        worker: &ServerEntry,
+        service: &str,
+        words: &[String],
+        quick: bool,
+        deadline: Instant,
+    ) -> Attempt {
         let router = self.clone();
         let (worker, service, words) = (worker.clone(), service.to_string(), words.to_vec());
         Box::pin(async move {
             let started = Instant::now();
-            let outcome = router.inner.workers.call(worker.address, &service, &words, deadline).await;
+            let outcome = router.inner.workers.call(worker.address, &service, &words, quick, deadline).await;
             match &outcome {
                 Ok(_) => router.record(&service, started.elapsed()),
                 Err(error) if error.worker_is_unwell() => router.failed(&worker, error),
@@ -253,7 +276,7 @@ impl Router {
     /// leaves the registry.
     fn failed(&self, worker: &ServerEntry, error: &WorkerError) {
         self.inner.metrics.metrics.worker_failed(&worker.name);
-        self.inner.workers.forget_idle(worker.address);
+        self.inner.workers.close_connections(worker.address);
         if !self.inner.registry.mark_failed(&worker.name) {
             return;
         }

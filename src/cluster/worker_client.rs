@@ -1,28 +1,36 @@
 //! The only code that opens FTP connections from the main server to workers.
 //!
-//! A [`WorkerClient`] keeps, per worker address, a bounded pool of logged-in control
-//! connections: at most [`WorkerClient::max_per_worker`] in use or idle at once. A request
-//! waits for a free place until its deadline, takes an idle connection that passes a health
-//! check (nothing unread, not closed by the worker) or opens a new one, sends one SITE line,
-//! reads one reply and gives the connection back. It tries exactly once: retrying is the
-//! router's decision alone ([`crate::cluster::router`]), and [`WorkerError::request_sent`]
-//! tells it whether the worker may have seen the request.
+//! A [`WorkerClient`] keeps, per worker address, at most [`WorkerClient::max_per_worker`]
+//! requests in flight over at most [`WorkerClient::max_connections`] logged-in control
+//! connections, each a [`Pipeline`] that many requests share. A request waits for a place
+//! until its deadline, takes a connection with nothing in flight, or opens one while there is
+//! room, or else queues on the one with the fewest requests in flight; it sends one SITE line
+//! and waits for its reply. It tries exactly once: retrying is the router's decision alone
+//! ([`crate::cluster::router`]), and [`WorkerError::request_sent`] tells it whether the worker
+//! may have seen the request.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 use tokio::time::Instant;
 
 use crate::cluster::control::{Control, ControlError, Reply};
+use crate::cluster::pipeline::Pipeline;
 use crate::cluster::secret::ClusterSecret;
 use crate::protocol::service_line;
 
-/// Most connections (in use and idle) the main server keeps to one worker.
+/// Most requests the main server has in flight to one worker.
 pub const DEFAULT_MAX_PER_WORKER: usize = 64;
+
+/// Most connections the main server keeps to one worker: requests beyond this many at once
+/// share them (pipelined). A worker serves each connection's commands in order, so this is also
+/// how many of its requests it computes at once; with four, a slow request holds up only the
+/// ones queued behind it on its own connection.
+pub const CONNECTIONS_PER_WORKER: usize = 4;
 
 /// Why a call to a worker failed.
 #[derive(Debug, thiserror::Error)]
@@ -83,9 +91,53 @@ impl WorkerError {
 /// The connections to one worker.
 #[derive(Debug)]
 struct Pool {
-    /// One permit per connection that may exist (in use or idle).
+    /// One permit per request in flight.
     places: Arc<Semaphore>,
-    idle: Mutex<Vec<Control>>,
+    lines: Mutex<Lines>,
+    /// Woken when a connection being opened is open, or failed to open.
+    opened: Notify,
+}
+
+#[derive(Debug, Default)]
+struct Lines {
+    open: Vec<Arc<Pipeline>>,
+    /// Connections being opened.
+    opening: usize,
+}
+
+impl Pool {
+    fn lines(&self) -> MutexGuard<'_, Lines> {
+        self.lines.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// What a request does for a connection.
+enum Choice {
+    Use(Arc<Pipeline>),
+    Open,
+    Wait,
+}
+
+/// Counts a connection being opened until it is open or failed (or the request gave up).
+struct Opening<'a>(&'a Pool);
+
+impl Drop for Opening<'_> {
+    fn drop(&mut self) {
+        self.0.lines().opening -= 1;
+        self.0.opened.notify_waiters();
+    }
+}
+
+/// Closes a connection whose request was given up before its reply came (the caller's
+/// deadline passed: the worker hangs or is slow, and the reply would answer nobody).
+struct CloseUnlessAnswered(Option<Arc<Pipeline>>);
+
+impl Drop for CloseUnlessAnswered {
+    fn drop(&mut self) {
+        if let Some(pipeline) = self.0.take() {
+            pipeline.close();
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -102,40 +154,54 @@ pub struct WorkerClient {
 }
 
 impl WorkerClient {
-    /// A client that logs in to workers with a proof of the cluster `secret`, keeping at most
-    /// `max_per_worker` connections to each.
+    /// A client that logs in to workers with a proof of the cluster `secret`, with at most
+    /// `max_per_worker` requests in flight to each.
     pub fn new(secret: ClusterSecret, max_per_worker: usize) -> Self {
         let inner = Inner { secret, max_per_worker: max_per_worker.max(1), pools: Mutex::default() };
         WorkerClient { inner: Arc::new(inner) }
     }
 
-    /// Most connections kept to one worker.
+    /// Most requests in flight to one worker.
     pub fn max_per_worker(&self) -> usize {
         self.inner.max_per_worker
     }
 
+    /// Most connections kept to one worker.
+    pub fn max_connections(&self) -> usize {
+        self.inner.max_per_worker.min(CONNECTIONS_PER_WORKER)
+    }
+
+    fn pools(&self) -> MutexGuard<'_, HashMap<SocketAddr, Arc<Pool>>> {
+        self.inner.pools.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     fn pool(&self, address: SocketAddr) -> Arc<Pool> {
-        let mut pools = self.inner.pools.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        pools
+        self.pools()
             .entry(address)
             .or_insert_with(|| {
-                Arc::new(Pool { places: Arc::new(Semaphore::new(self.inner.max_per_worker)), idle: Mutex::default() })
+                Arc::new(Pool {
+                    places: Arc::new(Semaphore::new(self.inner.max_per_worker)),
+                    lines: Mutex::default(),
+                    opened: Notify::new(),
+                })
             })
             .clone()
     }
 
     /// Sends `SITE <verb> <words>` to the worker at `address` and returns its reply, giving up
-    /// at `deadline`. Tries once.
+    /// at `deadline`. Tries once. A `quick` request may queue behind others on a shared
+    /// connection; any other has a connection to itself while it runs.
     pub async fn call(
         &self,
         address: SocketAddr,
         verb: &str,
         words: &[String],
+        quick: bool,
         deadline: Instant,
     ) -> Result<Reply, WorkerError> {
         let started = Instant::now();
         let sent = AtomicBool::new(false);
-        let attempt = self.attempt(address, verb, words, &sent);
+        let attempt = self.attempt(address, verb, words, quick, &sent);
         match tokio::time::timeout_at(deadline, attempt).await {
             Ok(result) => result,
             Err(_) if !sent.load(Ordering::Relaxed) && self.is_full(address) => {
@@ -152,27 +218,70 @@ impl WorkerClient {
         address: SocketAddr,
         verb: &str,
         words: &[String],
+        quick: bool,
         sent: &AtomicBool,
     ) -> Result<Reply, WorkerError> {
         let pool = self.pool(address);
-        let place = pool
+        let _place = pool
             .places
             .clone()
             .acquire_owned()
             .await
             .map_err(|_| WorkerError::Busy { address, waited: Duration::ZERO })?;
-        let mut connection = match take_healthy(&pool) {
-            Some(connection) => connection,
-            None => self.connect(address).await?,
-        };
-        sent.store(true, Ordering::Relaxed);
-        let reply = connection
-            .command(&format!("SITE {}", service_line(verb, words)))
-            .await
-            .map_err(|source| WorkerError::Exchange { address, source })?;
-        pool.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(connection);
-        drop(place);
-        Ok(reply)
+        let pipeline = self.pipeline(&pool, address, quick).await?;
+        let mut guard = CloseUnlessAnswered(Some(pipeline.clone()));
+        let reply = pipeline.request(&format!("SITE {}", service_line(verb, words)), quick, sent).await;
+        guard.0 = None;
+        match reply {
+            Ok(reply) => Ok(reply),
+            Err(source) if sent.load(Ordering::Relaxed) => Err(WorkerError::Exchange { address, source }),
+            Err(source) => Err(WorkerError::Connect { address, source }),
+        }
+    }
+
+    /// The connection for the next request: an open one with nothing in flight, else a new
+    /// one while there is room. At the room's end a `quick` request queues on the open
+    /// connection with the fewest requests in flight among those carrying only quick ones (or
+    /// waits for one being opened); others open one more, up to one per request in flight. Quick requests have room for [`WorkerClient::max_connections`]
+    /// connections, others for [`WorkerClient::max_per_worker`] (as many as may be in flight).
+    async fn pipeline(&self, pool: &Pool, address: SocketAddr, quick: bool) -> Result<Arc<Pipeline>, WorkerError> {
+        let room_for = if quick { self.max_connections() } else { self.inner.max_per_worker };
+        loop {
+            let opened = pool.opened.notified();
+            let choice = {
+                let mut lines = pool.lines();
+                lines.open.retain(|pipeline| pipeline.is_open());
+                let in_use = lines.open.len() + lines.opening;
+                let idle = lines.open.iter().find(|pipeline| pipeline.in_flight() == 0).cloned();
+                let shared = if quick && idle.is_none() { least_loaded_quick(&lines.open) } else { None };
+                let choice = match (idle, shared) {
+                    (Some(pipeline), _) => Choice::Use(pipeline),
+                    (None, _) if in_use < room_for => Choice::Open,
+                    (None, Some(pipeline)) => Choice::Use(pipeline),
+                    // The quick connections are still being opened: wait for them.
+                    (None, None) if quick && lines.opening > 0 => Choice::Wait,
+                    (None, None) if in_use < self.inner.max_per_worker => Choice::Open,
+                    (None, None) => Choice::Wait,
+                };
+                if let Choice::Open = choice {
+                    lines.opening += 1;
+                }
+                choice
+            };
+            match choice {
+                Choice::Use(pipeline) => return Ok(pipeline),
+                Choice::Wait => opened.await,
+                Choice::Open => {
+                    let _opening = Opening(pool);
+                    let connection = self.connect(address).await?;
+                    let pipeline = Arc::new(
+                        Pipeline::start(connection).map_err(|source| WorkerError::Connect { address, source })?,
+                    );
+                    pool.lines().open.push(pipeline.clone());
+                    return Ok(pipeline);
+                }
+            }
+        }
     }
 
     fn is_full(&self, address: SocketAddr) -> bool {
@@ -200,36 +309,44 @@ impl WorkerClient {
         matches!(tokio::time::timeout_at(deadline, check).await, Ok(Some(())))
     }
 
-    /// Closes the idle connections to every worker whose address `keep` refuses (workers that
-    /// left the registry), and forgets their pools.
+    /// Closes the connections to every worker whose address `keep` refuses (workers that left
+    /// the registry), and forgets their pools.
     pub fn retain(&self, keep: impl Fn(&SocketAddr) -> bool) {
-        let mut pools = self.inner.pools.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        pools.retain(|address, _| keep(address));
+        let gone: Vec<Arc<Pool>> = {
+            let mut pools = self.pools();
+            let gone = pools.iter().filter(|(address, _)| !keep(address)).map(|(_, pool)| pool.clone()).collect();
+            pools.retain(|address, _| keep(address));
+            gone
+        };
+        for pool in gone {
+            close_all(&pool);
+        }
     }
 
-    /// Closes the idle connections to `address` (after the worker failed).
-    pub fn forget_idle(&self, address: SocketAddr) {
-        let pool = self.pool(address);
-        pool.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clear();
+    /// Closes the connections to `address` (after the worker failed); requests still waiting
+    /// on them fail.
+    pub fn close_connections(&self, address: SocketAddr) {
+        let pool = self.pools().get(&address).cloned();
+        if let Some(pool) = pool {
+            close_all(&pool);
+        }
     }
 
-    /// How many idle connections are pooled for `address`.
-    pub fn idle_count(&self, address: SocketAddr) -> usize {
-        let pools = self.inner.pools.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        pools
-            .get(&address)
-            .map(|pool| pool.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).len())
-            .unwrap_or(0)
+    /// How many connections to `address` are open.
+    pub fn open_connections(&self, address: SocketAddr) -> usize {
+        let pool = self.pools().get(&address).cloned();
+        pool.map(|pool| pool.lines().open.iter().filter(|pipeline| pipeline.is_open()).count()).unwrap_or(0)
     }
 }
 
-/// An idle connection that passes the health check; unhealthy ones are dropped (closed).
-fn take_healthy(pool: &Pool) -> Option<Control> {
-    let mut idle = pool.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    while let Some(connection) = idle.pop() {
-        if connection.is_reusable() {
-            return Some(connection);
-        }
+/// The open connection with the fewest requests in flight among those carrying only quick ones.
+fn least_loaded_quick(open: &[Arc<Pipeline>]) -> Option<Arc<Pipeline>> {
+    open.iter().filter(|pipeline| pipeline.only_quick()).min_by_key(|pipeline| pipeline.in_flight()).cloned()
+}
+
+fn close_all(pool: &Pool) {
+    let open = std::mem::take(&mut pool.lines().open);
+    for pipeline in open {
+        pipeline.close();
     }
-    None
 }

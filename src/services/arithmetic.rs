@@ -130,6 +130,11 @@ impl Service for Arithmetic {
     fn idempotent(&self) -> bool {
         true
     }
+
+    /// Arithmetic is a computation of bounded size (operands are bounded): it can queue.
+    fn quick(&self) -> bool {
+        true
+    }
 }
 
 /// `number` in decimal (through a machine word when it fits one: num-bigint's general

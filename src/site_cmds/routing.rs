@@ -8,7 +8,7 @@
 use async_trait::async_trait;
 use libunftp::options::{Reply, ReplyCode};
 
-use crate::cluster::router::{RouteError, Routed};
+use crate::cluster::router::{Handling, RouteError, Routed};
 use crate::services::{plain_words, Service, ServiceError};
 use crate::site_cmds::{one_line, ClusterView, SiteContext, SiteError};
 
@@ -17,13 +17,13 @@ pub async fn route(server: &SiteContext, service: &str, arguments: &str) -> Resu
     let ClusterView::Main { router, .. } = &server.cluster else {
         return Err(SiteError::NoWorker(service.to_string()));
     };
-    let (words, idempotent) = match server.catalog.get(service) {
-        Some(known) => (known.parse(arguments)?, known.idempotent()),
+    let (words, handling) = match server.catalog.get(service) {
+        Some(known) => (known.parse(arguments)?, Handling { idempotent: known.idempotent(), quick: known.quick() }),
         // A service only a registered worker knows: its words are checked generically, and
-        // nothing says it is safe to run twice.
-        None => (plain_words(&RoutedOnly(service.to_string()), arguments)?, false),
+        // nothing says it is safe to run twice or quick.
+        None => (plain_words(&RoutedOnly(service.to_string()), arguments)?, Handling::default()),
     };
-    match router.route(service, &words, idempotent).await {
+    match router.route(service, &words, handling).await {
         Ok(routed) => relay(service, routed),
         Err(RouteError::NoWorker(service)) => Err(SiteError::NoWorker(service)),
         Err(RouteError::Worker { worker, source }) => {

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use ftpcalc::cluster::worker_client::CONNECTIONS_PER_WORKER;
 use ftpcalc::{Service, ServiceError, WorkerSpec};
 use num_bigint::BigInt;
 use rand::rngs::StdRng;
@@ -72,6 +73,13 @@ async fn sixty_four_clients_get_exact_answers_for_random_large_operands() {
     };
     let answered = tokio::time::timeout(std::time::Duration::from_secs(300), run).await.expect("all clients finish");
     assert_eq!(answered, CLIENTS * REQUESTS_PER_CLIENT);
+    // The arithmetic is quick: 64 clients' requests shared a few pipelined connections per
+    // worker rather than one each.
+    let workers = cluster.cluster.router().workers();
+    for worker in ["SV1", "SV2", "SV3", "SV4"] {
+        let open = workers.open_connections(cluster.address(worker));
+        assert!((1..=CONNECTIONS_PER_WORKER).contains(&open), "{worker}: {open} connections");
+    }
 }
 
 /// `SITE GATHER`: answers `met` only once `GATHERED` requests are inside it at the same time
@@ -124,4 +132,6 @@ async fn concurrent_requests_do_not_queue_behind_one_worker_connection() {
         let (code, text) = result.expect("client task");
         assert_eq!((code, text.as_str()), (200, "met (computed by SV5)"));
     }
+    // GATHER is not quick: each request had a connection to itself.
+    assert_eq!(cluster.cluster.router().workers().open_connections(cluster.address("SV5")), GATHERED);
 }
