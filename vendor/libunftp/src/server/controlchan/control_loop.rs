@@ -33,7 +33,16 @@ use crate::{
 };
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use rustls::ServerConnection;
-use std::{collections::HashMap, net::SocketAddr, ops::RangeInclusive, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    ops::RangeInclusive,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 use tokio::{
     io::{AsyncRead, AsyncWrite},
     net::TcpStream,
@@ -192,7 +201,9 @@ where
     if let Err(err) = nix::sys::socket::setsockopt(&tcp_stream, nix::sys::socket::sockopt::OobInline, &true) {
         slog::warn!(logger, "Could not read urgent data inline: {}", err);
     }
-    let cmd_and_reply_stream = framed(Box::new(ReadsPastUrgentMark(tcp_stream)));
+    // Set by the socket's reader when a read brought more than one line (see `pipelined` below).
+    let read_more = Arc::new(AtomicBool::new(false));
+    let cmd_and_reply_stream = framed(Box::new(ReadsPastUrgentMark(tcp_stream, read_more.clone())));
     let (mut reply_sink, mut command_source) = cmd_and_reply_stream.split();
 
     reply_sink.send(Reply::new(ReplyCode::ServiceReady, config.greeting)).await?;
@@ -210,6 +221,8 @@ where
         let mut timeout_delay = Box::pin(tokio::time::sleep(idle_session_timeout));
         // Commands handled in a row from what was already read (pipelined), without a flush.
         let mut in_a_row = 0;
+        // Under TLS the socket's reader sees only ciphertext: a command may always be waiting.
+        let mut tls = false;
         // The last command will be answered by a task of its own (a message on the control
         // channel): the next command is not read until a message comes, so that replies keep
         // the order of the commands and a command sees what the one before did.
@@ -219,7 +232,8 @@ where
             // are flushed, so the replies of pipelined commands leave in one write; after
             // `MAX_IN_A_ROW` of them the loop flushes and waits as usual (messages, shutdown and
             // the idle timer get their turn).
-            let pipelined = match in_a_row < MAX_IN_A_ROW && ready.is_none() && !awaiting_reply {
+            let maybe_more = tls || read_more.load(Ordering::Relaxed);
+            let pipelined = match maybe_more && in_a_row < MAX_IN_A_ROW && ready.is_none() && !awaiting_reply {
                 true => command_source.next().now_or_never(),
                 false => None,
             };
@@ -317,6 +331,7 @@ where
 
                         // Wrap in codec again and get sink + source
                         let cmd_and_reply_stream = framed(io);
+                        tls = true;
                         let (sink, src) = cmd_and_reply_stream.split();
                         reply_sink = sink;
                         command_source = src;
@@ -421,7 +436,9 @@ fn received(cmd: Option<Result<Result<Command, ControlChanError>, ControlChanErr
 /// try again), so the byte at the mark (the LF of ftplib's urgent `ABOR\r\n`) would wait for the
 /// client's next command, which waits for ABOR's reply. After each short read that does not end
 /// a line, what is already there is read too, with one non-blocking `recv` on the socket.
-struct ReadsPastUrgentMark(TcpStream);
+/// The flag says whether the last read brought more than one line (a line end before its last
+/// byte): only then may a command be waiting in the codec's buffer after the first.
+struct ReadsPastUrgentMark(TcpStream, Arc<AtomicBool>);
 
 impl tokio::io::AsyncRead for ReadsPastUrgentMark {
     fn poll_read(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>, buf: &mut tokio::io::ReadBuf<'_>) -> std::task::Poll<std::io::Result<()>> {
@@ -444,6 +461,9 @@ impl tokio::io::AsyncRead for ReadsPastUrgentMark {
         {
             buf.advance(more);
         }
+        let read = &buf.filled()[before..];
+        let more_than_a_line = matches!(polled, std::task::Poll::Ready(Ok(()))) && read.split_last().is_some_and(|(_, head)| head.contains(&b'\n'));
+        this.1.store(more_than_a_line, Ordering::Relaxed);
         polled
     }
 }
