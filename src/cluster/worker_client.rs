@@ -242,10 +242,10 @@ impl WorkerClient {
     }
 
     /// The connection for the next request: an open one with nothing in flight, else a new
-    /// one while there is room. At the room's end a `quick` request queues on the open
-    /// connection with the fewest requests in flight among those carrying only quick ones (or
-    /// waits for one being opened); others open one more, up to one per request in flight. Quick requests have room for [`WorkerClient::max_connections`]
-    /// connections, others for [`WorkerClient::max_per_worker`] (as many as may be in flight).
+    /// one while there is room: [`WorkerClient::max_connections`] for a `quick` request,
+    /// [`WorkerClient::max_per_worker`] (one per request in flight) for others. Beyond that a
+    /// quick request queues on the open connection with the fewest requests in flight among
+    /// those carrying only quick ones, or waits for one being opened.
     async fn pipeline(&self, pool: &Pool, address: SocketAddr, quick: bool) -> Result<Arc<Pipeline>, WorkerError> {
         let room_for = if quick { self.max_connections() } else { self.inner.max_per_worker };
         loop {
