@@ -144,13 +144,15 @@ impl Router {
             Err(RouteError::Worker { worker, .. }) => (Some(worker.name.as_str()), SiteResult::Transient),
         };
         self.inner.metrics.metrics.site_request(service, worker, result, took);
-        tracing::info!(
-            service,
-            worker = worker.unwrap_or("none"),
-            result = result.label(),
-            micros = took.as_micros() as u64,
-            "routed"
-        );
+        let (worker, label, micros) = (worker.unwrap_or("none"), result.label(), took.as_micros() as u64);
+        // A request a worker answered is counted in the metrics and logged only at debug level:
+        // a line per request was a line per computation (tens of thousands a second under load).
+        match result {
+            SiteResult::Transient => tracing::info!(service, worker, result = label, micros, "routed"),
+            SiteResult::Ok | SiteResult::ClientError => {
+                tracing::debug!(service, worker, result = label, micros, "routed")
+            }
+        }
         outcome
     }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
 
-use crate::support::{connect_as, download, eventually, Process, RawFtp};
+use crate::support::{connect_as, download, eventually, site, Process, RawFtp};
 
 fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
@@ -79,6 +79,29 @@ async fn text_logs_off_a_terminal_have_no_colour_codes() {
     assert!(!text.contains('\u{1b}'), "escape codes in {text:?}");
     assert!(text.contains("session{id=") && text.contains("user=\"plain\""), "{text}");
     assert!(text.contains("path=\"/evil\\u{1b}[31mred.txt\""), "the path quoted and escaped: {text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routed_requests_are_logged_at_info_only_when_no_worker_answered() {
+    let folder = tempfile::tempdir().expect("folder");
+    let root = folder.path().join("ftp");
+    let root = root.to_str().expect("utf-8");
+    let (answered_log, lonely_log) = (folder.path().join("answered.txt"), folder.path().join("lonely.txt"));
+    let server = Process::start_logging(&["server", "SV0", root, "--listen", "127.0.0.1:0"], &answered_log);
+    let mut ftp = connect_as(server.address_from_table(), "counter", "x").await;
+    for _ in 0..20 {
+        assert_eq!(site(&mut ftp, "ADD 2 3").await.0, 200);
+    }
+    let _ = ftp.quit().await;
+    assert!(log_shows(&answered_log, "session closed").await, "{}", read(&answered_log));
+    assert!(!read(&answered_log).contains("routed"), "answered requests at info: {}", read(&answered_log));
+
+    let lonely =
+        Process::start_logging(&["server", "SV0", root, "--listen", "127.0.0.1:0", "--no-workers"], &lonely_log);
+    let mut ftp = connect_as(lonely.address_from_table(), "counter", "x").await;
+    assert_eq!(site(&mut ftp, "ADD 2 3").await.0, 451);
+    let line = "routed service=\"ADD\" worker=\"none\" result=\"transient\"";
+    assert!(log_shows(&lonely_log, line).await, "{}", read(&lonely_log));
 }
 
 fn config_text(users: &[(&str, &str)], per_address: usize) -> String {
