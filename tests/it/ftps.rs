@@ -258,3 +258,40 @@ async fn a_failed_tls_handshake_on_a_data_connection_gets_425_and_the_session_go
     assert!(last.text().contains("TLS"), "{}", last.text());
     assert_eq!(control.command("NOOP").await.expect("NOOP").code, 200, "the session goes on");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_clients_routed_over_the_pipelined_tls_hop_each_get_their_own_answers() {
+    // The main server's connections to a worker that offers TLS are under TLS, and quick
+    // requests share them (pipelined): replies must still reach the request they answer.
+    use ftpcalc::cluster::control::Control;
+    use ftpcalc::cluster::worker_client::CONNECTIONS_PER_WORKER;
+    let certificate = certificate(&["localhost", "127.0.0.1"]);
+    let cluster = TestCluster::start_config(|config| with_tls(config, &certificate, false), |cluster| cluster).await;
+    let worker = cluster.address("SV1");
+    let (_, secured) = Control::connect(worker).await.expect("connect").secure_if_offered().await.expect("AUTH TLS");
+    assert!(secured, "the worker offers TLS, so the hop to it is under TLS");
+    let mut clients = tokio::task::JoinSet::new();
+    for client in 0..16u64 {
+        // Logged in one after the other: password checks are slow on purpose.
+        let mut ftp = crate::support::connect_as(cluster.main(), "alice", PASSWORD).await;
+        clients.spawn(async move {
+            for n in 0..25u64 {
+                let (code, text) = crate::support::site(&mut ftp, &format!("ADD {client} {n} 1000")).await;
+                assert_eq!(code, 200, "{text}");
+                assert_eq!(crate::support::answer_and_server(&text), ((client + n + 1000).to_string().as_str(), "SV1"));
+            }
+            25
+        });
+    }
+    let all = async {
+        let mut answered = 0;
+        while let Some(outcome) = clients.join_next().await {
+            answered += outcome.expect("client task");
+        }
+        answered
+    };
+    let answered = tokio::time::timeout(std::time::Duration::from_secs(120), all).await.expect("every client ends");
+    assert_eq!(answered, 16 * 25);
+    let open = cluster.cluster.router().workers().open_connections(worker);
+    assert!((1..=CONNECTIONS_PER_WORKER).contains(&open), "{open} connections to SV1");
+}
