@@ -78,19 +78,20 @@ impl SessionAuth {
         let rule = self.policy.lockout_rule();
         let lockout = &self.gate.lockout;
         if name == CLUSTER_USER {
-            lockout.attempt(address, name, rule).map_err(|_| Refused::LockedOut)?;
+            let attempt = lockout.begin(address, name, rule).await.map_err(|_| Refused::LockedOut)?;
             let proven =
                 self.policy.cluster_secret.as_ref().is_some_and(|secret| secret.verify_login(&self.nonce, password));
             if !proven {
                 return Err(Refused::WrongProof);
             }
-            lockout.forgive(address, name);
+            attempt.succeeded();
             return Ok(User::cluster(name));
         }
         if self.policy.accounts.is_open() {
             return if is_local(address) { Ok(User::open(name)) } else { Err(Refused::OpenMode) };
         }
-        lockout.attempt(address, name, rule).map_err(|_| Refused::LockedOut)?;
+        // A failure unless it succeeds (also when this session ends during the check).
+        let attempt = lockout.begin(address, name, rule).await.map_err(|_| Refused::LockedOut)?;
         let user = if self.policy.accounts.needs_verification(name) {
             let _permit = self.gate.verifications.clone().acquire_owned().await.map_err(|_| Refused::Wrong)?;
             let (policy, name, password) = (self.policy.clone(), name.to_string(), password.to_string());
@@ -99,7 +100,7 @@ impl SessionAuth {
             self.policy.accounts.verify(name, password)
         };
         let user = user.ok_or(Refused::Wrong)?;
-        lockout.forgive(address, name);
+        attempt.succeeded();
         Ok(user)
     }
 }

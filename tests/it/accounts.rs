@@ -212,6 +212,45 @@ async fn five_failed_logins_lock_an_address_while_another_address_logs_in() {
     assert_eq!(other.log_in_as("alice", "alice-password").await.0, 230, "127.0.0.2 is not locked");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixteen_right_logins_at_once_from_one_address_all_get_in_and_parallel_guesses_stay_bounded() {
+    // Attempts in flight counted as failures, so a client opening more connections at once
+    // than `failed_logins` (rclone's parallel transfers) was told "too many failed logins".
+    let cluster = cluster_with_accounts(|config| config.options.access.limits.lockout = Duration::from_secs(60)).await;
+    let main = cluster.main();
+    let mut logins = tokio::task::JoinSet::new();
+    for _ in 0..16 {
+        logins.spawn(async move {
+            let (mut raw, _) = RawFtp::connect(main).await;
+            raw.log_in_as("alice", "alice-password").await
+        });
+    }
+    while let Some(outcome) = logins.join_next().await {
+        let (code, text) = outcome.expect("login task");
+        assert_eq!(code, 230, "{text}");
+    }
+    // Sixteen wrong guesses at once from another address: five are checked, then it is locked.
+    let mut guesses = tokio::task::JoinSet::new();
+    for _ in 0..16 {
+        guesses.spawn(async move {
+            let (mut raw, greeting) = RawFtp::connect_from(IpAddr::from([127, 0, 0, 3]), main).await;
+            if greeting.0 != 220 {
+                return greeting;
+            }
+            raw.log_in_as("bob", "guess").await
+        });
+    }
+    let mut refused = Vec::new();
+    while let Some(outcome) = guesses.join_next().await {
+        refused.push(outcome.expect("guess task"));
+    }
+    assert!(refused.iter().all(|(code, _)| *code == 530 || *code == 421), "{refused:?}");
+    let locked = refused.iter().filter(|(_, text)| text.contains("too many failed logins")).count();
+    assert!(locked >= 11, "at most five guesses were checked: {refused:?}");
+    let (_, greeting) = RawFtp::connect_from(IpAddr::from([127, 0, 0, 3]), main).await;
+    assert_eq!(greeting.0, 421, "127.0.0.3 is locked: {}", greeting.1);
+}
+
 #[tokio::test]
 async fn wrong_registration_proofs_count_as_failed_logins() {
     let secret = ftpcalc::ClusterSecret::new("test-secret-0123456789").expect("long enough");
