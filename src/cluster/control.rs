@@ -38,6 +38,10 @@ pub enum ControlError {
     /// The peer answered with a code other than the one expected.
     #[error("unexpected reply {}: {}", .0.code, .0.text())]
     Unexpected(Reply),
+    /// The peer closed the session (`421`, its idle timeout or shutdown) before it read the
+    /// request: the request was not carried out.
+    #[error("the session was closed before the request was read: {} {}", .0.code, .0.text())]
+    Dismissed(Box<Reply>),
 }
 
 /// One reply: its code and its text lines without codes.

@@ -6,8 +6,9 @@
 //! Under load the hop then costs a few system calls per batch of requests instead of four per
 //! request on each side.
 //!
-//! A reply nobody waits for, a `421` (the worker closing the session), a malformed reply or
-//! the end of the connection closes it: every request still waiting fails, and the pool
+//! A reply nobody waits for, a `421` (the worker closing the session: the requests still
+//! waiting fail as [`ControlError::Dismissed`], never carried out), a malformed reply or the
+//! end of the connection closes it: every request still waiting fails, and the pool
 //! ([`crate::cluster::worker_client`]) opens a new connection for later ones.
 
 use std::collections::VecDeque;
@@ -58,15 +59,28 @@ impl Shared {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Marks the connection closed and fails every waiting request as not carried out: the
+    /// worker closed the session with `reply` before reading them.
+    fn dismiss(&self, reply: &Reply) {
+        let waiting = self.take_waiting();
+        for (answer, _) in waiting {
+            let _ = answer.send(Err(ControlError::Dismissed(Box::new(reply.clone()))));
+        }
+        self.wake_writer.notify_one();
+    }
+
+    /// Marks the connection closed and takes the requests still waiting.
+    fn take_waiting(&self) -> VecDeque<(Answer, bool)> {
+        let mut state = self.state();
+        state.closed = true;
+        state.out = Vec::new();
+        state.slow = 0;
+        std::mem::take(&mut state.waiting)
+    }
+
     /// Marks the connection closed and fails every waiting request (the first with `error`).
     fn close(&self, error: ControlError) {
-        let waiting = {
-            let mut state = self.state();
-            state.closed = true;
-            state.out = Vec::new();
-            state.slow = 0;
-            std::mem::take(&mut state.waiting)
-        };
+        let waiting = self.take_waiting();
         let mut error = Some(error);
         for (answer, _) in waiting {
             let _ = answer.send(Err(error.take().unwrap_or(ControlError::Closed)));
@@ -186,8 +200,10 @@ async fn write_requests(shared: Arc<Shared>, mut writer: WriteHalf<Stream>) {
 async fn read_replies(shared: Arc<Shared>, mut reader: BufReader<ReadHalf<Stream>>) {
     loop {
         let reply = match read_reply(&mut reader).await {
-            // The worker is closing the session (idle timeout, shutdown): not an answer.
-            Ok(reply) if reply.code == 421 => Err(ControlError::Unexpected(reply)),
+            // The worker is closing the session (idle timeout, shutdown): not an answer. It
+            // comes only while the worker waits with nothing read, so no request still waiting
+            // was carried out.
+            Ok(reply) if reply.code == 421 => return shared.dismiss(&reply),
             other => other,
         };
         let answer = match &reply {
@@ -287,6 +303,11 @@ mod tests {
             let (failed, behind) =
                 tokio::join!(pipeline.request("NOOP", true, &first), pipeline.request("SITE ECHO 2", true, &second));
             assert!(failed.is_err() && behind.is_err(), "{odd:?}: {failed:?} {behind:?}");
+            if odd.starts_with("421") {
+                let dismissed =
+                    |outcome: &Result<Reply, ControlError>| matches!(outcome, Err(ControlError::Dismissed(_)));
+                assert!(dismissed(&failed) && dismissed(&behind), "{failed:?} {behind:?}");
+            }
             assert!(first.load(Ordering::Relaxed) && second.load(Ordering::Relaxed));
             assert!(!pipeline.is_open(), "{odd:?}");
             let late = AtomicBool::new(false);

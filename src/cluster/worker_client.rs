@@ -5,9 +5,11 @@
 //! connections, each a [`Pipeline`] that many requests share. A request waits for a place
 //! until its deadline, takes a connection with nothing in flight, or opens one while there is
 //! room, or else queues on the one with the fewest requests in flight; it sends one SITE line
-//! and waits for its reply. It tries exactly once: retrying is the router's decision alone
+//! and waits for its reply. It tries once: retrying is the router's decision alone
 //! ([`crate::cluster::router`]), and [`WorkerError::request_sent`] tells it whether the worker
-//! may have seen the request.
+//! may have seen the request. The one exception is a request the worker provably never read
+//! (it closed the connection with `421`, its idle timeout, as the request came): that one is
+//! sent again on a new connection, once.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -230,14 +232,25 @@ impl WorkerClient {
             .acquire_owned()
             .await
             .map_err(|_| WorkerError::Busy { address, waited: Duration::ZERO })?;
-        let pipeline = self.pipeline(&pool, address, quick).await?;
-        let mut guard = CloseUnlessAnswered(Some(pipeline.clone()));
-        let reply = pipeline.request(&format!("SITE {}", service_line(verb, words)), quick, sent).await;
-        guard.0 = None;
-        match reply {
-            Ok(reply) => Ok(reply),
-            Err(source) if sent.load(Ordering::Relaxed) => Err(WorkerError::Exchange { address, source }),
-            Err(source) => Err(WorkerError::Connect { address, source }),
+        let line = format!("SITE {}", service_line(verb, words));
+        let mut dismissed = false;
+        loop {
+            let pipeline = self.pipeline(&pool, address, quick).await?;
+            let mut guard = CloseUnlessAnswered(Some(pipeline.clone()));
+            let reply = pipeline.request(&line, quick, sent).await;
+            guard.0 = None;
+            return match reply {
+                Ok(reply) => Ok(reply),
+                // The worker closed an idle connection just as the request came, without reading
+                // it: it is sent once more on a new connection, whatever the service.
+                Err(ControlError::Dismissed(_)) if !dismissed => {
+                    dismissed = true;
+                    continue;
+                }
+                Err(source @ ControlError::Dismissed(_)) => Err(WorkerError::Connect { address, source }),
+                Err(source) if sent.load(Ordering::Relaxed) => Err(WorkerError::Exchange { address, source }),
+                Err(source) => Err(WorkerError::Connect { address, source }),
+            };
         }
     }
 
@@ -350,5 +363,67 @@ fn close_all(pool: &Pool) {
     let open = std::mem::take(&mut pool.lines().open);
     for pipeline in open {
         pipeline.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    use tokio::net::TcpListener;
+
+    /// A worker that logs anyone in (no TLS) and answers `SITE ADD 2 3` with `200 5` on every
+    /// connection but the first, which it closes with `421` instead (its idle timeout firing as
+    /// the request comes). Reports every SITE line it reads.
+    async fn dismissing_worker() -> (SocketAddr, tokio::sync::mpsc::UnboundedReceiver<String>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("address");
+        let (seen, heard) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            for connection in 0.. {
+                let Ok((stream, _)) = listener.accept().await else { return };
+                let seen = seen.clone();
+                tokio::spawn(async move {
+                    let (reader, mut writer) = stream.into_split();
+                    let _ = writer.write_all(b"220 hi\r\n").await;
+                    let mut lines = BufReader::new(reader).lines();
+                    while let Ok(Some(line)) = lines.next_line().await {
+                        let answer: &[u8] = match line.split(' ').next() {
+                            Some("AUTH") => b"502 no TLS here\r\n",
+                            Some("USER") => b"331 password\r\n",
+                            Some("PASS") => b"230 in\r\n",
+                            Some("SITE") if connection == 0 => {
+                                let _ =
+                                    writer.write_all(b"421 Session timed out. Closing control connection\r\n").await;
+                                return;
+                            }
+                            Some("SITE") => {
+                                let _ = seen.send(line.clone());
+                                b"200 5 (computed by SV1)\r\n"
+                            }
+                            _ => b"500 what\r\n",
+                        };
+                        if writer.write_all(answer).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (address, heard)
+    }
+
+    #[tokio::test]
+    async fn a_request_the_worker_closed_the_connection_on_unread_is_sent_once_more_on_a_new_one() {
+        let (address, mut heard) = dismissing_worker().await;
+        let client = WorkerClient::new(ClusterSecret::generate().0, 4);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for quick in [false, true] {
+            let words = ["2".to_string(), "3".to_string()];
+            let reply = client.call(address, "ADD", &words, quick, deadline).await.expect("answered");
+            assert_eq!((reply.code, reply.text()), (200, "5 (computed by SV1)".to_string()));
+            assert_eq!(heard.recv().await.as_deref(), Some("SITE ADD 2 3"), "carried out once");
+        }
+        assert!(heard.try_recv().is_err(), "never twice");
     }
 }
