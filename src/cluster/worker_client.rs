@@ -324,8 +324,8 @@ impl WorkerClient {
         matches!(tokio::time::timeout_at(deadline, check).await, Ok(Some(())))
     }
 
-    /// Closes the connections to every worker whose address `keep` refuses (workers that left
-    /// the registry), and forgets their pools.
+    /// Forgets the pools of every worker whose address `keep` refuses (workers that left the
+    /// registry): their idle connections close at once, busy ones when their requests end.
     pub fn retain(&self, keep: impl Fn(&SocketAddr) -> bool) {
         let gone: Vec<Arc<Pool>> = {
             let mut pools = self.pools();
@@ -334,16 +334,17 @@ impl WorkerClient {
             gone
         };
         for pool in gone {
-            close_all(&pool);
+            forget_all(&pool);
         }
     }
 
-    /// Closes the connections to `address` (after the worker failed); requests still waiting
-    /// on them fail.
+    /// Lets go of the connections to `address` (after the worker failed): idle ones close at
+    /// once; busy ones take no new request and close when the requests on them end (a request
+    /// in flight is never failed for another's failure).
     pub fn close_connections(&self, address: SocketAddr) {
         let pool = self.pools().get(&address).cloned();
         if let Some(pool) = pool {
-            close_all(&pool);
+            forget_all(&pool);
         }
     }
 
@@ -359,11 +360,11 @@ fn least_loaded_quick(open: &[Arc<Pipeline>]) -> Option<Arc<Pipeline>> {
     open.iter().filter(|pipeline| pipeline.only_quick()).min_by_key(|pipeline| pipeline.in_flight()).cloned()
 }
 
-fn close_all(pool: &Pool) {
+/// Takes every connection out of `pool`: one nobody else holds closes now (its drop), one a
+/// request holds closes when the last request on it ends.
+fn forget_all(pool: &Pool) {
     let open = std::mem::take(&mut pool.lines().open);
-    for pipeline in open {
-        pipeline.close();
-    }
+    drop(open);
 }
 
 #[cfg(test)]
