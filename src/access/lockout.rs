@@ -95,13 +95,8 @@ impl<K: Eq + Hash + Clone> Table<K> {
         let Some(record) = self.records.get_mut(key) else { return };
         record.pending = record.pending.saturating_sub(1);
         if failed {
-            if record.last + period <= now {
-                record.failures = 0;
-            }
-            record.failures += 1;
-            record.last = now;
-        }
-        if record.failures == 0 && record.pending == 0 {
+            self.fail(key, period, now);
+        } else if record.failures == 0 && record.pending == 0 {
             self.records.remove(key);
         }
     }

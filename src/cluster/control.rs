@@ -123,9 +123,7 @@ impl Control {
     /// Sends one command line; CR or LF inside it would smuggle a second command, so they are
     /// refused.
     pub async fn send(&mut self, line: &str) -> Result<(), ControlError> {
-        if line.contains(['\r', '\n']) {
-            return Err(ControlError::Io(io::Error::new(io::ErrorKind::InvalidInput, "a line break in a command")));
-        }
+        one_line(line)?;
         let mut bytes = Vec::with_capacity(line.len() + 2);
         bytes.extend_from_slice(line.as_bytes());
         bytes.extend_from_slice(b"\r\n");
@@ -176,6 +174,14 @@ impl Control {
         let connector = tokio_rustls::TlsConnector::from(hop_config());
         let tls = connector.connect(hop_name(), socket).await?;
         Ok((Control { stream: BufReader::new(Stream::Tls(Box::new(tls))), peer, greeting }, true))
+    }
+}
+
+/// Refuses a command line with CR or LF inside: it would smuggle a second command.
+pub fn one_line(line: &str) -> Result<(), ControlError> {
+    match line.contains(['\r', '\n']) {
+        true => Err(ControlError::Io(io::Error::new(io::ErrorKind::InvalidInput, "a line break in a command"))),
+        false => Ok(()),
     }
 }
 

@@ -19,7 +19,7 @@ use tokio::io::{AsyncWriteExt, BufReader, ReadHalf, WriteHalf};
 use tokio::sync::{oneshot, Notify};
 use tokio::task::AbortHandle;
 
-use crate::cluster::control::{read_reply, Control, ControlError, Reply};
+use crate::cluster::control::{one_line, read_reply, Control, ControlError, Reply};
 use crate::cluster::tls::Stream;
 
 /// Most requests waiting on one connection (the worker client's limit on requests in flight
@@ -62,28 +62,27 @@ impl Shared {
     /// Marks the connection closed and fails every waiting request as not carried out: the
     /// worker closed the session with `reply` before reading them.
     fn dismiss(&self, reply: &Reply) {
-        let waiting = self.take_waiting();
-        for (answer, _) in waiting {
-            let _ = answer.send(Err(ControlError::Dismissed(Box::new(reply.clone()))));
-        }
-        self.wake_writer.notify_one();
-    }
-
-    /// Marks the connection closed and takes the requests still waiting.
-    fn take_waiting(&self) -> VecDeque<(Answer, bool)> {
-        let mut state = self.state();
-        state.closed = true;
-        state.out = Vec::new();
-        state.slow = 0;
-        std::mem::take(&mut state.waiting)
+        self.fail_waiting(|| ControlError::Dismissed(Box::new(reply.clone())));
     }
 
     /// Marks the connection closed and fails every waiting request (the first with `error`).
     fn close(&self, error: ControlError) {
-        let waiting = self.take_waiting();
         let mut error = Some(error);
+        self.fail_waiting(|| error.take().unwrap_or(ControlError::Closed));
+    }
+
+    /// Marks the connection closed and fails every waiting request, oldest first, with what
+    /// `error` gives; the writer is woken to end.
+    fn fail_waiting(&self, mut error: impl FnMut() -> ControlError) {
+        let waiting = {
+            let mut state = self.state();
+            state.closed = true;
+            state.out = Vec::new();
+            state.slow = 0;
+            std::mem::take(&mut state.waiting)
+        };
         for (answer, _) in waiting {
-            let _ = answer.send(Err(error.take().unwrap_or(ControlError::Closed)));
+            let _ = answer.send(Err(error()));
         }
         self.wake_writer.notify_one();
     }
@@ -126,12 +125,7 @@ impl Pipeline {
     /// this one ([`Pipeline::only_quick`]). `sent` is set once the line is queued: from then on
     /// the worker may see it.
     pub async fn request(&self, line: &str, quick: bool, sent: &AtomicBool) -> Result<Reply, ControlError> {
-        if line.contains(['\r', '\n']) {
-            return Err(ControlError::Io(std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                "a line break in a command",
-            )));
-        }
+        one_line(line)?;
         let (answer, reply) = oneshot::channel();
         {
             let mut state = self.shared.state();

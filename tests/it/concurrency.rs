@@ -64,14 +64,7 @@ async fn sixty_four_clients_get_exact_answers_for_random_large_operands() {
             REQUESTS_PER_CLIENT
         });
     }
-    let run = async {
-        let mut answered = 0;
-        while let Some(result) = clients.join_next().await {
-            answered += result.expect("client task");
-        }
-        answered
-    };
-    let answered = tokio::time::timeout(std::time::Duration::from_secs(300), run).await.expect("all clients finish");
+    let answered = crate::support::sum_of(clients, Duration::from_secs(300)).await;
     assert_eq!(answered, CLIENTS * REQUESTS_PER_CLIENT);
     // The arithmetic is quick: 64 clients' requests shared a few pipelined connections per
     // worker rather than one each.

@@ -23,7 +23,7 @@ async fn stopping_a_worker_mid_traffic_fails_only_its_service_and_only_with_451(
         clients.spawn(async move {
             let mut ftp = connect(main).await;
             let mut after_stop = 0;
-            let mut add_failures_after_stop = 0;
+            let mut add_failures_after_stop = 0usize;
             for request in 0..20_000u64 {
                 let was_stopped = stopped.load(Ordering::SeqCst);
                 let (line, expected, worker) = if request % 2 == 0 {
@@ -57,10 +57,7 @@ async fn stopping_a_worker_mid_traffic_fails_only_its_service_and_only_with_451(
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(cluster.cluster.stop_server("SV1").await, "SV1 was running");
     stopped.store(true, Ordering::SeqCst);
-    let mut failures = 0;
-    while let Some(result) = clients.join_next().await {
-        failures += result.expect("client task");
-    }
+    let failures = crate::support::sum_of(clients, Duration::from_secs(120)).await;
     assert_eq!(failures, 16 * 20, "every ADD after the stop got 451");
     let mut ftp = connect(main).await;
     let (code, text) = site(&mut ftp, "SUB 5 1").await;

@@ -280,17 +280,10 @@ async fn many_clients_routed_over_the_pipelined_tls_hop_each_get_their_own_answe
                 assert_eq!(code, 200, "{text}");
                 assert_eq!(crate::support::answer_and_server(&text), ((client + n + 1000).to_string().as_str(), "SV1"));
             }
-            25
+            25usize
         });
     }
-    let all = async {
-        let mut answered = 0;
-        while let Some(outcome) = clients.join_next().await {
-            answered += outcome.expect("client task");
-        }
-        answered
-    };
-    let answered = tokio::time::timeout(std::time::Duration::from_secs(120), all).await.expect("every client ends");
+    let answered = crate::support::sum_of(clients, std::time::Duration::from_secs(120)).await;
     assert_eq!(answered, 16 * 25);
     let open = cluster.cluster.router().workers().open_connections(worker);
     assert!((1..=CONNECTIONS_PER_WORKER).contains(&open), "{open} connections to SV1");

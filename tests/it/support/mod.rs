@@ -93,6 +93,19 @@ pub async fn connect(address: SocketAddr) -> AsyncFtpStream {
     connect_as(address, "tester", "secret").await
 }
 
+/// Waits (at most `within`, else the test fails) for every task of `tasks` and adds up what they
+/// return; a task that panicked fails the test.
+pub async fn sum_of(mut tasks: tokio::task::JoinSet<usize>, within: Duration) -> usize {
+    let all = async {
+        let mut sum = 0;
+        while let Some(outcome) = tasks.join_next().await {
+            sum += outcome.expect("task");
+        }
+        sum
+    };
+    tokio::time::timeout(within, all).await.expect("every task ends in time")
+}
+
 /// An async FTP connection to `address`, logged in as `user` with `password`.
 pub async fn connect_as(address: SocketAddr, user: &str, password: &str) -> AsyncFtpStream {
     let mut ftp = AsyncFtpStream::connect(address).await.expect("connect");
