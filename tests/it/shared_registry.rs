@@ -382,17 +382,17 @@ async fn garbage_written_to_etcd_is_skipped_and_the_cluster_goes_on() {
 }
 
 /// `ftpcalc server NAME --no-workers --registry … --proxy-protocol` with its own passive range
-/// announced at `passive_host`; returns it and its address.
+/// announced at `passive_host`, its log written to `log`; returns it and its address.
 fn start_main_process(
     name: &str,
     folder: &std::path::Path,
     etcd: &EtcdCluster,
     passive: &str,
+    log: &std::path::Path,
 ) -> (Process, SocketAddr) {
     let url = etcd.url();
     let ttl = TTL.to_string();
-    let main = Process::start(
-        &[],
+    let main = Process::start_logging(
         &[
             "server",
             name,
@@ -416,6 +416,7 @@ fn start_main_process(
             "--max-connections-per-ip",
             "1000",
         ],
+        log,
     );
     let address = main.address_from_table();
     (main, address)
@@ -433,8 +434,10 @@ async fn behind_haproxy_clients_keep_their_address_and_survive_a_killed_main_ser
     // Passive ports: one range per main server, forwarded by HAProxy to that main server.
     let (first_a, first_b) = (free_port() / 20 * 10, free_port() / 20 * 10 + 10);
     let (first_a, first_b) = (first_a.max(20000), first_b.max(20010));
-    let (mut sv0, sv0_address) = start_main_process("SV0", folder.path(), &etcd, &port_range(first_a));
-    let (sv9, sv9_address) = start_main_process("SV9", folder.path(), &etcd, &port_range(first_b));
+    let logs = tempfile::tempdir().expect("temporary folder");
+    let log = |name: &str| logs.path().join(format!("{name}.log"));
+    let (mut sv0, sv0_address) = start_main_process("SV0", folder.path(), &etcd, &port_range(first_a), &log("SV0"));
+    let (sv9, sv9_address) = start_main_process("SV9", folder.path(), &etcd, &port_range(first_b), &log("SV9"));
     let front = SocketAddr::from(([127, 0, 0, 2], free_port()));
     let passive = [(port_range(first_a), sv0_address), (port_range(first_b), sv9_address)];
     let Some(proxy) = Haproxy::start(front, &[sv0_address, sv9_address], &passive).await else { return };
@@ -479,6 +482,18 @@ async fn behind_haproxy_clients_keep_their_address_and_survive_a_killed_main_ser
     tokio::time::sleep(Duration::from_secs(1)).await;
     sv0.kill();
     let tally = running.await.expect("load");
+    if tally.transient.load(Ordering::Relaxed) > 0 {
+        // Why a main server answered 4xx: its warnings, registrations and etcd events.
+        for main in ["SV0", "SV9"] {
+            let log = std::fs::read_to_string(log(main)).unwrap_or_default();
+            let notable: Vec<&str> = log
+                .lines()
+                .filter(|line| line.contains(" WARN ") || line.contains("etcd") || line.contains("worker registered"))
+                .take(60)
+                .collect();
+            eprintln!("{main}'s log:\n{}", notable.join("\n"));
+        }
+    }
     check(&tally, "kill -9 of a main server behind HAProxy", 0);
     assert!(tally.reconnects.load(Ordering::Relaxed) > 0, "some clients were on the killed main server");
     drop(sv9);

@@ -147,9 +147,9 @@ pub struct Haproxy {
 
 impl Haproxy {
     /// Listens on `front` (`127.0.0.2:PORT`) and spreads connections over `backends` (control
-    /// ports, with `send-proxy-v2` and a health check every 200 ms); each `(range, backend)` of
-    /// `passive` forwards a passive port range on the front address to that backend's same
-    /// port. `None` (with a notice) when HAProxy is not installed on a developer's machine.
+    /// ports, with `send-proxy-v2`, a health check every 200 ms and failed connections retried
+    /// on another backend); each `(range, backend)` of `passive` forwards a passive port range
+    /// on the front address to that backend's same port. `None` (with a notice) when HAProxy is not installed on a developer's machine.
     pub async fn start(
         front: SocketAddr,
         backends: &[SocketAddr],
@@ -161,7 +161,10 @@ impl Haproxy {
             "global\n  maxconn 4096\ndefaults\n  mode tcp\n  timeout connect 2s\n  timeout client 60s\n  timeout server 60s\n",
         );
         config.push_str(&format!("frontend ftp\n  bind {front}\n  default_backend mains\n"));
-        config.push_str("backend mains\n  balance roundrobin\n");
+        // A connection to a main server that just died is retried on another one (every retry
+        // redispatched), not three times on the dead one a second apart: a worker's heartbeat
+        // stuck that long outlived the tests' 3 s registration (the registration lapsed).
+        config.push_str("backend mains\n  balance roundrobin\n  option redispatch 1\n  retries 3\n");
         for (index, backend) in backends.iter().enumerate() {
             config.push_str(&format!("  server main{index} {backend} send-proxy-v2 check inter 200 fall 1 rise 1\n"));
         }
