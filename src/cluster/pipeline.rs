@@ -12,7 +12,7 @@
 //! ([`crate::cluster::worker_client`]) opens a new connection for later ones.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::io::{AsyncWriteExt, BufReader, ReadHalf, WriteHalf};
@@ -52,8 +52,6 @@ impl State {
 struct Shared {
     state: Mutex<State>,
     wake_writer: Notify,
-    /// Writes the requests took so far.
-    writes: AtomicUsize,
 }
 
 impl Shared {
@@ -112,12 +110,6 @@ impl Pipeline {
         self.shared.state().waiting.len()
     }
 
-    /// How many writes carried the requests so far (fewer than the requests when they leave
-    /// together).
-    pub fn writes(&self) -> usize {
-        self.shared.writes.load(Ordering::Relaxed)
-    }
-
     /// True when every request in flight is quick (a quick request may queue behind them).
     pub fn only_quick(&self) -> bool {
         self.shared.state().slow == 0
@@ -174,13 +166,6 @@ async fn write_requests(shared: Arc<Shared>, mut writer: WriteHalf<Stream>) {
     let mut batch = Vec::new();
     loop {
         shared.wake_writer.notified().await;
-        // Woken by a line queued, the writer runs right after the task that queued it (the
-        // runtime runs a task woken by the running one next) and would send that line alone:
-        // one write per request under load. When other requests are in flight (the connection
-        // is busy), it yields once so that the other ready sessions queue their lines first.
-        if shared.state().waiting.len() > 1 {
-            tokio::task::yield_now().await;
-        }
         loop {
             {
                 let mut state = shared.state();
@@ -200,7 +185,6 @@ async fn write_requests(shared: Arc<Shared>, mut writer: WriteHalf<Stream>) {
                 shared.close(ControlError::Io(error));
                 return;
             }
-            shared.writes.fetch_add(1, Ordering::Relaxed);
             batch.clear();
         }
     }
@@ -300,48 +284,6 @@ mod tests {
         assert_eq!(first.lines().count(), 50, "one write carried every queued line: {first:?}");
         assert_eq!(pipeline.in_flight(), 0);
         assert!(pipeline.is_open() && pipeline.only_quick());
-    }
-
-    /// Sessions in a closed loop of requests, as under load: while requests are in flight, the
-    /// writer lets the other ready sessions queue their lines before it writes (woken by the
-    /// first, it runs right after the session that woke it and sent one line per write).
-    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
-    async fn requests_of_busy_sessions_share_writes() {
-        const SESSIONS: usize = 32;
-        const EACH: usize = 50;
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let address = listener.local_addr().expect("address");
-        let answering = std::thread::spawn(move || {
-            use std::io::{BufRead, Write};
-            let (mut stream, _) = listener.accept().expect("accept");
-            stream.write_all(b"220 hi\r\n").expect("greet");
-            let reader = std::io::BufReader::new(stream.try_clone().expect("clone"));
-            for line in reader.lines().map_while(Result::ok).take(SESSIONS * EACH) {
-                let word = line.strip_prefix("SITE ECHO ").unwrap_or("?");
-                stream.write_all(format!("200 {word}\r\n").as_bytes()).expect("answer");
-            }
-        });
-        let pipeline = pipeline(address).await;
-        let mut sessions = tokio::task::JoinSet::new();
-        for session in 0..SESSIONS {
-            let pipeline = pipeline.clone();
-            sessions.spawn(async move {
-                for n in 0..EACH {
-                    let word = format!("{session}-{n}");
-                    let reply = pipeline.request(&format!("SITE ECHO {word}"), true, &AtomicBool::new(false)).await;
-                    assert_eq!(reply.expect("reply").text(), word);
-                }
-            });
-        }
-        let all = async {
-            while let Some(session) = sessions.join_next().await {
-                session.expect("session");
-            }
-        };
-        tokio::time::timeout(Duration::from_secs(60), all).await.expect("every session ends");
-        answering.join().expect("peer");
-        let writes = pipeline.writes();
-        assert!(writes <= SESSIONS * EACH / 4, "{writes} writes for {} requests", SESSIONS * EACH);
     }
 
     #[tokio::test]
