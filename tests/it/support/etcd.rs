@@ -149,7 +149,8 @@ impl Haproxy {
     /// Listens on `front` (`127.0.0.2:PORT`) and spreads connections over `backends` (control
     /// ports, with `send-proxy-v2`, a health check every 200 ms and failed connections retried
     /// on another backend); each `(range, backend)` of `passive` forwards a passive port range
-    /// on the front address to that backend's same port. `None` (with a notice) when HAProxy is not installed on a developer's machine.
+    /// on the front address to that backend's same port. `None` (with a notice) when HAProxy is
+    /// not installed on a developer's machine.
     pub async fn start(
         front: SocketAddr,
         backends: &[SocketAddr],
