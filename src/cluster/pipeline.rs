@@ -3,8 +3,11 @@
 //! every line queued since it last ran in one write, and a reader task hands each reply to the
 //! oldest request still waiting, since an FTP server answers a connection's commands in order
 //! (libunftp patch 37 keeps that for pipelined commands, patch 39 sends their replies together).
-//! Under load the hop then costs a few system calls per batch of requests instead of four per
-//! request on each side.
+//! Under load a worker then serves two sessions instead of one per request in flight, and reads
+//! and answers many lines at a time. The main server's lines mostly leave one per write: the
+//! runtime runs the writer right after the session that woke it. Holding lines back so that
+//! they leave together (a yield, or Nagle's rule of one batch in flight) cut the CPU per request
+//! by a fifth but raised the p99, so they are not held (BENCHMARKS.md, fifth round).
 //!
 //! A reply nobody waits for, a `421` (the worker closing the session: the requests still
 //! waiting fail as [`ControlError::Dismissed`], never carried out), a malformed reply or the
