@@ -36,16 +36,23 @@ async fn main_on(etcd: &EtcdCluster, name: &str) -> TestCluster {
     .await
 }
 
-/// `ftpcalc worker NAME --join MAIN --services SERVICES`, heartbeat 0.5 s.
+/// `ftpcalc worker NAME --join MAIN --services SERVICES`, heartbeat 0.5 s, joined at once.
 fn start_worker(name: &str, folder: &std::path::Path, main: SocketAddr, services: &str) -> Process {
+    let (worker, joined) = spawn_worker(name, folder, main, services);
+    assert!(joined.starts_with("joined"), "{joined}");
+    worker
+}
+
+/// The same worker and the line saying whether it joined at once ("joined ...") or will retry
+/// ("main server ... not reachable yet").
+fn spawn_worker(name: &str, folder: &std::path::Path, main: SocketAddr, services: &str) -> (Process, String) {
     // Waiting for the worker's first lines blocks: the runtime's other worker takes over this
     // one's tasks meanwhile, among them the in-process main server the worker joins (blocked,
     // the join sometimes timed out: "main server ... not reachable yet").
     let (worker, _, joined) = tokio::task::block_in_place(|| {
         crate::support::start_worker_process(&[], (name, folder, services), main, SECRET, "127.0.0.1:0")
     });
-    assert!(joined.starts_with("joined"), "{joined}");
-    worker
+    (worker, joined)
 }
 
 /// The `NAME=ADDRESS` pairs of `SITE LOOKUP service` on `main`; empty when none (or no answer).
@@ -264,9 +271,7 @@ async fn losing_an_etcd_member_under_load_costs_no_wrong_answer() {
     // may still meet the election that follows the kill, or a client still trying the dead
     // member (refused with a 4xx, or over its 5 s bound on a loaded machine): its heartbeat
     // then registers it, as it would anywhere.
-    let (_w3, _, joined) = tokio::task::block_in_place(|| {
-        crate::support::start_worker_process(&[], ("W3", folder.path(), "ADD"), sv9.main(), SECRET, "127.0.0.1:0")
-    });
+    let (_w3, joined) = spawn_worker("W3", folder.path(), sv9.main(), "ADD");
     assert!(joined.starts_with("joined") || joined.contains("not reachable yet"), "{joined}");
     until_lookup(&[sv0.main(), sv9.main()], "ADD", &["W1", "W2", "W3"], Duration::from_secs(10)).await;
 }
