@@ -726,3 +726,38 @@ async fn cwd_dot_dot_goes_to_the_parent_by_name_and_keeps_working_after_the_fold
     assert_eq!(raw.command("CWD ../../..").await.0, 250, "above the top is the top");
     assert_eq!(raw.command("PWD").await, (257, "257 \"/\"".into()));
 }
+
+#[tokio::test]
+async fn a_transfer_ending_meanwhile_lets_no_pipelined_command_overtake_the_one_before() {
+    // libunftp patch 42: after a command answered from a task of its own (`MKD` here), the
+    // next pipelined command waits for that answer (patch 37); a message of a transfer running
+    // meanwhile (its `150` or `226`) used to end the wait, so `CWD` ran before `MKD` had made
+    // the folder. The transfer's replies may come anywhere among the others (transfer commands
+    // are not held), but the others must be those of one command at a time, in order.
+    let cluster = server().await;
+    cluster.write_file("f.bin", &[7u8; 4096]);
+    let mut raw = RawFtp::login_binary(cluster.main()).await;
+    for round in 0..300 {
+        let port = raw.passive_port().await;
+        // The data connection comes after the commands: the transfer's `150` then comes while
+        // `MKD` is under way.
+        raw.send_bytes(format!("RETR f.bin\r\nMKD d{round}\r\nCWD d{round}\r\nPWD\r\nCWD /\r\n").as_bytes()).await;
+        let mut data = tokio::net::TcpStream::connect((cluster.main().ip(), port)).await.expect("data connection");
+        let mut bytes = Vec::new();
+        data.read_to_end(&mut bytes).await.expect("the file");
+        assert_eq!(bytes.len(), 4096, "round {round}");
+        let mut others = Vec::new();
+        let mut transfer = Vec::new();
+        for _ in 0..6 {
+            let (code, text) = raw.reply().await;
+            match code {
+                150 | 226 => transfer.push(code),
+                _ => others.push((code, text)),
+            }
+        }
+        assert_eq!(transfer, [150, 226], "round {round}: {others:?}");
+        let codes: Vec<u32> = others.iter().map(|(code, _)| *code).collect();
+        assert_eq!(codes, [257, 250, 257, 250], "round {round}: {others:?}");
+        assert_eq!(others[2].1, format!("257 \"/d{round}\""), "round {round}");
+    }
+}

@@ -369,15 +369,19 @@ impl RawFtp {
 
     /// Enters passive mode and connects the data connection.
     pub async fn passive(&mut self, control: SocketAddr) -> tokio::net::TcpStream {
+        let port = self.passive_port().await;
+        tokio::net::TcpStream::connect(SocketAddr::new(control.ip(), port)).await.expect("data connection")
+    }
+
+    /// Enters passive mode (`EPSV`): the port to connect the data connection to.
+    pub async fn passive_port(&mut self) -> u16 {
         let (code, text) = self.command("EPSV").await;
         assert_eq!(code, 229, "{text}");
-        let port: u16 = text
-            .rsplit("|||")
+        text.rsplit("|||")
             .next()
             .and_then(|rest| rest.split('|').next())
             .and_then(|port| port.parse().ok())
-            .expect("EPSV port");
-        tokio::net::TcpStream::connect(SocketAddr::new(control.ip(), port)).await.expect("data connection")
+            .expect("EPSV port")
     }
 }
 

@@ -64,32 +64,56 @@ impl DataChanCmd {
     }
 }
 
+/// A message on the control loop's channel, and whether the data channel sent it.
+#[derive(Debug)]
+pub struct Delivered {
+    pub msg: ControlChanMsg,
+    /// Sent by the data channel (a transfer's `150`, `226`, errors, `ABOR`'s answers) rather
+    /// than by a command handler: it does not answer the command the loop may be waiting on.
+    pub from_transfer: bool,
+}
+
 /// The sending end of the control loop's channel. Messages travel boxed: tokio allocates a
 /// channel's slots 32 at a time, and 32 inline `ControlChanMsg`s (48 bytes each) were 1.6 KiB of
 /// every idle session.
 #[derive(Clone, Debug)]
-pub struct ControlChanSender(tokio::sync::mpsc::Sender<Box<ControlChanMsg>>);
+pub struct ControlChanSender {
+    tx: tokio::sync::mpsc::Sender<Box<Delivered>>,
+    from_transfer: bool,
+}
 
 impl ControlChanSender {
     /// Sends a message to the control loop, waiting for room.
     pub async fn send(&self, msg: ControlChanMsg) -> Result<(), tokio::sync::mpsc::error::SendError<ControlChanMsg>> {
-        self.0.send(Box::new(msg)).await.map_err(|error| tokio::sync::mpsc::error::SendError(*error.0))
+        let delivered = Box::new(Delivered {
+            msg,
+            from_transfer: self.from_transfer,
+        });
+        self.tx.send(delivered).await.map_err(|error| tokio::sync::mpsc::error::SendError(error.0.msg))
+    }
+
+    /// A sender to the same control loop whose messages are marked as the data channel's.
+    pub fn for_transfers(&self) -> ControlChanSender {
+        ControlChanSender {
+            tx: self.tx.clone(),
+            from_transfer: true,
+        }
     }
 }
 
 /// The control loop's receiving end of [`ControlChanSender`].
 #[derive(Debug)]
-pub struct ControlChanReceiver(tokio::sync::mpsc::Receiver<Box<ControlChanMsg>>);
+pub struct ControlChanReceiver(tokio::sync::mpsc::Receiver<Box<Delivered>>);
 
 impl ControlChanReceiver {
     /// The next message, or `None` when every sender is gone.
-    pub async fn recv(&mut self) -> Option<ControlChanMsg> {
-        self.0.recv().await.map(|msg| *msg)
+    pub async fn recv(&mut self) -> Option<Delivered> {
+        self.0.recv().await.map(|delivered| *delivered)
     }
 
     /// A message that is already waiting, if any.
-    pub fn try_recv(&mut self) -> Option<ControlChanMsg> {
-        self.0.try_recv().ok().map(|msg| *msg)
+    pub fn try_recv(&mut self) -> Option<Delivered> {
+        self.0.try_recv().ok().map(|delivered| *delivered)
     }
 }
 
@@ -99,7 +123,7 @@ impl ControlChanReceiver {
 /// for any capacity up to 32 (tokio allocates slots 32 at a time).
 pub fn control_chan() -> (ControlChanSender, ControlChanReceiver) {
     let (tx, rx) = tokio::sync::mpsc::channel(4);
-    (ControlChanSender(tx), ControlChanReceiver(rx))
+    (ControlChanSender { tx, from_transfer: false }, ControlChanReceiver(rx))
 }
 
 /// Messages that can be sent to the control channel loop.

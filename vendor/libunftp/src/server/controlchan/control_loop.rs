@@ -7,7 +7,7 @@ use crate::{
     options::ActivePassiveMode,
     server::{
         Event, Session, SessionState,
-        chancomms::{ControlChanMsg, SwitchboardMessage, SwitchboardSender},
+        chancomms::{ControlChanMsg, Delivered, SwitchboardMessage, SwitchboardSender},
         controlchan::{
             Reply, ReplyCode,
             active_passive::ActivePassiveEnforcerMiddleware,
@@ -128,7 +128,9 @@ where
     let mut session: Session<Storage, User> = Session::new(Arc::new(storage), client.unwrap_or(peer))
         .ftps(ftps_config.clone())
         .metrics(collect_metrics)
-        .control_msg_tx(control_msg_tx.clone())
+        // The data channel's messages are marked as such: they never end the wait for a command
+        // handler's answer (see `awaiting_reply`).
+        .control_msg_tx(control_msg_tx.for_transfers())
         .control_connection(control_connection)
         .failed_logins(failed_logins);
     session.data_connection_timeout = data_connection_timeout;
@@ -215,7 +217,7 @@ where
         // Replies are fed to the sink and flushed together before the loop waits: a message that
         // is already waiting when a reply has been fed (the data channel's `150` and `226` of a
         // small file, sent in one go) is handled at once, and both replies leave in one write.
-        let mut ready: Option<ControlChanMsg> = None;
+        let mut ready: Option<Delivered> = None;
         // One idle timer for the session, set again before each wait (a new one per event cost
         // an allocation and a timer entry made and dropped).
         let mut timeout_delay = Box::pin(tokio::time::sleep(idle_session_timeout));
@@ -225,7 +227,8 @@ where
         let mut tls = false;
         // The last command will be answered by a task of its own (a message on the control
         // channel): the next command is not read until a message comes, so that replies keep
-        // the order of the commands and a command sees what the one before did.
+        // the order of the commands and a command sees what the one before did. Only a handler's
+        // message ends the wait, not one of a transfer running meanwhile (`from_transfer`).
         let mut awaiting_reply = false;
         loop {
             // A command the client sent together with the last one is handled before the replies
@@ -238,8 +241,10 @@ where
                 false => None,
             };
             in_a_row = if pipelined.is_some() { in_a_row + 1 } else { 0 };
-            let incoming = if let Some(msg) = ready.take() {
-                Some(Ok(Event::InternalMsg(msg)))
+            let mut from_transfer = false;
+            let incoming = if let Some(delivered) = ready.take() {
+                from_transfer = delivered.from_transfer;
+                Some(Ok(Event::InternalMsg(delivered.msg)))
             } else if let Some(cmd) = pipelined {
                 Some(received(cmd, &logger))
             } else {
@@ -254,8 +259,9 @@ where
                     cmd = command_source.next(), if !awaiting_reply => {
                         incoming = Some(received(cmd, &logger));
                     },
-                    Some(msg) = control_msg_rx.recv() => {
-                        incoming = Some(Ok(Event::InternalMsg(msg)));
+                    Some(delivered) = control_msg_rx.recv() => {
+                        from_transfer = delivered.from_transfer;
+                        incoming = Some(Ok(Event::InternalMsg(delivered.msg)));
                     },
                     _ = &mut timeout_delay => {
                         let session = shared_session.lock().await;
@@ -290,7 +296,7 @@ where
                     let answers_later = match &event {
                         Event::Command(command) => answers_later(command),
                         Event::InternalMsg(_) => {
-                            awaiting_reply = false;
+                            awaiting_reply &= from_transfer;
                             false
                         }
                     };

@@ -1,6 +1,5 @@
 //! Contains shared code for the PASV and EPSV commands.
 
-use crate::server::ControlChanSender;
 use crate::{
     auth::UserDetail,
     server::{
@@ -71,9 +70,10 @@ pub(crate) fn try_port_range(local_addr: SocketAddr, passive_ports: RangeInclusi
 const PASSIVE_BACKLOG: i32 = 64;
 
 // modifies the session by adding channels that are used to communicate with the data connection
-// processing loop.
+// processing loop (which answers on the session's own `control_msg_tx`, the control loop's
+// channel for transfer messages).
 #[tracing_attributes::instrument]
-pub(crate) async fn setup_inter_loop_comms<S, U>(session: SharedSession<S, U>, control_loop_tx: ControlChanSender)
+pub(crate) async fn setup_inter_loop_comms<S, U>(session: SharedSession<S, U>)
 where
     U: UserDetail + 'static,
     S: StorageBackend<U> + 'static,
@@ -87,7 +87,6 @@ where
     session.data_cmd_rx = Some(cmd_rx);
     session.data_abort_tx = Some(data_abort_tx);
     session.data_abort_rx = Some(data_abort_rx);
-    session.control_msg_tx = Some(control_loop_tx);
 }
 
 // For legacy mode we choose a data port here and start listening on it while letting the control
@@ -117,7 +116,7 @@ where
 
     let reply = cmd.build_reply(&args, port).await?;
     if reply.is_positive() {
-        setup_inter_loop_comms(args.session.clone(), args.tx_control_chan.clone()).await;
+        setup_inter_loop_comms(args.session.clone()).await;
         let session = args.session.clone();
         // The session stays locked until the new task's abort handle is in it: the task checks
         // that it is the session's passive task before it takes the channels.
@@ -309,7 +308,7 @@ where
     S: StorageBackend<U> + 'static,
     S::Metadata: Metadata,
 {
-    setup_inter_loop_comms(args.session.clone(), args.tx_control_chan).await;
+    setup_inter_loop_comms(args.session.clone()).await;
 
     let (oneshot_tx, oneshot_rx) = oneshot::channel::<Result<Reply, PortAllocationError>>();
 

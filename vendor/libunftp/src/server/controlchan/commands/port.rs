@@ -16,7 +16,6 @@
 // where h1 is the high order 8 bits of the internet host
 // address.
 
-use crate::server::ControlChanSender;
 use crate::{
     auth::UserDetail,
     server::{
@@ -88,9 +87,9 @@ impl Port {
     }
 
     // modifies the session by adding channels that are used to communicate with the data connection
-    // processing loop.
+    // processing loop (which answers on the session's own `control_msg_tx`).
     #[tracing_attributes::instrument]
-    async fn setup_inter_loop_comms<S, U>(&self, session: SharedSession<S, U>, control_loop_tx: ControlChanSender)
+    async fn setup_inter_loop_comms<S, U>(&self, session: SharedSession<S, U>)
     where
         U: UserDetail + 'static,
         S: StorageBackend<U> + 'static,
@@ -104,7 +103,6 @@ impl Port {
         session.data_cmd_rx = Some(cmd_rx);
         session.data_abort_tx = Some(data_abort_tx);
         session.data_abort_rx = Some(data_abort_rx);
-        session.control_msg_tx = Some(control_loop_tx);
     }
 }
 
@@ -117,12 +115,7 @@ where
 {
     #[tracing_attributes::instrument]
     async fn handle(&self, args: CommandContext<Storage, User>) -> Result<Reply, ControlChanError> {
-        let CommandContext {
-            logger,
-            tx_control_chan: tx,
-            session,
-            ..
-        } = args;
+        let CommandContext { logger, session, .. } = args;
 
         let parsed = if self.extended { parse_eprt(&self.addr) } else { parse_port(&self.addr) };
         let addr = match parsed {
@@ -168,7 +161,7 @@ where
             Ok(s) => s,
         };
 
-        self.setup_inter_loop_comms(session.clone(), tx).await;
+        self.setup_inter_loop_comms(session.clone()).await;
         datachan::spawn_processing(logger, session, stream).await;
 
         Ok(Reply::new(ReplyCode::CommandOkay, if self.extended { "EPRT command successful" } else { "PORT command successful" }))
