@@ -761,3 +761,28 @@ async fn a_transfer_ending_meanwhile_lets_no_pipelined_command_overtake_the_one_
         assert_eq!(others[2].1, format!("257 \"/d{round}\""), "round {round}");
     }
 }
+
+#[tokio::test]
+async fn abor_right_behind_a_transfer_command_answers_that_command() {
+    // libunftp patch 43: `RETR` and `ABOR` arriving together, before the passive port's task had
+    // taken the `RETR`, left `RETR` unanswered: the task picked the abort at random over the
+    // command it had (or, not started yet, found its channels cleared by `ABOR`), and answered
+    // only `226 no transfer to abort`. The `RETR` is now the transfer `ABOR` cuts short.
+    let cluster = server().await;
+    cluster.write_file("f.bin", &[7u8; 4096]);
+    let mut raw = RawFtp::login_binary(cluster.main()).await;
+    for round in 0..40 {
+        // Half the rounds wait for `EPSV`'s reply (the port's task is running), half send all
+        // three commands in one write (the task has not started when `ABOR` comes).
+        if round % 2 == 0 {
+            raw.passive_port().await;
+            raw.send_bytes(b"RETR f.bin\r\nABOR\r\n").await;
+        } else {
+            raw.send_bytes(b"EPSV\r\nRETR f.bin\r\nABOR\r\n").await;
+            assert_eq!(raw.reply().await.0, 229, "round {round}");
+        }
+        let replies = [raw.reply().await.0, raw.reply().await.0];
+        assert_eq!(replies, [426, 226], "round {round}: the RETR is cut short, then ABOR succeeds");
+        assert_eq!(raw.command("NOOP").await.0, 200, "round {round}: the session is in step");
+    }
+}

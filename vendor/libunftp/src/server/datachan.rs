@@ -147,7 +147,9 @@ where
         let mut probe = [0u8; 1];
         let mut watching = true;
         loop {
+            // A command and an `ABOR` both waiting: the command came first, and the abort is its.
             tokio::select! {
+                biased;
                 command = data_cmd_rx.recv() => {
                     let Some(command) = command else {
                         slog::debug!(self.logger, "Data connection replaced before a command");

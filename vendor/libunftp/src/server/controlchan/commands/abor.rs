@@ -45,7 +45,15 @@ where
         session.data_abort_tx = None;
         session.data_abort_rx = None;
         session.data_cmd_tx = None;
-        session.data_cmd_rx = None;
+        // A transfer command already handed to a passive port's task that has not started yet
+        // is the transfer this cuts short (the task finds nothing and ends).
+        let queued = session.data_cmd_rx.take().is_some_and(|mut commands| commands.try_recv().is_ok());
+        if queued && let Some(tx) = session.control_msg_tx.clone() {
+            drop(session);
+            slog::info!(logger, "ABOR of a transfer command not yet taken by its data channel");
+            crate::server::datachan::answer_aborted(&tx).await;
+            return Ok(Reply::none());
+        }
         Ok(Reply::new(ReplyCode::ClosingDataConnection, "No transfer to abort"))
     }
 }

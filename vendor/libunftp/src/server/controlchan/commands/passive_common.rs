@@ -182,7 +182,9 @@ where
             _ => return,
         }
     };
+    // A command and an `ABOR` both waiting: the command came first, and the abort is its.
     let command = tokio::select! {
+        biased;
         command = commands.recv() => match command {
             Some(command) => command,
             None => {
