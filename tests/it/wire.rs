@@ -786,3 +786,56 @@ async fn abor_right_behind_a_transfer_command_answers_that_command() {
         assert_eq!(raw.command("NOOP").await.0, 200, "round {round}: the session is in step");
     }
 }
+
+#[tokio::test]
+async fn a_command_pipelined_behind_a_transfer_command_is_answered_after_the_transfer_starts() {
+    // libunftp patch 44: `RETR`, `LIST`, `NLST` and `MLSD` are answered by the data channel
+    // (`150` once there is something to send, patch 7), and the loop read on meanwhile: `RETR f`
+    // + `NOOP` in one write, the data connection made after it, answered `NOOP` first. The next
+    // command now waits for the transfer's first reply (`ABOR`, `STAT` and `QUIT` do not wait:
+    // `abor_right_behind_a_transfer_command_answers_that_command`).
+    let cluster = server().await;
+    cluster.write_file("f.bin", &[7u8; 4096]);
+    let mut raw = RawFtp::login_binary(cluster.main()).await;
+    for (round, transfer) in
+        ["RETR f.bin", "LIST", "NLST", "MLSD", "RETR missing.bin"].iter().cycle().take(100).enumerate()
+    {
+        let port = raw.passive_port().await;
+        raw.send_bytes(format!("{transfer}\r\nNOOP\r\nPWD\r\n").as_bytes()).await;
+        let mut data = tokio::net::TcpStream::connect((cluster.main().ip(), port)).await.expect("data connection");
+        let first = raw.reply().await;
+        let mut bytes = Vec::new();
+        if transfer.contains("missing") {
+            // Nothing to send: the data connection is closed (or reset) unused.
+            let _ = data.read_to_end(&mut bytes).await;
+            assert_eq!(first.0, 550, "round {round}, {transfer}: {first:?}");
+            assert_eq!(raw.reply().await.0, 200, "round {round}");
+            assert_eq!(raw.reply().await.0, 257, "round {round}");
+            continue;
+        }
+        assert_eq!(first.0, 150, "round {round}, {transfer}: {first:?}");
+        data.read_to_end(&mut bytes).await.expect("the data");
+        let mut rest: Vec<u32> = Vec::new();
+        for _ in 0..3 {
+            rest.push(raw.reply().await.0);
+        }
+        // The transfer's `226` may come before or between the others (the control connection
+        // stays open during a transfer), and they keep their order.
+        let others: Vec<u32> = rest.iter().copied().filter(|code| *code != 226).collect();
+        assert_eq!(others, [200, 257], "round {round}, {transfer}: {rest:?}");
+        assert!(rest.contains(&226), "round {round}, {transfer}: {rest:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_command_behind_a_transfer_whose_data_connection_never_comes_runs_after_its_425() {
+    // libunftp patch 44: the command held behind a transfer command runs once that command is
+    // answered, whatever the answer (here `425` after the data connection timeout).
+    let cluster = impatient_server().await;
+    cluster.write_file("f.txt", b"contents");
+    let mut raw = RawFtp::login(cluster.main()).await;
+    raw.passive_port().await;
+    raw.send_bytes(b"RETR f.txt\r\nNOOP\r\nPWD\r\n").await;
+    let replies = [raw.reply().await.0, raw.reply().await.0, raw.reply().await.0];
+    assert_eq!(replies, [425, 200, 257]);
+}

@@ -230,22 +230,35 @@ where
         // the order of the commands and a command sees what the one before did. Only a handler's
         // message ends the wait, not one of a transfer running meanwhile (`from_transfer`).
         let mut awaiting_reply = false;
+        // The last transfer command was handed to the data channel, which answers it (`150` once
+        // there is something to send, or a refusal): a command read before that first reply
+        // waits here, unless it acts on the transfer or the session (`ABOR`, `STAT`, `QUIT`), and
+        // no further command is read while one waits.
+        let mut transfer_starting = false;
+        let mut held: Option<Result<Event, ControlChanError>> = None;
+        // The data channel answers a transfer command within the data connection timeout (`425`
+        // when no connection came); should it ever not, a held command waits no longer than this.
+        let mut hold_until = tokio::time::Instant::now();
         loop {
             // A command the client sent together with the last one is handled before the replies
             // are flushed, so the replies of pipelined commands leave in one write; after
             // `MAX_IN_A_ROW` of them the loop flushes and waits as usual (messages, shutdown and
             // the idle timer get their turn).
             let maybe_more = tls || read_more.load(Ordering::Relaxed);
-            let pipelined = match maybe_more && in_a_row < MAX_IN_A_ROW && ready.is_none() && !awaiting_reply {
+            let pipelined = match maybe_more && in_a_row < MAX_IN_A_ROW && ready.is_none() && !awaiting_reply && held.is_none() {
                 true => command_source.next().now_or_never(),
                 false => None,
             };
             in_a_row = if pipelined.is_some() { in_a_row + 1 } else { 0 };
             let mut from_transfer = false;
+            let mut from_client = false;
             let incoming = if let Some(delivered) = ready.take() {
                 from_transfer = delivered.from_transfer;
                 Some(Ok(Event::InternalMsg(delivered.msg)))
+            } else if held.is_some() && !transfer_starting {
+                held.take()
             } else if let Some(cmd) = pipelined {
+                from_client = true;
                 Some(received(cmd, &logger))
             } else {
                 if let Err(err) = reply_sink.flush().await {
@@ -254,9 +267,12 @@ where
                 }
                 #[allow(unused_assignments)]
                 let mut incoming = None;
-                timeout_delay.as_mut().reset(tokio::time::Instant::now() + idle_session_timeout);
+                let idle_until = tokio::time::Instant::now() + idle_session_timeout;
+                let holding = held.is_some() && transfer_starting;
+                timeout_delay.as_mut().reset(if holding { idle_until.min(hold_until) } else { idle_until });
                 tokio::select! {
-                    cmd = command_source.next(), if !awaiting_reply => {
+                    cmd = command_source.next(), if !awaiting_reply && held.is_none() => {
+                        from_client = true;
                         incoming = Some(received(cmd, &logger));
                     },
                     Some(delivered) = control_msg_rx.recv() => {
@@ -264,11 +280,16 @@ where
                         incoming = Some(Ok(Event::InternalMsg(delivered.msg)));
                     },
                     _ = &mut timeout_delay => {
-                        let session = shared_session.lock().await;
-                        match session.data_busy {
-                            true => incoming = None,
-                            false => incoming = Some(Err(ControlChanError::new(ControlChanErrorKind::ControlChannelTimeout)))
-                        };
+                        if holding && tokio::time::Instant::now() >= hold_until {
+                            slog::warn!(logger, "A transfer command got no first reply in time; the next command runs");
+                            transfer_starting = false;
+                        } else {
+                            let session = shared_session.lock().await;
+                            match session.data_busy {
+                                true => incoming = None,
+                                false => incoming = Some(Err(ControlChanError::new(ControlChanErrorKind::ControlChannelTimeout)))
+                            };
+                        }
                     },
                     _ = shutdown.listen() => {
                         slog::info!(logger, "Closing open control connection because of shutdown signal");
@@ -278,6 +299,10 @@ where
                 }
                 incoming
             };
+            if from_client && transfer_starting && !acts_while_a_transfer_starts(&incoming) {
+                held = incoming;
+                continue;
+            }
             match incoming {
                 None => {} // Loop again
                 Some(Ok(Event::InternalMsg(ControlChanMsg::ExitControlLoop))) => {
@@ -297,9 +322,11 @@ where
                         Event::Command(command) => answers_later(command),
                         Event::InternalMsg(_) => {
                             awaiting_reply &= from_transfer;
+                            transfer_starting &= !from_transfer;
                             false
                         }
                     };
+                    let starts_transfer = matches!(&event, Event::Command(command) if answered_by_the_data_channel(command));
                     if let Event::InternalMsg(ControlChanMsg::SecureControlChannel) = event {
                         slog::info!(logger, "Upgrading control channel to TLS");
                         // `234` (fed, not yet written) goes out before the handshake.
@@ -357,6 +384,11 @@ where
                             awaiting_reply = true;
                             Ok(())
                         }
+                        Ok(Reply::None) if starts_transfer => {
+                            transfer_starting = true;
+                            hold_until = tokio::time::Instant::now() + data_connection_timeout + HOLD_MARGIN;
+                            Ok(())
+                        }
                         Ok(reply) => reply_sink.feed(reply).await,
                     };
 
@@ -386,6 +418,10 @@ where
 
 /// The initial size of the control connection's read and write buffers (they grow as needed).
 const CODEC_BUFFER: usize = 256;
+
+/// How much longer than the data connection timeout a command waits behind a transfer command
+/// that got no first reply (see `transfer_starting`).
+const HOLD_MARGIN: Duration = Duration::from_secs(5);
 
 /// Most pipelined commands handled in a row before the control loop flushes and waits.
 const MAX_IN_A_ROW: u32 = 32;
@@ -435,6 +471,21 @@ fn received(cmd: Option<Result<Result<Command, ControlChanError>, ControlChanErr
             Ok(Event::InternalMsg(ControlChanMsg::ExitControlLoop))
         }
     }
+}
+
+/// True for the transfer commands whose first reply comes from the data channel (`150` once
+/// there is something to send, `550` when there is nothing: patch 7) rather than their handler.
+fn answered_by_the_data_channel(command: &Command) -> bool {
+    matches!(command, Command::Retr { .. } | Command::List { .. } | Command::Nlst { .. } | Command::Mlsd { .. })
+}
+
+/// True for what is handled at once while a transfer command waits for its first reply: the
+/// commands that act on the transfer or the session, and the client leaving.
+fn acts_while_a_transfer_starts(incoming: &Option<Result<Event, ControlChanError>>) -> bool {
+    matches!(
+        incoming,
+        None | Some(Ok(Event::Command(Command::Abor | Command::Stat { .. } | Command::Quit))) | Some(Ok(Event::InternalMsg(ControlChanMsg::ExitControlLoop)))
+    )
 }
 
 /// The control connection's socket, read past the urgent mark: a read stops at the mark, and
