@@ -596,6 +596,42 @@ async fn mlst_and_mlsd_give_type_size_modify_and_the_users_perm() {
 }
 
 #[tokio::test]
+async fn opts_mlst_chooses_the_facts_that_mlst_and_mlsd_give_and_feat_marks_them() {
+    // libunftp patch 45: `OPTS MLST type;size;` (lftp sends it at every login) was answered
+    // `501 Invalid Parameter`, and every fact was given whatever the client asked (RFC 3659 §7.9).
+    let cluster = server().await;
+    cluster.write_file("f.txt", b"12345");
+    let mut raw = RawFtp::login(cluster.main()).await;
+    let mlst_line = |text: &str| text.lines().nth(1).expect("the entry line").to_string();
+    assert!(raw.command("FEAT").await.1.contains(" MLST type*;size*;modify*;perm*;unique*;"));
+    assert_eq!(
+        raw.command("OPTS MLST SIZE;type;lang;").await,
+        (200, "200 MLST OPTS type;size;".into()),
+        "unknown facts left out"
+    );
+    assert_eq!(mlst_line(&raw.command("MLST f.txt").await.1), " type=file;size=5; /f.txt");
+    assert!(raw.command("FEAT").await.1.contains(" MLST type*;size*;modify;perm;unique;"));
+    let (codes, listing) = data_command(&mut raw, &cluster, "MLSD").await;
+    assert_eq!(codes, [150, 226]);
+    assert_eq!(String::from_utf8_lossy(&listing), "type=file;size=5; f.txt\r\n");
+    // No fact at all: the entries are the names alone.
+    assert_eq!(raw.command("OPTS MLST").await, (200, "200 MLST OPTS".into()));
+    assert_eq!(mlst_line(&raw.command("MLST f.txt").await.1), "  /f.txt");
+    assert_eq!(raw.command("OPTS mlst modify;perm;unique;").await, (200, "200 MLST OPTS modify;perm;unique;".into()));
+    let entry = mlst_line(&raw.command("MLST f.txt").await.1);
+    assert!(
+        entry.starts_with(" modify=") && entry.contains(";perm=adfrw;unique=") && !entry.contains("size="),
+        "{entry}"
+    );
+    // A list with a space in it is not one; the choice stays.
+    assert_eq!(raw.command("OPTS MLST type; size;").await.0, 501);
+    assert!(raw.command("FEAT").await.1.contains(" MLST type;size;modify*;perm*;unique*;"));
+    // Another session gets every fact.
+    let mut other = RawFtp::login(cluster.main()).await;
+    assert!(mlst_line(&other.command("MLST f.txt").await.1).starts_with(" type=file;size=5;modify="));
+}
+
+#[tokio::test]
 async fn help_lists_the_commands_and_stat_tells_the_session_or_lists_a_path() {
     // libunftp patch 14: HELP listed nothing; STAT printed internal type names
     // (`libunftp::auth::anonymous::AnonymousAuthenticator`), and STAT PATH ignored the working

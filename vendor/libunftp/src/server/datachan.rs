@@ -35,6 +35,7 @@ where
     pub control_msg_tx: ControlChanSender,
     pub storage: Arc<Storage>,
     pub cwd: PathBuf,
+    pub mlst_facts: crate::server::controlchan::commands::mlst::Facts,
     pub ftps_mode: FtpsConfig,
     pub logger: slog::Logger,
     pub data_cmd_rx: Option<Receiver<DataChanCmd>>,
@@ -596,7 +597,7 @@ where
                         .unwrap_or("unknown".into());
 
                     let perm = self.storage.perm_fact((*self.user).as_ref().unwrap(), file_info.metadata.is_dir());
-                    let facts_str = crate::server::controlchan::commands::mlst::format_facts(&file_info.metadata, perm.as_deref());
+                    let facts_str = crate::server::controlchan::commands::mlst::format_facts(&file_info.metadata, perm.as_deref(), self.mlst_facts);
                     let line = format!("{} {}", facts_str, filename);
                     buffer.push_str(&line);
                     buffer.push_str("\r\n");
@@ -916,6 +917,7 @@ where
         control_msg_tx,
         storage: Arc::clone(&session.storage),
         cwd: session.cwd.clone(),
+        mlst_facts: session.mlst_facts,
         ftps_mode,
         logger,
         data_abort_rx,

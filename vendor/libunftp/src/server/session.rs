@@ -110,6 +110,8 @@ where
     // The starting byte for a STOR or RETR command. Set by the _Restart of Interrupted Transfer (REST)_
     // command to support resume functionality.
     pub start_pos: u64,
+    // The facts MLST and MLSD give (`OPTS MLST`).
+    pub mlst_facts: crate::server::controlchan::commands::mlst::Facts,
     // Tells if the data loop is running. The control channel need to know if the data channel is
     // busy so that it doesn't time out while the session is still in progress.
     pub data_busy: bool,
@@ -155,6 +157,7 @@ where
             data_tls: false,
             collect_metrics: false,
             start_pos: 0,
+            mlst_facts: crate::server::controlchan::commands::mlst::Facts::ALL,
             data_busy: false,
             data_connection_timeout: crate::options::DEFAULT_DATA_CONNECTION_TIMEOUT,
             passive_accept: None,

@@ -26,12 +26,10 @@ where
 {
     #[tracing_attributes::instrument]
     async fn handle(&self, args: CommandContext<Storage, User>) -> Result<Reply, ControlChanError> {
-        let mlst = if args.storage_features & FEATURE_UNIQUE > 0 {
-            " MLST type*;size*;modify*;perm*;unique*;"
-        } else {
-            " MLST type*;size*;modify*;perm*;"
-        };
-        let mut feat_text = vec![" SIZE", " MDTM", " UTF8", " EPSV", " EPRT", mlst, " MLSD"];
+        // The facts `MLST` and `MLSD` give now are marked `*` (`OPTS MLST` chooses them).
+        let chosen = args.session.lock().await.mlst_facts;
+        let mlst = chosen.feat_line(args.storage_features & FEATURE_UNIQUE > 0);
+        let mut feat_text = vec![" SIZE", " MDTM", " UTF8", " EPSV", " EPRT", &mlst, " MLSD"];
 
         // Add the features. According to the spec each feature line must be
         // indented by a space.

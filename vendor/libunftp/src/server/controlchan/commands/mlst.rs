@@ -37,9 +37,9 @@ where
 {
     #[tracing_attributes::instrument]
     async fn handle(&self, args: CommandContext<Storage, User>) -> Result<Reply, ControlChanError> {
-        let (user, storage, cwd) = {
+        let (user, storage, cwd, facts) = {
             let session = args.session.lock().await;
-            (session.user.clone(), Arc::clone(&session.storage), session.cwd.clone())
+            (session.user.clone(), Arc::clone(&session.storage), session.cwd.clone(), session.mlst_facts)
         };
 
         let path = match &self.path {
@@ -53,9 +53,60 @@ where
         };
 
         let perm = storage.perm_fact((*user).as_ref().unwrap(), metadata.is_dir());
-        let facts_str = format_facts(&metadata, perm.as_deref());
+        let facts_str = format_facts(&metadata, perm.as_deref(), facts);
         let response = format!(" {} {}", facts_str, path.display());
         Ok(Reply::new_multiline(ReplyCode::FileActionOkay, vec![" Listing", &response, "End"]))
+    }
+}
+
+/// The facts `MLST` and `MLSD` give, of those FEAT offers (`type`, `size`, `modify`, `perm`,
+/// `unique`): all of them until the client chooses with `OPTS MLST` (RFC 3659 §7.9).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Facts(u8);
+
+impl Facts {
+    /// The offered facts by name, in the order they are listed.
+    const NAMES: [(&'static str, u8); 5] = [("type", 1), ("size", 2), ("modify", 4), ("perm", 8), ("unique", 16)];
+    /// Every fact (the default).
+    pub const ALL: Facts = Facts(0b1_1111);
+    const UNIQUE: u8 = 16;
+
+    /// The facts named in `OPTS MLST`'s list (`type;size;`): case does not matter, names this
+    /// server does not offer (or `unique` when `unique_offered` is false) are left out, as the
+    /// RFC asks.
+    pub fn chosen(list: &str, unique_offered: bool) -> Facts {
+        let mut bits = 0;
+        for name in list.split(';') {
+            if let Some((_, bit)) = Self::NAMES.iter().find(|(known, _)| known.eq_ignore_ascii_case(name.trim())) {
+                bits |= bit;
+            }
+        }
+        if !unique_offered {
+            bits &= !Self::UNIQUE;
+        }
+        Facts(bits)
+    }
+
+    fn has(self, name: &str) -> bool {
+        Self::NAMES.iter().any(|(known, bit)| *known == name && self.0 & bit != 0)
+    }
+
+    /// `type;size;` for the reply to `OPTS MLST`: the facts now given, each followed by `;`.
+    pub fn names(self) -> String {
+        Self::NAMES
+            .iter()
+            .filter(|(_, bit)| self.0 & bit != 0)
+            .map(|(name, _)| format!("{};", name))
+            .collect()
+    }
+
+    /// FEAT's `MLST` line: every offered fact, those given marked `*`.
+    pub fn feat_line(self, unique_offered: bool) -> String {
+        let offered = Self::NAMES.iter().filter(|(name, _)| unique_offered || *name != "unique");
+        let facts: String = offered
+            .map(|(name, bit)| format!("{}{};", name, if self.0 & bit != 0 { "*" } else { "" }))
+            .collect();
+        format!(" MLST {}", facts)
     }
 }
 
@@ -67,39 +118,72 @@ where
 ///
 /// # Arguments
 /// * `metadata` - The file/directory metadata to format
+/// * `perm` - The `perm` fact, if the storage back-end gives one
+/// * `chosen` - The facts the client asked for (`OPTS MLST`)
 ///
 /// # Returns
-/// A string containing semicolon-separated facts like "type=file;size=1234;modify=20231201120000"
-pub fn format_facts<M: Metadata>(metadata: &M, perm: Option<&str>) -> String {
+/// A string containing semicolon-separated facts like "type=file;size=1234;modify=20231201120000;"
+/// (empty when no fact is chosen)
+pub fn format_facts<M: Metadata>(metadata: &M, perm: Option<&str>, chosen: Facts) -> String {
     let mut facts = Vec::new();
 
-    facts.push(if metadata.is_dir() { "type=dir" } else { "type=file" }.to_string());
+    if chosen.has("type") {
+        facts.push(if metadata.is_dir() { "type=dir" } else { "type=file" }.to_string());
+    }
 
-    facts.push(format!("size={}", metadata.len()));
+    if chosen.has("size") {
+        facts.push(format!("size={}", metadata.len()));
+    }
 
-    if let Ok(modified) = metadata.modified() {
+    if chosen.has("modify")
+        && let Ok(modified) = metadata.modified()
+    {
         let dt: DateTime<Utc> = modified.into();
         facts.push(format!("modify={}", dt.format("%Y%m%d%H%M%S")));
     }
 
-    if let Some(perm) = perm {
+    if chosen.has("perm")
+        && let Some(perm) = perm
+    {
         facts.push(format!("perm={}", perm));
     }
 
-    if let Some(unique) = metadata.unique() {
+    if chosen.has("unique")
+        && let Some(unique) = metadata.unique()
+    {
         facts.push(format!("unique={}", unique));
     }
 
     // Choosing not to implement create, lang, media-type, charset or most of the
-    // UNIX.*, MACOS.* etc ones.
+    // UNIX.*, MACOS.* etc ones. The two below are not offered in FEAT: they are given only while
+    // the client has not chosen its facts.
 
-    if metadata.uid() > 0 {
+    if chosen == Facts::ALL && metadata.uid() > 0 {
         facts.push(format!("unix.uid={}", metadata.uid()));
     }
 
-    if metadata.gid() > 0 {
+    if chosen == Facts::ALL && metadata.gid() > 0 {
         facts.push(format!("unix.gid={}", metadata.gid()));
     }
 
+    if facts.is_empty() {
+        return String::new();
+    }
     format!("{};", facts.join(";"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Facts;
+
+    #[test]
+    fn opts_mlst_chooses_known_facts_whatever_their_case_and_names_them_in_order() {
+        let chosen = Facts::chosen("SIZE;Type;lang;;unique", true);
+        assert_eq!(chosen.names(), "type;size;unique;");
+        assert_eq!(Facts::chosen("unique;", false).names(), "", "unique is not offered");
+        assert_eq!(Facts::chosen("", true).names(), "");
+        assert_eq!(Facts::ALL.names(), "type;size;modify;perm;unique;");
+        assert_eq!(chosen.feat_line(true), " MLST type*;size*;modify;perm;unique*;");
+        assert_eq!(Facts::ALL.feat_line(false), " MLST type*;size*;modify*;perm*;");
+    }
 }

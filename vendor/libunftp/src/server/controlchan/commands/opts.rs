@@ -14,8 +14,10 @@ use crate::{
         error::ControlChanError,
         handler::{CommandContext, CommandHandler},
     },
-    storage::{Metadata, StorageBackend},
+    storage::{FEATURE_UNIQUE, Metadata, StorageBackend},
 };
+
+use super::mlst::Facts;
 use async_trait::async_trait;
 
 /// The parameters that can be given to the `OPTS` command, specifying the option the client wants
@@ -24,6 +26,8 @@ use async_trait::async_trait;
 pub enum Opt {
     /// The client wants us to enable UTF-8 encoding for file paths and such.
     Utf8 { on: bool },
+    /// The client chooses the facts `MLST` and `MLSD` give (RFC 3659 §7.9): `type;size;`.
+    Mlst { facts: String },
 }
 
 #[derive(Debug)]
@@ -45,10 +49,21 @@ where
     Storage::Metadata: Metadata,
 {
     #[tracing_attributes::instrument]
-    async fn handle(&self, _args: CommandContext<Storage, User>) -> Result<Reply, ControlChanError> {
+    async fn handle(&self, args: CommandContext<Storage, User>) -> Result<Reply, ControlChanError> {
         match &self.option {
             Opt::Utf8 { on: true } => Ok(Reply::new(ReplyCode::CommandOkay, "Always in UTF-8 mode.")),
             Opt::Utf8 { on: false } => Ok(Reply::new(ReplyCode::CommandNotImplementedForParameter, "Non UTF-8 mode not supported")),
+            Opt::Mlst { facts } => {
+                let chosen = Facts::chosen(facts, args.storage_features & FEATURE_UNIQUE > 0);
+                args.session.lock().await.mlst_facts = chosen;
+                let names = chosen.names();
+                let text = if names.is_empty() {
+                    "MLST OPTS".to_string()
+                } else {
+                    format!("MLST OPTS {}", names)
+                };
+                Ok(Reply::new_with_string(ReplyCode::CommandOkay, text))
+            }
         }
     }
 }

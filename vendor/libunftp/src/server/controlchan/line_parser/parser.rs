@@ -229,6 +229,14 @@ where
                 b"UTF8 OFF" | b"utf8 off" => Command::Opts {
                     option: Opt::Utf8 { on: false },
                 },
+                // `OPTS MLST` with its fact list, possibly empty (RFC 3659 §7.9).
+                [m, l, s, t, rest @ ..] if [*m, *l, *s, *t].eq_ignore_ascii_case(b"MLST") && (rest.is_empty() || rest[0] == b' ') => {
+                    let facts = String::from_utf8_lossy(rest).trim().to_string();
+                    if facts.contains(' ') {
+                        return Err(ParseErrorKind::InvalidCommand.into());
+                    }
+                    Command::Opts { option: Opt::Mlst { facts } }
+                }
                 _ => return Err(ParseErrorKind::InvalidCommand.into()),
             }
         }

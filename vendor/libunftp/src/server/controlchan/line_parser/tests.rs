@@ -382,6 +382,23 @@ fn parse_opts() {
             option: Opt::Utf8 { on: false }
         })
     );
+
+    for (input, facts) in [
+        ("OPTS MLST type;size;\r\n", "type;size;"),
+        ("OPTS mlst\r\n", ""),
+        ("OPTS Mlst  Modify; \r\n", "Modify;"),
+    ] {
+        assert_eq!(
+            parse(input),
+            Ok(Command::Opts {
+                option: Opt::Mlst { facts: facts.to_string() }
+            }),
+            "{input:?}"
+        );
+    }
+    for input in ["OPTS MLSTX\r\n", "OPTS MLST type; size;\r\n"] {
+        assert_eq!(parse(input), Err(ParseError::from(ParseErrorKind::InvalidCommand)), "{input:?}");
+    }
 }
 
 #[test]
