@@ -60,6 +60,8 @@ ftp.retrlines("LIST", lines.append)
 print("list", lines)
 ftp.retrlines("MLSD", lines.append)
 print("mlsd", [line for line in lines if "hello.txt" in line])
+# mlsd(facts=...) sends OPTS MLST first (it used to get 501 and raise).
+print("mlsd facts", [entry for entry in ftp.mlsd(facts=["size", "type"]) if entry[0] == "hello.txt"])
 data = io.BytesIO()
 ftp.retrbinary("RETR hello.txt", data.write)
 print("body", data.getvalue())
@@ -84,6 +86,7 @@ async fn python_ftplib_sends_site_commands_lists_and_downloads_in_both_modes() {
             "names ['hello.txt']",
             "hello.txt'",
             "type=file",
+            "mlsd facts [('hello.txt', {'type': 'file', 'size': '34'})]",
             r"body b'hello from the ftpcalc test suite\n'",
         ] {
             assert!(stdout.contains(expected), "{mode}: {stdout:?} lacks {expected:?}");
