@@ -73,31 +73,39 @@ pub struct Delivered {
     pub from_transfer: bool,
 }
 
-/// The sending end of the control loop's channel. Messages travel boxed: tokio allocates a
-/// channel's slots 32 at a time, and 32 inline `ControlChanMsg`s (48 bytes each) were 1.6 KiB of
-/// every idle session.
+/// The sending end of the control loop's channel, for command handlers. Messages travel boxed:
+/// tokio allocates a channel's slots 32 at a time, and 32 inline `ControlChanMsg`s (48 bytes
+/// each) were 1.6 KiB of every idle session.
 #[derive(Clone, Debug)]
-pub struct ControlChanSender {
-    tx: tokio::sync::mpsc::Sender<Box<Delivered>>,
-    from_transfer: bool,
-}
+pub struct ControlChanSender(tokio::sync::mpsc::Sender<Box<Delivered>>);
 
 impl ControlChanSender {
     /// Sends a message to the control loop, waiting for room.
     pub async fn send(&self, msg: ControlChanMsg) -> Result<(), tokio::sync::mpsc::error::SendError<ControlChanMsg>> {
-        let delivered = Box::new(Delivered {
-            msg,
-            from_transfer: self.from_transfer,
-        });
-        self.tx.send(delivered).await.map_err(|error| tokio::sync::mpsc::error::SendError(error.0.msg))
+        self.send_marked(msg, false).await
     }
 
-    /// A sender to the same control loop whose messages are marked as the data channel's.
-    pub fn for_transfers(&self) -> ControlChanSender {
-        ControlChanSender {
-            tx: self.tx.clone(),
-            from_transfer: true,
-        }
+    async fn send_marked(&self, msg: ControlChanMsg, from_transfer: bool) -> Result<(), tokio::sync::mpsc::error::SendError<ControlChanMsg>> {
+        let delivered = Box::new(Delivered { msg, from_transfer });
+        self.0.send(delivered).await.map_err(|error| tokio::sync::mpsc::error::SendError(error.0.msg))
+    }
+
+    /// A sender to the same control loop for the data channel, whose messages are marked so.
+    pub fn for_transfers(&self) -> TransferSender {
+        TransferSender(self.clone())
+    }
+}
+
+/// The data channel's sending end of the control loop's channel: its messages are marked
+/// `from_transfer`. (A type of its own rather than a flag in [`ControlChanSender`]: every
+/// session's control loop holds a sender, and its size counts for each idle session.)
+#[derive(Clone, Debug)]
+pub struct TransferSender(ControlChanSender);
+
+impl TransferSender {
+    /// Sends a message to the control loop, waiting for room.
+    pub async fn send(&self, msg: ControlChanMsg) -> Result<(), tokio::sync::mpsc::error::SendError<ControlChanMsg>> {
+        self.0.send_marked(msg, true).await
     }
 }
 
@@ -106,14 +114,15 @@ impl ControlChanSender {
 pub struct ControlChanReceiver(tokio::sync::mpsc::Receiver<Box<Delivered>>);
 
 impl ControlChanReceiver {
-    /// The next message, or `None` when every sender is gone.
-    pub async fn recv(&mut self) -> Option<Delivered> {
-        self.0.recv().await.map(|delivered| *delivered)
+    /// The next message, or `None` when every sender is gone (boxed as it travelled: the
+    /// control loop keeps one waiting, and inline it would take room in every session's loop).
+    pub async fn recv(&mut self) -> Option<Box<Delivered>> {
+        self.0.recv().await
     }
 
     /// A message that is already waiting, if any.
-    pub fn try_recv(&mut self) -> Option<Delivered> {
-        self.0.try_recv().ok().map(|delivered| *delivered)
+    pub fn try_recv(&mut self) -> Option<Box<Delivered>> {
+        self.0.try_recv().ok()
     }
 }
 
@@ -123,7 +132,7 @@ impl ControlChanReceiver {
 /// for any capacity up to 32 (tokio allocates slots 32 at a time).
 pub fn control_chan() -> (ControlChanSender, ControlChanReceiver) {
     let (tx, rx) = tokio::sync::mpsc::channel(4);
-    (ControlChanSender { tx, from_transfer: false }, ControlChanReceiver(rx))
+    (ControlChanSender(tx), ControlChanReceiver(rx))
 }
 
 /// Messages that can be sent to the control channel loop.

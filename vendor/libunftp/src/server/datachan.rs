@@ -1,6 +1,6 @@
 //! Contains code pertaining to the FTP *data* channel
 
-use crate::server::ControlChanSender;
+use crate::server::chancomms::TransferSender;
 use super::{
     chancomms::{ControlChanMsg, DataChanMsg},
     tls::FtpsConfig,
@@ -32,7 +32,7 @@ where
 {
     pub user: Arc<Option<User>>,
     pub socket: DataStream,
-    pub control_msg_tx: ControlChanSender,
+    pub control_msg_tx: TransferSender,
     pub storage: Arc<Storage>,
     pub cwd: PathBuf,
     pub mlst_facts: crate::server::controlchan::commands::mlst::Facts,
@@ -260,7 +260,7 @@ where
     #[tracing_attributes::instrument]
     async fn exec_retr(self, path: String, start_pos: u64) {
         let path = self.cwd.join(path);
-        let tx: ControlChanSender = self.control_msg_tx.clone();
+        let tx: TransferSender = self.control_msg_tx.clone();
         // `550` before any `150` when there is nothing to send (clients such as rclone and tnftp
         // cannot tell a `550` after a `150` from a failed transfer).
         match self.storage.metadata_for_download((*self.user).as_ref().unwrap(), &path).await {
@@ -716,25 +716,25 @@ where
 }
 
 /// Sends `code` and `text` to the control channel, to be written as a reply.
-async fn reply(tx: &ControlChanSender, code: ReplyCode, text: &'static str) {
+async fn reply(tx: &TransferSender, code: ReplyCode, text: &'static str) {
     let _ = tx.send(ControlChanMsg::CommandChannelReply(Reply::new(code, text))).await;
 }
 
 /// The answer to an `ABOR` that cut a transfer (or a transfer command still waiting for its
 /// data connection) short: `426`, then `226` (RFC 959).
-pub(crate) async fn answer_aborted(tx: &ControlChanSender) {
+pub(crate) async fn answer_aborted(tx: &TransferSender) {
     reply(tx, ReplyCode::ConnectionClosed, "Connection closed; transfer aborted").await;
     reply(tx, ReplyCode::ClosingDataConnection, "ABOR successful").await;
 }
 
 /// The answer to an `ABOR` that came before any transfer command: the data connection (or
 /// passive port) is closed.
-pub(crate) async fn answer_nothing_to_abort(tx: &ControlChanSender) {
+pub(crate) async fn answer_nothing_to_abort(tx: &TransferSender) {
     reply(tx, ReplyCode::ClosingDataConnection, "Data connection closed; no transfer to abort").await;
 }
 
 /// Answers a transfer command whose data connection could not be had: `425` and why.
-pub(crate) async fn answer_cant_open(tx: &ControlChanSender, reason: &str) {
+pub(crate) async fn answer_cant_open(tx: &TransferSender, reason: &str) {
     let reply = Reply::new_with_string(ReplyCode::CantOpenDataConnection, format!("Can't open data connection: {}", reason));
     let _ = tx.send(ControlChanMsg::CommandChannelReply(reply)).await;
 }
@@ -753,7 +753,7 @@ async fn tls_handshake(tls_config: std::sync::Arc<rustls::ServerConfig>, socket:
 
 /// Answers `425` for a data connection whose TLS handshake failed (it used to panic the data
 /// task: no reply, and the session's idle timeout stayed off).
-async fn tls_failed(logger: &slog::Logger, tx: &ControlChanSender, error: std::io::Error) {
+async fn tls_failed(logger: &slog::Logger, tx: &TransferSender, error: std::io::Error) {
     slog::warn!(logger, "TLS handshake on the data connection failed: {}", error);
     let reply = Reply::new_with_string(ReplyCode::CantOpenDataConnection, format!("TLS negotiation on the data connection failed: {}", error));
     let _ = tx.send(ControlChanMsg::CommandChannelReply(reply)).await;

@@ -1,7 +1,7 @@
 //! The session module implements per-connection session handling and currently also
 //! implements the handling for the *data* channel.
 
-use crate::server::ControlChanSender;
+use crate::server::chancomms::TransferSender;
 use super::tls::FtpsConfig;
 use crate::metrics;
 use crate::server::chancomms::DataChanCmd;
@@ -81,7 +81,7 @@ where
     // The data loop listens to this so it can know when to exit.
     pub data_abort_rx: Option<Receiver<()>>,
     // This may not be needed here...
-    pub control_msg_tx: Option<ControlChanSender>,
+    pub control_msg_tx: Option<TransferSender>,
     // The socket address of the client on the control channel
     pub source: SocketAddr,
     // The control connection over the proxy protocol
@@ -185,7 +185,7 @@ where
         self
     }
 
-    pub fn control_msg_tx(mut self, sender: ControlChanSender) -> Self {
+    pub fn control_msg_tx(mut self, sender: TransferSender) -> Self {
         self.control_msg_tx = Some(sender);
         self
     }

@@ -217,7 +217,7 @@ where
         // Replies are fed to the sink and flushed together before the loop waits: a message that
         // is already waiting when a reply has been fed (the data channel's `150` and `226` of a
         // small file, sent in one go) is handled at once, and both replies leave in one write.
-        let mut ready: Option<Delivered> = None;
+        let mut ready: Option<Box<Delivered>> = None;
         // One idle timer for the session, set again before each wait (a new one per event cost
         // an allocation and a timer entry made and dropped).
         let mut timeout_delay = Box::pin(tokio::time::sleep(idle_session_timeout));
@@ -235,10 +235,8 @@ where
         // waits here, unless it acts on the transfer or the session (`ABOR`, `STAT`, `QUIT`), and
         // no further command is read while one waits.
         let mut transfer_starting = false;
-        let mut held: Option<Result<Event, ControlChanError>> = None;
-        // The data channel answers a transfer command within the data connection timeout (`425`
-        // when no connection came); should it ever not, a held command waits no longer than this.
-        let mut hold_until = tokio::time::Instant::now();
+        // (Boxed: kept out of the loop's own future, which every idle session holds.)
+        let mut held: Option<Box<Result<Event, ControlChanError>>> = None;
         loop {
             // A command the client sent together with the last one is handled before the replies
             // are flushed, so the replies of pipelined commands leave in one write; after
@@ -256,7 +254,7 @@ where
                 from_transfer = delivered.from_transfer;
                 Some(Ok(Event::InternalMsg(delivered.msg)))
             } else if held.is_some() && !transfer_starting {
-                held.take()
+                held.take().map(|held| *held)
             } else if let Some(cmd) = pipelined {
                 from_client = true;
                 Some(received(cmd, &logger))
@@ -267,9 +265,10 @@ where
                 }
                 #[allow(unused_assignments)]
                 let mut incoming = None;
-                let idle_until = tokio::time::Instant::now() + idle_session_timeout;
-                let holding = held.is_some() && transfer_starting;
-                timeout_delay.as_mut().reset(if holding { idle_until.min(hold_until) } else { idle_until });
+                // While a command is held, the timer keeps the hold's deadline (see below).
+                if held.is_none() {
+                    timeout_delay.as_mut().reset(tokio::time::Instant::now() + idle_session_timeout);
+                }
                 tokio::select! {
                     cmd = command_source.next(), if !awaiting_reply && held.is_none() => {
                         from_client = true;
@@ -280,7 +279,7 @@ where
                         incoming = Some(Ok(Event::InternalMsg(delivered.msg)));
                     },
                     _ = &mut timeout_delay => {
-                        if holding && tokio::time::Instant::now() >= hold_until {
+                        if held.is_some() && transfer_starting {
                             slog::warn!(logger, "A transfer command got no first reply in time; the next command runs");
                             transfer_starting = false;
                         } else {
@@ -300,7 +299,11 @@ where
                 incoming
             };
             if from_client && transfer_starting && !acts_while_a_transfer_starts(&incoming) {
-                held = incoming;
+                // The data channel answers a transfer command within the data connection timeout
+                // (`425` when no connection came); should it ever not, the held command waits no
+                // longer than that and a margin.
+                held = incoming.map(Box::new);
+                timeout_delay.as_mut().reset(tokio::time::Instant::now() + data_connection_timeout + HOLD_MARGIN);
                 continue;
             }
             match incoming {
@@ -386,7 +389,6 @@ where
                         }
                         Ok(Reply::None) if starts_transfer => {
                             transfer_starting = true;
-                            hold_until = tokio::time::Instant::now() + data_connection_timeout + HOLD_MARGIN;
                             Ok(())
                         }
                         Ok(reply) => reply_sink.feed(reply).await,
