@@ -418,8 +418,9 @@ where
     Ok(jh)
 }
 
-/// The initial size of the control connection's read and write buffers (they grow as needed).
-const CODEC_BUFFER: usize = 256;
+/// The initial size of the control connection's read and write buffers (they grow as needed):
+/// a logged-in idle session's greeting, `331` and `230` fit.
+const CODEC_BUFFER: usize = 128;
 
 /// How much longer than the data connection timeout a command waits behind a transfer command
 /// that got no first reply (see `transfer_starting`).
