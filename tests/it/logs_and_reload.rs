@@ -104,6 +104,40 @@ async fn routed_requests_are_logged_at_info_only_when_no_worker_answered() {
     assert!(log_shows(&lonely_log, line).await, "{}", read(&lonely_log));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_asking_for_missing_paths_is_no_warning_on_the_console() {
+    // libunftp patch 47: `SIZE`, `CWD`, `MKD`, `RMD` and `MD5` of a path the client got wrong
+    // logged a WARN line (lftp's `put -c` of a new file asks `SIZE` of it): the client gets its
+    // `550`, and the operator's warnings are kept for what the operator should look at.
+    let folder = tempfile::tempdir().expect("folder");
+    let root = folder.path().join("ftp");
+    std::fs::create_dir_all(root.join("there")).expect("mkdir");
+    let log = folder.path().join("log.txt");
+    let root = root.to_str().expect("utf-8");
+    let server = Process::start_logging(&["server", "SV0", root, "--listen", "127.0.0.1:0", "--no-workers"], &log);
+    let mut raw = RawFtp::login(server.address_from_table()).await;
+    for (line, code) in [
+        ("SIZE nope.txt", 550),
+        ("MDTM nope.txt", 550),
+        ("CWD nope", 550),
+        ("MKD there", 550),
+        ("RMD nope", 550),
+        ("DELE nope.txt", 550),
+        ("RNFR nope.txt", 550),
+        ("STAT nope", 550),
+    ] {
+        assert_eq!(raw.command(line).await.0, code, "{line}");
+    }
+    assert_eq!(raw.command("QUIT").await.0, 221);
+    assert!(log_shows(&log, "session closed").await, "{}", read(&log));
+    let text = read(&log);
+    let warnings: Vec<&str> = text
+        .lines()
+        .filter(|line| line.contains("WARN") && (line.contains("nope") || line.contains("there")))
+        .collect();
+    assert!(warnings.is_empty(), "{warnings:#?}");
+}
+
 fn config_text(users: &[(&str, &str)], per_address: usize) -> String {
     let mut text = format!("[limits]\nmax_connections_per_ip = {per_address}\n");
     for (name, password) in users {

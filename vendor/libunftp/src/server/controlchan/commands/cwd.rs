@@ -51,7 +51,7 @@ where
 
         match storage.cwd((*session.user).as_ref().unwrap(), path.clone()).await {
             Err(err) => {
-                slog::warn!(logger, "CWD: Failed to change directory {:?}: {} ", path, err);
+                slog::info!(logger, "CWD: Failed to change directory {:?}: {} ", path, err);
                 let r = tx_fail.send(ControlChanMsg::CommandChannelReply(crate::server::controlchan::reply_text::storage_error(&err, Some(&path)))).await;
                 if let Err(e) = r {
                     slog::warn!(logger, "CWD: Could not send internal message to notify of CWD error: {}", e);

@@ -48,7 +48,7 @@ where
         let logger = args.logger;
         match storage.rmd((*session.user).as_ref().unwrap(), path).await {
             Err(err) => {
-                slog::warn!(logger, "RMD: Failed to delete directory {}: {}", path_str, err);
+                slog::info!(logger, "RMD: Failed to delete directory {}: {}", path_str, err);
                 let r = tx.send(ControlChanMsg::CommandChannelReply(crate::server::controlchan::reply_text::storage_error(&err, Some(std::path::Path::new(&path_str))))).await;
                 if let Err(e) = r {
                     slog::warn!(logger, "RMD: Could not send internal message to notify of RMD error: {}", e);

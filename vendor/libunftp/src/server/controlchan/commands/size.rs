@@ -63,7 +63,7 @@ where
                     }
                 }
                 Err(err) => {
-                    slog::warn!(logger, "SIZE: Command failed for file {:?}: {}", &path, err);
+                    slog::info!(logger, "SIZE: Command failed for file {:?}: {}", &path, err);
                     if let Err(err) = tx_fail.send(ControlChanMsg::CommandChannelReply(crate::server::controlchan::reply_text::storage_error(&err, Some(&path)))).await {
                         slog::warn!(logger, "SIZE: Could not send internal message to notify of SIZE failure: {}", err);
                     }
