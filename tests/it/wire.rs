@@ -626,6 +626,17 @@ async fn opts_mlst_chooses_the_facts_that_mlst_and_mlsd_give_and_feat_marks_them
     // A list with a space in it is not one; the choice stays.
     assert_eq!(raw.command("OPTS MLST type; size;").await.0, 501);
     assert!(raw.command("FEAT").await.1.contains(" MLST type;size;modify*;perm*;unique*;"));
+    // In active mode the data connection is made at `EPRT`: a choice made after it counts.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    assert_eq!(raw.command(&format!("EPRT |1|127.0.0.1|{port}|")).await.0, 200);
+    let (mut data, _) = listener.accept().await.expect("the server connects");
+    assert_eq!(raw.command("OPTS MLST size;").await, (200, "200 MLST OPTS size;".into()));
+    assert_eq!(raw.command("MLSD").await.0, 150);
+    let mut listing = Vec::new();
+    data.read_to_end(&mut listing).await.expect("the listing");
+    assert_eq!(raw.reply().await.0, 226);
+    assert_eq!(String::from_utf8_lossy(&listing), "size=5; f.txt\r\n");
     // Another session gets every fact.
     let mut other = RawFtp::login(cluster.main()).await;
     assert!(mlst_line(&other.command("MLST f.txt").await.1).starts_with(" type=file;size=5;modify="));
@@ -768,8 +779,9 @@ async fn a_transfer_ending_meanwhile_lets_no_pipelined_command_overtake_the_one_
     // libunftp patch 42: after a command answered from a task of its own (`MKD` here), the
     // next pipelined command waits for that answer (patch 37); a message of a transfer running
     // meanwhile (its `150` or `226`) used to end the wait, so `CWD` ran before `MKD` had made
-    // the folder. The transfer's replies may come anywhere among the others (transfer commands
-    // are not held), but the others must be those of one command at a time, in order.
+    // the folder. The transfer's `226` may come anywhere among the others, but the others must
+    // be those of one command at a time, in order. (Since patch 44 `MKD` waits for the `150`;
+    // the `226` can still come while `MKD` is under way.)
     let cluster = server().await;
     cluster.write_file("f.bin", &[7u8; 4096]);
     let mut raw = RawFtp::login_binary(cluster.main()).await;

@@ -191,11 +191,16 @@ where
     }
 
     /// Runs the transfer `command` asks for, racing it against `ABOR` (`data_abort_rx`).
-    async fn run(self, command: DataChanCmd, data_abort_rx: &mut Receiver<()>, session_arc: &SharedSession<Storage, User>) {
+    async fn run(mut self, command: DataChanCmd, data_abort_rx: &mut Receiver<()>, session_arc: &SharedSession<Storage, User>) {
         let control_msg_tx = self.control_msg_tx.clone();
         // The session is not kept locked during the transfer: the control channel must go on
-        // answering (ABOR above all, but also STAT, NOOP, QUIT).
-        let start_pos = session_arc.lock().await.start_pos;
+        // answering (ABOR above all, but also STAT, NOOP, QUIT). What the commands before this
+        // one chose counts (an executor made at `PORT` time predates a later `OPTS MLST`).
+        let start_pos = {
+            let session = session_arc.lock().await;
+            self.mlst_facts = session.mlst_facts;
+            session.start_pos
+        };
         let transfer = self.handle_incoming(DataChanMsg::ExternalCommand(command), start_pos);
         tokio::select! {
             () = transfer => {

@@ -67,9 +67,12 @@ pub struct Facts(u8);
 impl Facts {
     /// The offered facts by name, in the order they are listed.
     const NAMES: [(&'static str, u8); 5] = [("type", 1), ("size", 2), ("modify", 4), ("perm", 8), ("unique", 16)];
-    /// Every fact (the default).
+    /// Every fact (the default, until the client chooses).
     pub const ALL: Facts = Facts(0b1_1111);
     const UNIQUE: u8 = 16;
+    /// Set once the client has chosen (even every offered fact): the facts FEAT does not offer
+    /// are then left out.
+    const CHOSEN: u8 = 128;
 
     /// The facts named in `OPTS MLST`'s list (`type;size;`): case does not matter, names this
     /// server does not offer (or `unique` when `unique_offered` is false) are left out, as the
@@ -84,7 +87,7 @@ impl Facts {
         if !unique_offered {
             bits &= !Self::UNIQUE;
         }
-        Facts(bits)
+        Facts(bits | Self::CHOSEN)
     }
 
     fn has(self, name: &str) -> bool {
@@ -185,5 +188,8 @@ mod tests {
         assert_eq!(Facts::ALL.names(), "type;size;modify;perm;unique;");
         assert_eq!(chosen.feat_line(true), " MLST type*;size*;modify;perm;unique*;");
         assert_eq!(Facts::ALL.feat_line(false), " MLST type*;size*;modify*;perm*;");
+        let every = Facts::chosen("type;size;modify;perm;unique;", true);
+        assert_eq!(every.names(), Facts::ALL.names());
+        assert_ne!(every, Facts::ALL, "chosen, even all of them: the facts FEAT does not offer are left out");
     }
 }
