@@ -836,6 +836,29 @@ async fn abor_right_behind_a_transfer_command_answers_that_command() {
 }
 
 #[tokio::test]
+async fn abor_then_a_new_active_data_connection_in_one_write_both_get_their_reply() {
+    // libunftp patch 48: in active mode the data connection waits for its command; `ABOR` and a
+    // new `EPRT` sent together could close the waiting connection's command channel before it
+    // saw the abort (patch 43's `biased` wait made that certain), and `ABOR` went unanswered.
+    let cluster = server().await;
+    cluster.write_file("f.txt", b"active");
+    let mut raw = RawFtp::login_binary(cluster.main()).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    for round in 0..20 {
+        assert_eq!(raw.command(&format!("EPRT |1|127.0.0.1|{port}|")).await.0, 200, "round {round}");
+        let (_first, _) = listener.accept().await.expect("the server connects");
+        raw.send_bytes(format!("ABOR\r\nEPRT |1|127.0.0.1|{port}|\r\n").as_bytes()).await;
+        let (mut data, _) = listener.accept().await.expect("the server connects again");
+        assert_eq!([raw.reply().await.0, raw.reply().await.0], [226, 200], "round {round}: ABOR, then EPRT");
+        assert_eq!(raw.command("RETR f.txt").await.0, 150, "round {round}");
+        let mut received = Vec::new();
+        data.read_to_end(&mut received).await.expect("data");
+        assert_eq!((raw.reply().await.0, received), (226, b"active".to_vec()), "round {round}");
+    }
+}
+
+#[tokio::test]
 async fn a_command_pipelined_behind_a_transfer_command_is_answered_after_the_transfer_starts() {
     // libunftp patch 44: `RETR`, `LIST`, `NLST` and `MLSD` are answered by the data channel
     // (`150` once there is something to send, patch 7), and the loop read on meanwhile: `RETR f`

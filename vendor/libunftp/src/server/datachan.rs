@@ -154,6 +154,11 @@ where
                 command = data_cmd_rx.recv() => {
                     let Some(command) = command else {
                         slog::debug!(self.logger, "Data connection replaced before a command");
+                        // An `ABOR` that came before the `PORT`/`PASV` that replaced this
+                        // connection is still answered.
+                        if data_abort_rx.try_recv().is_ok() {
+                            answer_nothing_to_abort(&control_msg_tx).await;
+                        }
                         break;
                     };
                     self.run(command, &mut data_abort_rx, &session_arc).await;

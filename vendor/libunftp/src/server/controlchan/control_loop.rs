@@ -476,10 +476,11 @@ fn received(cmd: Option<Result<Result<Command, ControlChanError>, ControlChanErr
     }
 }
 
-/// True for the transfer commands whose first reply comes from the data channel (`150` once
-/// there is something to send, `550` when there is nothing: patch 7) rather than their handler.
+/// True for the commands whose first reply may come from the data channel rather than their
+/// handler: the transfer commands (`150` once there is something to send, `550` when there is
+/// nothing: patch 7), and `ABOR` when a data connection's executor answers it (patch 48).
 fn answered_by_the_data_channel(command: &Command) -> bool {
-    matches!(command, Command::Retr { .. } | Command::List { .. } | Command::Nlst { .. } | Command::Mlsd { .. })
+    matches!(command, Command::Retr { .. } | Command::List { .. } | Command::Nlst { .. } | Command::Mlsd { .. } | Command::Abor)
 }
 
 /// True for what is handled at once while a transfer command waits for its first reply: the
