@@ -155,28 +155,42 @@ fn tree(root: &Path) -> BTreeMap<String, Vec<u8>> {
     files
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn lftp_mirrors_a_tree_up_and_down_byte_for_byte() {
-    let Some(lftp) = stock_client("lftp") else { return };
+/// A tree lftp mirrored up to `/up` of a fresh cluster and back down to `back/down`, its
+/// settings first (`set ...;`), both copies checked byte for byte; lftp's stderr for more.
+struct Mirrored {
+    cluster: TestCluster,
+    local: tempfile::TempDir,
+    back: tempfile::TempDir,
+    stderr: String,
+}
+
+async fn mirror_with_lftp(lftp: &Path, settings: &str) -> Mirrored {
     let cluster = TestCluster::start().await;
     let local = tempfile::tempdir().expect("temporary folder");
     sample_tree(local.path());
     let back = tempfile::tempdir().expect("temporary folder");
     let script = format!(
-        "set net:max-retries 1; set net:timeout 10; set cmd:fail-exit yes; \
+        "{settings} set net:max-retries 1; set net:timeout 10; set cmd:fail-exit yes; \
          mirror -R '{}' /up; mirror /up '{}'; bye",
         local.path().display(),
         back.path().join("down").display()
     );
     let port = cluster.main().port().to_string();
-    let (ok, stdout, stderr) = run_stock(&lftp, &["-u", "lftp,secret", "-p", &port, "-e", &script, "127.0.0.1"]).await;
+    let (ok, stdout, stderr) = run_stock(lftp, &["-u", "lftp,secret", "-p", &port, "-e", &script, "127.0.0.1"]).await;
     assert!(ok, "{stdout}{stderr}");
     let original = tree(local.path());
     assert_eq!(original.len(), 5);
     assert!(tree(&cluster.root.path().join("up")) == original, "uploaded tree differs");
     assert!(tree(&back.path().join("down")) == original, "downloaded tree differs");
+    Mirrored { cluster, local, back, stderr }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lftp_mirrors_a_tree_up_and_down_byte_for_byte() {
+    let Some(lftp) = stock_client("lftp") else { return };
+    let Mirrored { cluster, local, back, .. } = mirror_with_lftp(&lftp, "").await;
     // Modification times survive both ways (MFMT up, MDTM down), to the second.
-    for name in original.keys() {
+    for name in tree(local.path()).keys() {
         let mtime = |root: &Path| std::fs::metadata(root.join(name)).and_then(|m| m.modified()).expect("mtime");
         assert_eq!(mtime(&cluster.root.path().join("up")), mtime(local.path()), "{name} up");
         assert_eq!(mtime(&back.path().join("down")), mtime(local.path()), "{name} down");
@@ -188,28 +202,13 @@ async fn lftp_pipelining_its_commands_mirrors_a_tree_up_and_down_byte_for_byte()
     // With `ftp:sync-mode off` lftp sends commands without waiting for the replies of the ones
     // before (libunftp patches 37, 42 and 44 keep the replies in order).
     let Some(lftp) = stock_client("lftp") else { return };
-    let cluster = TestCluster::start().await;
-    let local = tempfile::tempdir().expect("temporary folder");
-    sample_tree(local.path());
-    let back = tempfile::tempdir().expect("temporary folder");
-    let script = format!(
-        "debug 10; set ftp:sync-mode off; set net:max-retries 1; set net:timeout 10; set cmd:fail-exit yes; \
-         mirror -R '{}' /up; mirror /up '{}'; cls -l /up; bye",
-        local.path().display(),
-        back.path().join("down").display()
-    );
-    let port = cluster.main().port().to_string();
-    let (ok, stdout, stderr) = run_stock(&lftp, &["-u", "lftp,secret", "-p", &port, "-e", &script, "127.0.0.1"]).await;
-    assert!(ok, "{stdout}{stderr}");
+    let Mirrored { stderr, .. } = mirror_with_lftp(&lftp, "debug 10; set ftp:sync-mode off;").await;
     // lftp did pipeline: its debug log shows a transfer command sent right behind `PASV`, before
     // the `227` came.
     let sent: Vec<&str> = stderr.lines().filter(|line| line.starts_with("--->") || line.starts_with("<---")).collect();
     let transfer = |line: &str| ["---> RETR", "---> STOR", "---> MLSD"].iter().any(|command| line.starts_with(command));
     let pipelined = sent.windows(2).filter(|pair| pair[0] == "---> PASV" && transfer(pair[1])).count();
     assert!(pipelined >= 10, "PASV + a transfer command pipelined {pipelined} times:\n{}", sent.join("\n"));
-    let original = tree(local.path());
-    assert!(tree(&cluster.root.path().join("up")) == original, "uploaded tree differs");
-    assert!(tree(&back.path().join("down")) == original, "downloaded tree differs");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

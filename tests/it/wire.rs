@@ -10,6 +10,14 @@ async fn server() -> TestCluster {
     TestCluster::start_config(|config| config.workers(Vec::new()), |cluster| cluster).await
 }
 
+/// [`server`] with a 4 KiB `f.bin` at its top, and a binary session on it.
+async fn binary_session_with_f_bin() -> (TestCluster, RawFtp) {
+    let cluster = server().await;
+    cluster.write_file("f.bin", &[7u8; 4096]);
+    let raw = RawFtp::login_binary(cluster.main()).await;
+    (cluster, raw)
+}
+
 #[tokio::test]
 async fn malformed_commands_get_a_reply_and_the_session_goes_on() {
     // libunftp patch 2: a 501 from the line parser used to end the session.
@@ -782,13 +790,11 @@ async fn a_transfer_ending_meanwhile_lets_no_pipelined_command_overtake_the_one_
     // the folder. The transfer's `226` may come anywhere among the others, but the others must
     // be those of one command at a time, in order. (Since patch 44 `MKD` waits for the `150`;
     // the `226` can still come while `MKD` is under way.)
-    let cluster = server().await;
-    cluster.write_file("f.bin", &[7u8; 4096]);
-    let mut raw = RawFtp::login_binary(cluster.main()).await;
+    let (cluster, mut raw) = binary_session_with_f_bin().await;
     for round in 0..300 {
         let port = raw.passive_port().await;
-        // The data connection comes after the commands: the transfer's `150` then comes while
-        // `MKD` is under way.
+        // The data connection comes after the commands: the transfer's `226` can then come
+        // while `MKD` is under way.
         raw.send_bytes(format!("RETR f.bin\r\nMKD d{round}\r\nCWD d{round}\r\nPWD\r\nCWD /\r\n").as_bytes()).await;
         let mut data = tokio::net::TcpStream::connect((cluster.main().ip(), port)).await.expect("data connection");
         let mut bytes = Vec::new();
@@ -816,9 +822,7 @@ async fn abor_right_behind_a_transfer_command_answers_that_command() {
     // taken the `RETR`, left `RETR` unanswered: the task picked the abort at random over the
     // command it had (or, not started yet, found its channels cleared by `ABOR`), and answered
     // only `226 no transfer to abort`. The `RETR` is now the transfer `ABOR` cuts short.
-    let cluster = server().await;
-    cluster.write_file("f.bin", &[7u8; 4096]);
-    let mut raw = RawFtp::login_binary(cluster.main()).await;
+    let (_cluster, mut raw) = binary_session_with_f_bin().await;
     for round in 0..40 {
         // Half the rounds wait for `EPSV`'s reply (the port's task is running), half send all
         // three commands in one write (the task has not started when `ABOR` comes).
@@ -865,9 +869,7 @@ async fn a_command_pipelined_behind_a_transfer_command_is_answered_after_the_tra
     // + `NOOP` in one write, the data connection made after it, answered `NOOP` first. The next
     // command now waits for the transfer's first reply (`ABOR`, `STAT` and `QUIT` do not wait:
     // `abor_right_behind_a_transfer_command_answers_that_command`).
-    let cluster = server().await;
-    cluster.write_file("f.bin", &[7u8; 4096]);
-    let mut raw = RawFtp::login_binary(cluster.main()).await;
+    let (cluster, mut raw) = binary_session_with_f_bin().await;
     for (round, transfer) in
         ["RETR f.bin", "LIST", "NLST", "MLSD", "RETR missing.bin"].iter().cycle().take(100).enumerate()
     {

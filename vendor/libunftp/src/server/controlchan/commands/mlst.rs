@@ -66,7 +66,17 @@ pub struct Facts(u8);
 
 impl Facts {
     /// The offered facts by name, in the order they are listed.
-    const NAMES: [(&'static str, u8); 5] = [("type", 1), ("size", 2), ("modify", 4), ("perm", 8), ("unique", 16)];
+    const NAMES: [(&'static str, u8); 5] = [
+        ("type", Self::TYPE),
+        ("size", Self::SIZE),
+        ("modify", Self::MODIFY),
+        ("perm", Self::PERM),
+        ("unique", Self::UNIQUE),
+    ];
+    const TYPE: u8 = 1;
+    const SIZE: u8 = 2;
+    const MODIFY: u8 = 4;
+    const PERM: u8 = 8;
     /// Every fact (the default, until the client chooses).
     pub const ALL: Facts = Facts(0b1_1111);
     const UNIQUE: u8 = 16;
@@ -90,8 +100,8 @@ impl Facts {
         Facts(bits | Self::CHOSEN)
     }
 
-    fn has(self, name: &str) -> bool {
-        Self::NAMES.iter().any(|(known, bit)| *known == name && self.0 & bit != 0)
+    fn has(self, bit: u8) -> bool {
+        self.0 & bit != 0
     }
 
     /// `type;size;` for the reply to `OPTS MLST`: the facts now given, each followed by `;`.
@@ -105,7 +115,7 @@ impl Facts {
 
     /// FEAT's `MLST` line: every offered fact, those given marked `*`.
     pub fn feat_line(self, unique_offered: bool) -> String {
-        let offered = Self::NAMES.iter().filter(|(name, _)| unique_offered || *name != "unique");
+        let offered = Self::NAMES.iter().filter(|(_, bit)| unique_offered || *bit != Self::UNIQUE);
         let facts: String = offered
             .map(|(name, bit)| format!("{}{};", name, if self.0 & bit != 0 { "*" } else { "" }))
             .collect();
@@ -130,28 +140,28 @@ impl Facts {
 pub fn format_facts<M: Metadata>(metadata: &M, perm: Option<&str>, chosen: Facts) -> String {
     let mut facts = Vec::new();
 
-    if chosen.has("type") {
+    if chosen.has(Facts::TYPE) {
         facts.push(if metadata.is_dir() { "type=dir" } else { "type=file" }.to_string());
     }
 
-    if chosen.has("size") {
+    if chosen.has(Facts::SIZE) {
         facts.push(format!("size={}", metadata.len()));
     }
 
-    if chosen.has("modify")
+    if chosen.has(Facts::MODIFY)
         && let Ok(modified) = metadata.modified()
     {
         let dt: DateTime<Utc> = modified.into();
         facts.push(format!("modify={}", dt.format("%Y%m%d%H%M%S")));
     }
 
-    if chosen.has("perm")
+    if chosen.has(Facts::PERM)
         && let Some(perm) = perm
     {
         facts.push(format!("perm={}", perm));
     }
 
-    if chosen.has("unique")
+    if chosen.has(Facts::UNIQUE)
         && let Some(unique) = metadata.unique()
     {
         facts.push(format!("unique={}", unique));
