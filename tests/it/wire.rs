@@ -912,3 +912,33 @@ async fn a_command_behind_a_transfer_whose_data_connection_never_comes_runs_afte
     let replies = [raw.reply().await.0, raw.reply().await.0, raw.reply().await.0];
     assert_eq!(replies, [425, 200, 257]);
 }
+
+#[tokio::test]
+async fn the_end_of_an_earlier_transfer_does_not_release_a_command_held_behind_the_next() {
+    // libunftp patch 49: a command held behind a transfer command (patch 44) ran when *any*
+    // message of the data channel came, so the `226` of a download still under way let `NOOP`
+    // overtake the next transfer's `150`: `RETR big` running, then `EPSV`, then `RETR f` +
+    // `NOOP` in one write, answered `226` (big), `200`, `150`. The data channel's messages now
+    // carry the number of their transfer command.
+    let (cluster, mut raw) = binary_session_with_f_bin().await;
+    sparse(&cluster, "big.bin", 16 << 20);
+    for (round, next) in ["RETR f.bin", "LIST", "MLSD"].iter().cycle().take(12).enumerate() {
+        let mut big = raw.passive(cluster.main()).await;
+        assert_eq!(raw.command("RETR big.bin").await.0, 150, "round {round}");
+        // The download waits for the client to read; meanwhile the next transfer is asked for,
+        // and a command behind it.
+        let port = raw.passive_port().await;
+        raw.send_bytes(format!("{next}\r\nNOOP\r\n").as_bytes()).await;
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let mut bytes = Vec::new();
+        big.read_to_end(&mut bytes).await.expect("the big file");
+        assert_eq!(bytes.len(), 16 << 20, "round {round}");
+        assert_eq!(raw.reply().await.0, 226, "round {round}: the big download ends");
+        let mut data = tokio::net::TcpStream::connect((cluster.main().ip(), port)).await.expect("data connection");
+        let mut listing = Vec::new();
+        data.read_to_end(&mut listing).await.expect("the data");
+        let replies = [raw.reply().await.0, raw.reply().await.0, raw.reply().await.0];
+        assert_eq!(replies[0], 150, "round {round}, {next}: {replies:?}");
+        assert!(replies[1..].contains(&200) && replies[1..].contains(&226), "round {round}, {next}: {replies:?}");
+    }
+}

@@ -71,6 +71,10 @@ pub struct Delivered {
     /// Sent by the data channel (a transfer's `150`, `226`, errors, `ABOR`'s answers) rather
     /// than by a command handler: it does not answer the command the loop may be waiting on.
     pub from_transfer: bool,
+    /// The number of the transfer command it is about (`Session::transfer_number` when the
+    /// data channel took that command), for the data channel's messages: a late one of an
+    /// earlier transfer is not the first reply of the one the loop waits on.
+    pub transfer: u32,
 }
 
 /// The sending end of the control loop's channel, for command handlers. Messages travel boxed:
@@ -82,30 +86,58 @@ pub struct ControlChanSender(tokio::sync::mpsc::Sender<Box<Delivered>>);
 impl ControlChanSender {
     /// Sends a message to the control loop, waiting for room.
     pub async fn send(&self, msg: ControlChanMsg) -> Result<(), tokio::sync::mpsc::error::SendError<ControlChanMsg>> {
-        self.send_marked(msg, false).await
-    }
-
-    async fn send_marked(&self, msg: ControlChanMsg, from_transfer: bool) -> Result<(), tokio::sync::mpsc::error::SendError<ControlChanMsg>> {
-        let delivered = Box::new(Delivered { msg, from_transfer });
-        self.0.send(delivered).await.map_err(|error| tokio::sync::mpsc::error::SendError(error.0.msg))
+        self.0
+            .send(Box::new(Delivered {
+                msg,
+                from_transfer: false,
+                transfer: 0,
+            }))
+            .await
+            .map_err(unboxed)
     }
 
     /// A sender to the same control loop for the data channel, whose messages are marked so.
     pub fn for_transfers(&self) -> TransferSender {
-        TransferSender(self.clone())
+        TransferSender {
+            sender: self.clone(),
+            transfer: 0,
+        }
     }
+}
+
+fn unboxed(error: tokio::sync::mpsc::error::SendError<Box<Delivered>>) -> tokio::sync::mpsc::error::SendError<ControlChanMsg> {
+    tokio::sync::mpsc::error::SendError(error.0.msg)
 }
 
 /// The data channel's sending end of the control loop's channel: its messages are marked
 /// `from_transfer`. (A type of its own rather than a flag in [`ControlChanSender`]: every
 /// session's control loop holds a sender, and its size counts for each idle session.)
 #[derive(Clone, Debug)]
-pub struct TransferSender(ControlChanSender);
+pub struct TransferSender {
+    sender: ControlChanSender,
+    transfer: u32,
+}
 
 impl TransferSender {
     /// Sends a message to the control loop, waiting for room.
     pub async fn send(&self, msg: ControlChanMsg) -> Result<(), tokio::sync::mpsc::error::SendError<ControlChanMsg>> {
-        self.0.send_marked(msg, true).await
+        self.sender.0.send(self.delivered(msg)).await.map_err(unboxed)
+    }
+
+    /// This sender, its messages about the transfer command numbered `transfer`.
+    pub fn for_transfer(&self, transfer: u32) -> TransferSender {
+        TransferSender {
+            sender: self.sender.clone(),
+            transfer,
+        }
+    }
+
+    fn delivered(&self, msg: ControlChanMsg) -> Box<Delivered> {
+        Box::new(Delivered {
+            msg,
+            from_transfer: true,
+            transfer: self.transfer,
+        })
     }
 }
 

@@ -1,10 +1,10 @@
 //! Contains code pertaining to the FTP *data* channel
 
-use crate::server::chancomms::TransferSender;
 use super::{
     chancomms::{ControlChanMsg, DataChanMsg},
     tls::FtpsConfig,
 };
+use crate::server::chancomms::TransferSender;
 use crate::server::data_stream::DataStream;
 use crate::server::session::SharedSession;
 use crate::{
@@ -197,15 +197,18 @@ where
 
     /// Runs the transfer `command` asks for, racing it against `ABOR` (`data_abort_rx`).
     async fn run(mut self, command: DataChanCmd, data_abort_rx: &mut Receiver<()>, session_arc: &SharedSession<Storage, User>) {
-        let control_msg_tx = self.control_msg_tx.clone();
         // The session is not kept locked during the transfer: the control channel must go on
         // answering (ABOR above all, but also STAT, NOOP, QUIT). What the commands before this
-        // one chose counts (an executor made at `PORT` time predates a later `OPTS MLST`).
+        // one chose counts (an executor made at `PORT` time predates a later `OPTS MLST`), and
+        // the messages are about this command (the control loop numbered it before handing it
+        // over).
         let start_pos = {
             let session = session_arc.lock().await;
             self.mlst_facts = session.mlst_facts;
+            self.control_msg_tx = self.control_msg_tx.for_transfer(session.transfer_number);
             session.start_pos
         };
+        let control_msg_tx = self.control_msg_tx.clone();
         let transfer = self.handle_incoming(DataChanMsg::ExternalCommand(command), start_pos);
         tokio::select! {
             () = transfer => {
@@ -264,7 +267,10 @@ where
 
     /// Sends a reply on the control channel.
     async fn reply(&self, code: ReplyCode, text: String) {
-        let _ = self.control_msg_tx.send(ControlChanMsg::CommandChannelReply(Reply::new_with_string(code, text))).await;
+        let _ = self
+            .control_msg_tx
+            .send(ControlChanMsg::CommandChannelReply(Reply::new_with_string(code, text)))
+            .await;
     }
 
     #[tracing_attributes::instrument]
@@ -284,8 +290,11 @@ where
             }
             Ok(metadata) => {
                 let size = metadata.len().saturating_sub(start_pos);
-                self.reply(ReplyCode::FileStatusOkay, format!("Opening data connection for {} ({} bytes)", printable(&path), size))
-                    .await;
+                self.reply(
+                    ReplyCode::FileStatusOkay,
+                    format!("Opening data connection for {} ({} bytes)", printable(&path), size),
+                )
+                .await;
             }
         }
         let mut output = match Self::writer(self.socket, self.ftps_mode, "retr").await {
@@ -705,11 +714,16 @@ where
             FtpsConfig::Building { .. } => panic!("Illegal state"),
             FtpsConfig::On { tls_config } => {
                 let tls_stream = tls_handshake(tls_config, socket).await?;
-                Ok(Box::new(MeasuringReader::new(CloseNotifyOnEof { stream: tls_stream, closing: false }, command)) as Box<dyn AsyncRead + Send + Unpin + Sync>)
+                Ok(Box::new(MeasuringReader::new(
+                    CloseNotifyOnEof {
+                        stream: tls_stream,
+                        closing: false,
+                    },
+                    command,
+                )) as Box<dyn AsyncRead + Send + Unpin + Sync>)
             }
         }
     }
-
 
     fn resolve_path(&self, path: Option<String>) -> PathBuf {
         match path {
@@ -765,7 +779,10 @@ async fn tls_handshake(tls_config: std::sync::Arc<rustls::ServerConfig>, socket:
 /// task: no reply, and the session's idle timeout stayed off).
 async fn tls_failed(logger: &slog::Logger, tx: &TransferSender, error: std::io::Error) {
     slog::warn!(logger, "TLS handshake on the data connection failed: {}", error);
-    let reply = Reply::new_with_string(ReplyCode::CantOpenDataConnection, format!("TLS negotiation on the data connection failed: {}", error));
+    let reply = Reply::new_with_string(
+        ReplyCode::CantOpenDataConnection,
+        format!("TLS negotiation on the data connection failed: {}", error),
+    );
     let _ = tx.send(ControlChanMsg::CommandChannelReply(reply)).await;
 }
 
@@ -788,7 +805,7 @@ where
         session.data_abort_tx = None;
         session.data_abort_rx = None;
         let pending = session.data_cmd_rx.take().is_some_and(|mut rx| rx.try_recv().is_ok());
-        (session.control_msg_tx.clone(), pending)
+        (session.control_msg_tx.as_ref().map(|tx| tx.for_transfer(session.transfer_number)), pending)
     };
     if let (true, Some(tx)) = (pending, control_msg_tx) {
         answer_cant_open(&tx, reason).await;
@@ -913,7 +930,7 @@ where
 {
     let username = session.username.as_ref().cloned().unwrap_or_else(|| String::from("unknown"));
     let logger = logger.new(slog::o!("username" => username));
-    let Some(control_msg_tx) = session.control_msg_tx.clone() else {
+    let Some(control_msg_tx) = session.control_msg_tx.as_ref().map(|tx| tx.for_transfer(session.transfer_number)) else {
         slog::error!(logger, "Control loop message sender expected to be set up. Aborting data loop.");
         return None;
     };

@@ -112,6 +112,9 @@ where
     pub start_pos: u64,
     // The facts MLST and MLSD give (`OPTS MLST`).
     pub mlst_facts: crate::server::controlchan::commands::mlst::Facts,
+    // The number of the last transfer command handed to the data channel (counted by the
+    // control loop, wrapping): the data channel's messages about a transfer carry it.
+    pub transfer_number: u32,
     // Tells if the data loop is running. The control channel need to know if the data channel is
     // busy so that it doesn't time out while the session is still in progress.
     pub data_busy: bool,
@@ -158,6 +161,7 @@ where
             collect_metrics: false,
             start_pos: 0,
             mlst_facts: crate::server::controlchan::commands::mlst::Facts::ALL,
+            transfer_number: 0,
             data_busy: false,
             data_connection_timeout: crate::options::DEFAULT_DATA_CONNECTION_TIMEOUT,
             passive_accept: None,

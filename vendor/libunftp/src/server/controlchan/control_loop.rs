@@ -233,8 +233,12 @@ where
         // The last transfer command was handed to the data channel, which answers it (`150` once
         // there is something to send, or a refusal): a command read before that first reply
         // waits here, unless it acts on the transfer or the session (`ABOR`, `STAT`, `QUIT`), and
-        // no further command is read while one waits.
+        // no further command is read while one waits. Only a message about that transfer (its
+        // number, `transfer_number`) ends the wait, not a late one of an earlier transfer.
         let mut transfer_starting = false;
+        // The number of the last transfer command handed to the data channel: this loop counts
+        // them in the session, and the data channel's messages carry the number of theirs.
+        let mut transfer_number: u32 = 0;
         // (Boxed: kept out of the loop's own future, which every idle session holds.)
         let mut held: Option<Box<Result<Event, ControlChanError>>> = None;
         loop {
@@ -248,10 +252,11 @@ where
                 false => None,
             };
             in_a_row = if pipelined.is_some() { in_a_row + 1 } else { 0 };
-            let mut from_transfer = false;
+            // For a message from the data channel, the number of the transfer it is about.
+            let mut from_transfer: Option<u32> = None;
             let mut from_client = false;
             let incoming = if let Some(delivered) = ready.take() {
-                from_transfer = delivered.from_transfer;
+                from_transfer = delivered.from_transfer.then_some(delivered.transfer);
                 Some(Ok(Event::InternalMsg(delivered.msg)))
             } else if held.is_some() && !transfer_starting {
                 held.take().map(|held| *held)
@@ -275,7 +280,7 @@ where
                         incoming = Some(received(cmd, &logger));
                     },
                     Some(delivered) = control_msg_rx.recv() => {
-                        from_transfer = delivered.from_transfer;
+                        from_transfer = delivered.from_transfer.then_some(delivered.transfer);
                         incoming = Some(Ok(Event::InternalMsg(delivered.msg)));
                     },
                     _ = &mut timeout_delay => {
@@ -303,7 +308,9 @@ where
                 // (`425` when no connection came); should it ever not, the held command waits no
                 // longer than that and a margin.
                 held = incoming.map(Box::new);
-                timeout_delay.as_mut().reset(tokio::time::Instant::now() + data_connection_timeout + HOLD_MARGIN);
+                timeout_delay
+                    .as_mut()
+                    .reset(tokio::time::Instant::now() + data_connection_timeout + HOLD_MARGIN);
                 continue;
             }
             match incoming {
@@ -324,12 +331,19 @@ where
                     let answers_later = match &event {
                         Event::Command(command) => answers_later(command),
                         Event::InternalMsg(_) => {
-                            awaiting_reply &= from_transfer;
-                            transfer_starting &= !from_transfer;
+                            awaiting_reply &= from_transfer.is_some();
+                            transfer_starting &= from_transfer != Some(transfer_number);
                             false
                         }
                     };
                     let starts_transfer = matches!(&event, Event::Command(command) if answered_by_the_data_channel(command));
+                    if let Event::Command(command) = &event
+                        && handed_to_the_data_channel(command)
+                    {
+                        let mut session = shared_session.lock().await;
+                        session.transfer_number = session.transfer_number.wrapping_add(1);
+                        transfer_number = session.transfer_number;
+                    }
                     if let Event::InternalMsg(ControlChanMsg::SecureControlChannel) = event {
                         slog::info!(logger, "Upgrading control channel to TLS");
                         // `234` (fed, not yet written) goes out before the handshake.
@@ -401,7 +415,11 @@ where
                 }
                 Some(Err(e)) => {
                     let (reply, close_connection) = handle_control_channel_error(logger.clone(), e);
-                    let result = if close_connection { reply_sink.send(reply).await } else { reply_sink.feed(reply).await };
+                    let result = if close_connection {
+                        reply_sink.send(reply).await
+                    } else {
+                        reply_sink.feed(reply).await
+                    };
                     if result.is_err() {
                         slog::warn!(logger, "Could not send error reply to client");
                         return;
@@ -480,7 +498,25 @@ fn received(cmd: Option<Result<Result<Command, ControlChanError>, ControlChanErr
 /// handler: the transfer commands (`150` once there is something to send, `550` when there is
 /// nothing: patch 7), and `ABOR` when a data connection's executor answers it (patch 48).
 fn answered_by_the_data_channel(command: &Command) -> bool {
-    matches!(command, Command::Retr { .. } | Command::List { .. } | Command::Nlst { .. } | Command::Mlsd { .. } | Command::Abor)
+    matches!(
+        command,
+        Command::Retr { .. } | Command::List { .. } | Command::Nlst { .. } | Command::Mlsd { .. } | Command::Abor
+    )
+}
+
+/// True for the transfer commands, which the data channel carries out (numbered: see
+/// `transfer_number`); their handlers may still refuse them.
+fn handed_to_the_data_channel(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Retr { .. }
+            | Command::Stor { .. }
+            | Command::Appe { .. }
+            | Command::Stou { .. }
+            | Command::List { .. }
+            | Command::Nlst { .. }
+            | Command::Mlsd { .. }
+    )
 }
 
 /// True for what is handled at once while a transfer command waits for its first reply: the
@@ -552,7 +588,10 @@ fn handle_control_channel_error(logger: slog::Logger, error: ControlChanError) -
         ControlChanErrorKind::Utf8Error => (Reply::new(ReplyCode::CommandSyntaxError, "Invalid UTF8 in command"), false),
         ControlChanErrorKind::InvalidCommand => (Reply::new(ReplyCode::ParameterSyntaxError, "Invalid Parameter"), false),
         ControlChanErrorKind::LineTooLong => (
-            Reply::new_with_string(ReplyCode::CommandSyntaxError, format!("Command line too long (the limit is {} bytes)", super::codecs::MAX_LINE)),
+            Reply::new_with_string(
+                ReplyCode::CommandSyntaxError,
+                format!("Command line too long (the limit is {} bytes)", super::codecs::MAX_LINE),
+            ),
             false,
         ),
         ControlChanErrorKind::ControlChannelTimeout => (

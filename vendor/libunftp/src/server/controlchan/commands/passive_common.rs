@@ -157,7 +157,10 @@ where
     U: UserDetail + 'static,
     S: StorageBackend<U> + 'static,
 {
-    session.passive_accept.as_ref().is_some_and(|accepting| Some(accepting.id()) == tokio::task::try_id())
+    session
+        .passive_accept
+        .as_ref()
+        .is_some_and(|accepting| Some(accepting.id()) == tokio::task::try_id())
 }
 
 /// The life of one passive data connection, in one task. The runtime does not watch the
@@ -172,12 +175,13 @@ where
     S: StorageBackend<U> + 'static,
     S::Metadata: Metadata,
 {
-    let (mut commands, mut aborts, control_msg_tx) = {
+    let (mut commands, mut aborts, mut control_msg_tx) = {
         let mut locked = session.lock().await;
         if !is_current(&locked) {
             return;
         }
-        match (locked.data_cmd_rx.take(), locked.data_abort_rx.take(), locked.control_msg_tx.clone()) {
+        let control_msg_tx = locked.control_msg_tx.as_ref().map(|tx| tx.for_transfer(locked.transfer_number));
+        match (locked.data_cmd_rx.take(), locked.data_abort_rx.take(), control_msg_tx) {
             (Some(commands), Some(aborts), Some(control_msg_tx)) => (commands, aborts, control_msg_tx),
             _ => return,
         }
@@ -205,12 +209,14 @@ where
             return;
         }
     };
-    // From now on a newer PASV, EPSV or PORT does not abort this transfer.
+    // From now on a newer PASV, EPSV or PORT does not abort this transfer; the answers are
+    // about this command (the control loop numbered it before handing it over).
     {
         let mut locked = session.lock().await;
         if is_current(&locked) {
             locked.passive_accept = None;
         }
+        control_msg_tx = control_msg_tx.for_transfer(locked.transfer_number);
     }
     let deadline = tokio::time::Instant::now() + timeout;
     let refusal = match accept_client(listener, deadline, &mut aborts, client, &logger).await {
@@ -259,7 +265,13 @@ enum Accepted {
 /// The client's connection on `listener`: taken at once when it is waiting in the listen queue
 /// (without registering the listener with the runtime), else awaited until `deadline` or an
 /// `ABOR`. Connections from other addresses are closed.
-async fn accept_client(listener: std::net::TcpListener, deadline: tokio::time::Instant, aborts: &mut Receiver<()>, client: PassiveClient, logger: &slog::Logger) -> Accepted {
+async fn accept_client(
+    listener: std::net::TcpListener,
+    deadline: tokio::time::Instant,
+    aborts: &mut Receiver<()>,
+    client: PassiveClient,
+    logger: &slog::Logger,
+) -> Accepted {
     let refuse = |peer: SocketAddr| slog::warn!(logger, "Refused a data connection from {}: not the address of the control connection", peer);
     loop {
         match accept_now(&listener) {
