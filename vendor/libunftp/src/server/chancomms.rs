@@ -124,6 +124,12 @@ impl TransferSender {
         self.sender.0.send(self.delivered(msg)).await.map_err(unboxed)
     }
 
+    /// Queues a message for the control loop if there is room, without waiting (for a command
+    /// handler, which runs in the control loop: waiting there for room would wait forever).
+    pub fn try_send(&self, msg: ControlChanMsg) -> Result<(), ControlChanMsg> {
+        self.sender.0.try_send(self.delivered(msg)).map_err(|error| error.into_inner().msg)
+    }
+
     /// This sender, its messages about the transfer command numbered `transfer`.
     pub fn for_transfer(&self, transfer: u32) -> TransferSender {
         TransferSender {

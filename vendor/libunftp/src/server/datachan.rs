@@ -747,8 +747,34 @@ async fn reply(tx: &TransferSender, code: ReplyCode, text: &'static str) {
 /// The answer to an `ABOR` that cut a transfer (or a transfer command still waiting for its
 /// data connection) short: `426`, then `226` (RFC 959).
 pub(crate) async fn answer_aborted(tx: &TransferSender) {
-    reply(tx, ReplyCode::ConnectionClosed, "Connection closed; transfer aborted").await;
-    reply(tx, ReplyCode::ClosingDataConnection, "ABOR successful").await;
+    for msg in aborted() {
+        let _ = tx.send(msg).await;
+    }
+}
+
+/// [`answer_aborted`] from a command handler, which runs in the control loop: the replies are
+/// queued without waiting (the loop cannot make room on its own channel while it waits in the
+/// handler); should the channel be full, a task sends what did not fit, in order.
+pub(crate) fn answer_aborted_from_the_control_loop(tx: TransferSender) {
+    let mut replies = aborted().into_iter();
+    for msg in replies.by_ref() {
+        if let Err(msg) = tx.try_send(msg) {
+            let rest: Vec<ControlChanMsg> = std::iter::once(msg).chain(replies).collect();
+            tokio::spawn(async move {
+                for msg in rest {
+                    let _ = tx.send(msg).await;
+                }
+            });
+            return;
+        }
+    }
+}
+
+fn aborted() -> [ControlChanMsg; 2] {
+    [
+        ControlChanMsg::CommandChannelReply(Reply::new(ReplyCode::ConnectionClosed, "Connection closed; transfer aborted")),
+        ControlChanMsg::CommandChannelReply(Reply::new(ReplyCode::ClosingDataConnection, "ABOR successful")),
+    ]
 }
 
 /// The answer to an `ABOR` that came before any transfer command: the data connection (or
@@ -1073,6 +1099,50 @@ impl ListCommand {
         match self {
             ListCommand::List => "list",
             ListCommand::Nlst => "nlst",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::chancomms::control_chan;
+
+    fn code_of(msg: ControlChanMsg) -> ReplyCode {
+        match msg {
+            ControlChanMsg::CommandChannelReply(Reply::CodeAndMsg { code, .. }) => code,
+            other => panic!("not a reply: {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn abor_answers_from_the_control_loop_never_wait_for_room_and_keep_their_order() {
+        // Queued ahead of them: none (both fit at once), three (one fits), four (the channel
+        // is full: a task sends both once the loop makes room).
+        for queued in [0, 3, 4] {
+            let (tx, mut rx) = control_chan();
+            for _ in 0..queued {
+                tx.send(ControlChanMsg::CommandChannelReply(Reply::new(ReplyCode::CommandOkay, "queued")))
+                    .await
+                    .expect("room");
+            }
+            // Not async: it returns without waiting, whatever room there is.
+            answer_aborted_from_the_control_loop(tx.for_transfers().for_transfer(7));
+            let mut codes = Vec::new();
+            for _ in 0..queued + 2 {
+                let delivered = tokio::time::timeout(std::time::Duration::from_secs(5), rx.recv())
+                    .await
+                    .expect("in time")
+                    .expect("a message");
+                if codes.len() >= queued {
+                    assert!(delivered.from_transfer && delivered.transfer == 7, "{queued} queued: {delivered:?}");
+                }
+                codes.push(code_of(delivered.msg));
+            }
+            let mut expected = vec![ReplyCode::CommandOkay; queued];
+            expected.extend([ReplyCode::ConnectionClosed, ReplyCode::ClosingDataConnection]);
+            assert_eq!(codes, expected, "{queued} queued");
+            assert!(rx.try_recv().is_none(), "{queued} queued: nothing more");
         }
     }
 }

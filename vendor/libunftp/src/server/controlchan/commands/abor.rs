@@ -51,7 +51,7 @@ where
         if queued && let Some(tx) = session.control_msg_tx.as_ref().map(|tx| tx.for_transfer(session.transfer_number)) {
             drop(session);
             slog::info!(logger, "ABOR of a transfer command not yet taken by its data channel");
-            crate::server::datachan::answer_aborted(&tx).await;
+            crate::server::datachan::answer_aborted_from_the_control_loop(tx);
             return Ok(Reply::none());
         }
         Ok(Reply::new(ReplyCode::ClosingDataConnection, "No transfer to abort"))
