@@ -942,3 +942,58 @@ async fn the_end_of_an_earlier_transfer_does_not_release_a_command_held_behind_t
         assert!(replies[1..].contains(&200) && replies[1..].contains(&226), "round {round}, {next}: {replies:?}");
     }
 }
+
+#[tokio::test]
+async fn abor_after_commands_held_behind_a_starting_transfer_is_answered_at_once() {
+    // libunftp patch 51: while commands waited behind a transfer command for its first reply
+    // (patch 44), nothing more was read, so an `ABOR` sent after them waited for the data
+    // connection timeout (30 s here) before it could cut the transfer short. The held commands
+    // now sit in a bounded queue while reading goes on; `ABOR` acts at once, the others (`STAT`
+    // and `QUIT` too) keep their turn.
+    let (_cluster, mut raw) = binary_session_with_f_bin().await;
+    for round in 0..10 {
+        raw.passive_port().await;
+        // No data connection comes: the transfer waits for it.
+        raw.send_bytes(b"RETR f.bin\r\nTYPE A\r\nSTAT\r\nTYPE I\r\n").await;
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        raw.send_bytes(b"ABOR\r\n").await;
+        let replies = [raw.reply().await.0, raw.reply().await.0, raw.reply().await.0, raw.reply().await.0, raw.reply().await.0];
+        assert_eq!(replies, [426, 226, 200, 211, 200], "round {round}: RETR cut short, ABOR, then the held commands");
+    }
+    raw.passive_port().await;
+    raw.send_bytes(b"RETR f.bin\r\nNOOP\r\nQUIT\r\n").await;
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    raw.send_bytes(b"ABOR\r\n").await;
+    let replies = [raw.reply().await.0, raw.reply().await.0, raw.reply().await.0, raw.reply().await.0];
+    assert_eq!(replies, [426, 226, 200, 221], "QUIT waits its turn behind NOOP");
+    assert!(raw.closed().await, "and then the session ends");
+}
+
+#[tokio::test]
+async fn thousands_of_commands_behind_a_starting_transfer_are_all_answered_in_order() {
+    // libunftp patch 51: the queue of commands held behind a starting transfer is bounded
+    // (32); the rest wait unread in the socket. None is lost or reordered.
+    let (cluster, mut raw) = binary_session_with_f_bin().await;
+    let port = raw.passive_port().await;
+    let mut burst = b"RETR f.bin\r\n".to_vec();
+    for index in 0..5000 {
+        burst.extend_from_slice(if index % 2 == 0 { b"NOOP\r\n" } else { b"PWD\r\n" });
+    }
+    raw.send_bytes(&burst).await;
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let mut data = tokio::net::TcpStream::connect((cluster.main().ip(), port)).await.expect("data connection");
+    let mut bytes = Vec::new();
+    data.read_to_end(&mut bytes).await.expect("the file");
+    assert_eq!(bytes.len(), 4096);
+    assert_eq!(raw.reply().await.0, 150, "the transfer's first reply comes first");
+    let mut codes = Vec::new();
+    for _ in 0..5001 {
+        codes.push(raw.reply().await.0);
+    }
+    // The transfer's `226` comes once, anywhere among them.
+    assert_eq!(codes.iter().filter(|code| **code == 226).count(), 1);
+    codes.retain(|code| *code != 226);
+    let expected: Vec<u32> = (0..5000).map(|index| if index % 2 == 0 { 200 } else { 257 }).collect();
+    assert!(codes == expected, "every held command answered once, in order");
+    assert_eq!(raw.command("NOOP").await.0, 200, "and the session is in step");
+}

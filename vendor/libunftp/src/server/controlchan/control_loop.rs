@@ -34,7 +34,7 @@ use crate::{
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use rustls::ServerConnection;
 use std::{
-    collections::HashMap,
+    collections::{HashMap, VecDeque},
     net::SocketAddr,
     ops::RangeInclusive,
     sync::{
@@ -232,15 +232,20 @@ where
         let mut awaiting_reply = false;
         // The last transfer command was handed to the data channel, which answers it (`150` once
         // there is something to send, or a refusal): a command read before that first reply
-        // waits here, unless it acts on the transfer or the session (`ABOR`, `STAT`, `QUIT`), and
-        // no further command is read while one waits. Only a message about that transfer (its
-        // number, `transfer_number`) ends the wait, not a late one of an earlier transfer.
+        // waits in `held`, unless it acts on the transfer or the session (`ABOR`, `STAT`, `QUIT`).
+        // Only a message about that transfer (its number, `transfer_number`) ends the wait, not a
+        // late one of an earlier transfer.
         let mut transfer_starting = false;
         // The number of the last transfer command handed to the data channel: this loop counts
         // them in the session, and the data channel's messages carry the number of theirs.
         let mut transfer_number: u32 = 0;
-        // (Boxed: kept out of the loop's own future, which every idle session holds.)
-        let mut held: Option<Box<Result<Event, ControlChanError>>> = None;
+        // The commands read while a transfer starts, in order (at most `MAX_HELD`; no more is
+        // read while it is full). Once it is not empty, every later command joins it but `ABOR`,
+        // which acts at once (so that a client can still cut short a transfer whose data
+        // connection never comes); they run one by one once the transfer's first reply is out
+        // (each after the one before has its answer). (Boxed: kept out of the loop's own future,
+        // which every idle session holds; `None` when empty.)
+        let mut held: Option<Box<VecDeque<Result<Event, ControlChanError>>>> = None;
         loop {
             // A command the client sent together with the last one is handled before the replies
             // are flushed, so the replies of pipelined commands leave in one write; after
@@ -258,8 +263,12 @@ where
             let incoming = if let Some(delivered) = ready.take() {
                 from_transfer = delivered.from_transfer.then_some(delivered.transfer);
                 Some(Ok(Event::InternalMsg(delivered.msg)))
-            } else if held.is_some() && !transfer_starting {
-                held.take().map(|held| *held)
+            } else if let Some(queue) = held.as_mut().filter(|_| !transfer_starting && !awaiting_reply) {
+                let next = queue.pop_front();
+                if queue.is_empty() {
+                    held = None;
+                }
+                next
             } else if let Some(cmd) = pipelined {
                 from_client = true;
                 Some(received(cmd, &logger))
@@ -270,12 +279,13 @@ where
                 }
                 #[allow(unused_assignments)]
                 let mut incoming = None;
-                // While a command is held, the timer keeps the hold's deadline (see below).
-                if held.is_none() {
+                // While commands wait for a transfer's first reply, the timer keeps the hold's
+                // deadline (see below).
+                if held.is_none() || !transfer_starting {
                     timeout_delay.as_mut().reset(tokio::time::Instant::now() + idle_session_timeout);
                 }
                 tokio::select! {
-                    cmd = command_source.next(), if !awaiting_reply && held.is_none() => {
+                    cmd = command_source.next(), if !awaiting_reply && held.as_ref().is_none_or(|queue| queue.len() < MAX_HELD) => {
                         from_client = true;
                         incoming = Some(received(cmd, &logger));
                     },
@@ -303,14 +313,22 @@ where
                 }
                 incoming
             };
-            if from_client && transfer_starting && !acts_while_a_transfer_starts(&incoming) {
-                // The data channel answers a transfer command within the data connection timeout
-                // (`425` when no connection came); should it ever not, the held command waits no
-                // longer than that and a margin.
-                held = incoming.map(Box::new);
-                timeout_delay
-                    .as_mut()
-                    .reset(tokio::time::Instant::now() + data_connection_timeout + HOLD_MARGIN);
+            let acts_at_once = match &held {
+                None => acts_while_a_transfer_starts(&incoming),
+                Some(_) => acts_before_held_commands(&incoming),
+            };
+            if from_client && (transfer_starting || held.is_some()) && !acts_at_once {
+                if let Some(incoming) = incoming {
+                    // The data channel answers a transfer command within the data connection
+                    // timeout (`425` when no connection came); should it ever not, the held
+                    // commands wait no longer than that and a margin.
+                    if held.is_none() {
+                        timeout_delay
+                            .as_mut()
+                            .reset(tokio::time::Instant::now() + data_connection_timeout + HOLD_MARGIN);
+                    }
+                    held.get_or_insert_with(Default::default).push_back(incoming);
+                }
                 continue;
             }
             match incoming {
@@ -403,6 +421,12 @@ where
                         }
                         Ok(Reply::None) if starts_transfer => {
                             transfer_starting = true;
+                            if held.is_some() {
+                                // The held commands wait for this one's first reply now.
+                                timeout_delay
+                                    .as_mut()
+                                    .reset(tokio::time::Instant::now() + data_connection_timeout + HOLD_MARGIN);
+                            }
                             Ok(())
                         }
                         Ok(reply) => reply_sink.feed(reply).await,
@@ -443,6 +467,10 @@ const CODEC_BUFFER: usize = 128;
 /// How much longer than the data connection timeout a command waits behind a transfer command
 /// that got no first reply (see `transfer_starting`).
 const HOLD_MARGIN: Duration = Duration::from_secs(5);
+
+/// Most commands read and held while a transfer starts (see `held`); the loop reads no more until
+/// they run.
+const MAX_HELD: usize = 32;
 
 /// Most pipelined commands handled in a row before the control loop flushes and waits.
 const MAX_IN_A_ROW: u32 = 32;
@@ -525,6 +553,16 @@ fn acts_while_a_transfer_starts(incoming: &Option<Result<Event, ControlChanError
     matches!(
         incoming,
         None | Some(Ok(Event::Command(Command::Abor | Command::Stat { .. } | Command::Quit))) | Some(Ok(Event::InternalMsg(ControlChanMsg::ExitControlLoop)))
+    )
+}
+
+/// True for what is handled at once even when commands are already held behind a starting
+/// transfer (see `held`): `ABOR`, and the client leaving; anything else (`STAT` and `QUIT` too)
+/// waits its turn behind them.
+fn acts_before_held_commands(incoming: &Option<Result<Event, ControlChanError>>) -> bool {
+    matches!(
+        incoming,
+        None | Some(Ok(Event::Command(Command::Abor))) | Some(Ok(Event::InternalMsg(ControlChanMsg::ExitControlLoop)))
     )
 }
 
