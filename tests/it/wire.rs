@@ -957,7 +957,8 @@ async fn abor_after_commands_held_behind_a_starting_transfer_is_answered_at_once
         raw.send_bytes(b"RETR f.bin\r\nTYPE A\r\nSTAT\r\nTYPE I\r\n").await;
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         raw.send_bytes(b"ABOR\r\n").await;
-        let replies = [raw.reply().await.0, raw.reply().await.0, raw.reply().await.0, raw.reply().await.0, raw.reply().await.0];
+        let replies =
+            [raw.reply().await.0, raw.reply().await.0, raw.reply().await.0, raw.reply().await.0, raw.reply().await.0];
         assert_eq!(replies, [426, 226, 200, 211, 200], "round {round}: RETR cut short, ABOR, then the held commands");
     }
     raw.passive_port().await;
@@ -996,4 +997,19 @@ async fn thousands_of_commands_behind_a_starting_transfer_are_all_answered_in_or
     let expected: Vec<u32> = (0..5000).map(|index| if index % 2 == 0 { 200 } else { 257 }).collect();
     assert!(codes == expected, "every held command answered once, in order");
     assert_eq!(raw.command("NOOP").await.0, 200, "and the session is in step");
+}
+
+#[tokio::test]
+async fn abor_after_a_refused_transfer_command_is_answered_and_the_session_goes_on() {
+    // Patch 49 as first written numbered a transfer command even when its handler refused it
+    // (`LIST` with no data connection: `425`), and then waited for a message about that number
+    // after `ABOR` of the transfer still running: `NOOP` waited for the data connection
+    // timeout. The data channel's messages now carry the number of the command they are about,
+    // and after `ABOR` the loop waits for `ABOR`'s own answer.
+    let cluster = server().await;
+    let (mut raw, _big) = in_a_big_download(&cluster, 1 << 16).await;
+    assert_eq!(raw.command("LIST").await.0, 425, "no data connection for a second transfer");
+    raw.send_bytes(b"ABOR\r\nNOOP\r\n").await;
+    let replies = [raw.reply().await.0, raw.reply().await.0, raw.reply().await.0];
+    assert_eq!(replies, [426, 226, 200], "the download is cut short, ABOR succeeds, NOOP is answered");
 }

@@ -64,17 +64,33 @@ impl DataChanCmd {
     }
 }
 
-/// A message on the control loop's channel, and whether the data channel sent it.
+/// A transfer command handed to the data channel, with the number the control loop gave it
+/// (`Session::transfer_number` when it was handed over): the data channel's messages about it
+/// carry that number.
+#[derive(PartialEq, Eq, Debug)]
+pub struct TransferCmd {
+    pub number: u32,
+    pub command: DataChanCmd,
+}
+
+/// What a message on the control loop's channel answers, for the loop's waits.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum About {
+    /// A command handler's answer (its command is the one the loop waits on: patch 37).
+    Command,
+    /// The data channel's message about the transfer command with this number (its `150`,
+    /// `226`, a refusal or an error): a late one of an earlier transfer is not the first reply
+    /// of the one the loop waits on.
+    Transfer(u32),
+    /// The data channel's answer to `ABOR` (its `226`, which comes last).
+    Abor,
+}
+
+/// A message on the control loop's channel, and what it answers.
 #[derive(Debug)]
 pub struct Delivered {
     pub msg: ControlChanMsg,
-    /// Sent by the data channel (a transfer's `150`, `226`, errors, `ABOR`'s answers) rather
-    /// than by a command handler: it does not answer the command the loop may be waiting on.
-    pub from_transfer: bool,
-    /// The number of the transfer command it is about (`Session::transfer_number` when the
-    /// data channel took that command), for the data channel's messages: a late one of an
-    /// earlier transfer is not the first reply of the one the loop waits on.
-    pub transfer: u32,
+    pub about: About,
 }
 
 /// The sending end of the control loop's channel, for command handlers. Messages travel boxed:
@@ -86,14 +102,8 @@ pub struct ControlChanSender(tokio::sync::mpsc::Sender<Box<Delivered>>);
 impl ControlChanSender {
     /// Sends a message to the control loop, waiting for room.
     pub async fn send(&self, msg: ControlChanMsg) -> Result<(), tokio::sync::mpsc::error::SendError<ControlChanMsg>> {
-        self.0
-            .send(Box::new(Delivered {
-                msg,
-                from_transfer: false,
-                transfer: 0,
-            }))
-            .await
-            .map_err(unboxed)
+        let about = About::Command;
+        self.0.send(Box::new(Delivered { msg, about })).await.map_err(unboxed)
     }
 
     /// A sender to the same control loop for the data channel, whose messages are marked so.
@@ -109,9 +119,10 @@ fn unboxed(error: tokio::sync::mpsc::error::SendError<Box<Delivered>>) -> tokio:
     tokio::sync::mpsc::error::SendError(error.0.msg)
 }
 
-/// The data channel's sending end of the control loop's channel: its messages are marked
-/// `from_transfer`. (A type of its own rather than a flag in [`ControlChanSender`]: every
-/// session's control loop holds a sender, and its size counts for each idle session.)
+/// The data channel's sending end of the control loop's channel: its messages are about a
+/// transfer command (numbered: [`TransferSender::for_transfer`]) or answer `ABOR`. (A type of
+/// its own rather than a flag in [`ControlChanSender`]: every session's control loop holds a
+/// sender, and its size counts for each idle session.)
 #[derive(Clone, Debug)]
 pub struct TransferSender {
     sender: ControlChanSender,
@@ -119,15 +130,39 @@ pub struct TransferSender {
 }
 
 impl TransferSender {
-    /// Sends a message to the control loop, waiting for room.
+    /// Sends a message about this sender's transfer command, waiting for room.
     pub async fn send(&self, msg: ControlChanMsg) -> Result<(), tokio::sync::mpsc::error::SendError<ControlChanMsg>> {
-        self.sender.0.send(self.delivered(msg)).await.map_err(unboxed)
+        self.deliver(self.about_the_transfer(msg)).await
+    }
+
+    /// Sends the answer to `ABOR` (its last reply), waiting for room.
+    pub async fn answer_abor(&self, msg: ControlChanMsg) -> Result<(), tokio::sync::mpsc::error::SendError<ControlChanMsg>> {
+        self.deliver(Self::abor_answer(msg)).await
+    }
+
+    /// Sends a message made by [`Self::about_the_transfer`] or [`Self::abor_answer`], waiting
+    /// for room.
+    pub async fn deliver(&self, delivered: Box<Delivered>) -> Result<(), tokio::sync::mpsc::error::SendError<ControlChanMsg>> {
+        self.sender.0.send(delivered).await.map_err(unboxed)
     }
 
     /// Queues a message for the control loop if there is room, without waiting (for a command
     /// handler, which runs in the control loop: waiting there for room would wait forever).
-    pub fn try_send(&self, msg: ControlChanMsg) -> Result<(), ControlChanMsg> {
-        self.sender.0.try_send(self.delivered(msg)).map_err(|error| error.into_inner().msg)
+    pub fn try_deliver(&self, delivered: Box<Delivered>) -> Result<(), Box<Delivered>> {
+        self.sender.0.try_send(delivered).map_err(|error| error.into_inner())
+    }
+
+    /// `msg` as a message about this sender's transfer command.
+    pub fn about_the_transfer(&self, msg: ControlChanMsg) -> Box<Delivered> {
+        Box::new(Delivered {
+            msg,
+            about: About::Transfer(self.transfer),
+        })
+    }
+
+    /// `msg` as the answer to `ABOR`.
+    pub fn abor_answer(msg: ControlChanMsg) -> Box<Delivered> {
+        Box::new(Delivered { msg, about: About::Abor })
     }
 
     /// This sender, its messages about the transfer command numbered `transfer`.
@@ -136,14 +171,6 @@ impl TransferSender {
             sender: self.sender.clone(),
             transfer,
         }
-    }
-
-    fn delivered(&self, msg: ControlChanMsg) -> Box<Delivered> {
-        Box::new(Delivered {
-            msg,
-            from_transfer: true,
-            transfer: self.transfer,
-        })
     }
 }
 

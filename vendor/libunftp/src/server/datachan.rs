@@ -4,7 +4,7 @@ use super::{
     chancomms::{ControlChanMsg, DataChanMsg},
     tls::FtpsConfig,
 };
-use crate::server::chancomms::TransferSender;
+use crate::server::chancomms::{Delivered, TransferCmd, TransferSender};
 use crate::server::data_stream::DataStream;
 use crate::server::session::SharedSession;
 use crate::{
@@ -38,7 +38,7 @@ where
     pub mlst_facts: crate::server::controlchan::commands::mlst::Facts,
     pub ftps_mode: FtpsConfig,
     pub logger: slog::Logger,
-    pub data_cmd_rx: Option<Receiver<DataChanCmd>>,
+    pub data_cmd_rx: Option<Receiver<TransferCmd>>,
     pub data_abort_rx: Option<Receiver<()>>,
 }
 
@@ -196,26 +196,26 @@ where
     }
 
     /// Runs the transfer `command` asks for, racing it against `ABOR` (`data_abort_rx`).
-    async fn run(mut self, command: DataChanCmd, data_abort_rx: &mut Receiver<()>, session_arc: &SharedSession<Storage, User>) {
+    async fn run(mut self, command: TransferCmd, data_abort_rx: &mut Receiver<()>, session_arc: &SharedSession<Storage, User>) {
         // The session is not kept locked during the transfer: the control channel must go on
         // answering (ABOR above all, but also STAT, NOOP, QUIT). What the commands before this
-        // one chose counts (an executor made at `PORT` time predates a later `OPTS MLST`), and
-        // the messages are about this command (the control loop numbered it before handing it
-        // over).
+        // one chose counts (an executor made at `PORT` time predates a later `OPTS MLST`).
         let start_pos = {
             let session = session_arc.lock().await;
             self.mlst_facts = session.mlst_facts;
-            self.control_msg_tx = self.control_msg_tx.for_transfer(session.transfer_number);
             session.start_pos
         };
+        // The messages are about this command (numbered by the control loop).
+        self.control_msg_tx = self.control_msg_tx.for_transfer(command.number);
         let control_msg_tx = self.control_msg_tx.clone();
-        let transfer = self.handle_incoming(DataChanMsg::ExternalCommand(command), start_pos);
+        let transfer = self.handle_incoming(DataChanMsg::ExternalCommand(command.command), start_pos);
         tokio::select! {
             () = transfer => {
                 // An ABOR that raced with the end of the transfer still gets its answer.
                 data_abort_rx.close();
                 if data_abort_rx.try_recv().is_ok() {
-                    reply(&control_msg_tx, ReplyCode::ClosingDataConnection, "Transfer complete; nothing to abort").await;
+                    let reply = Reply::new(ReplyCode::ClosingDataConnection, "Transfer complete; nothing to abort");
+                    let _ = control_msg_tx.answer_abor(ControlChanMsg::CommandChannelReply(reply)).await;
                 }
             }
             Some(()) = data_abort_rx.recv() => {
@@ -739,16 +739,11 @@ where
     }
 }
 
-/// Sends `code` and `text` to the control channel, to be written as a reply.
-async fn reply(tx: &TransferSender, code: ReplyCode, text: &'static str) {
-    let _ = tx.send(ControlChanMsg::CommandChannelReply(Reply::new(code, text))).await;
-}
-
 /// The answer to an `ABOR` that cut a transfer (or a transfer command still waiting for its
 /// data connection) short: `426`, then `226` (RFC 959).
 pub(crate) async fn answer_aborted(tx: &TransferSender) {
-    for msg in aborted() {
-        let _ = tx.send(msg).await;
+    for delivered in aborted(tx) {
+        let _ = tx.deliver(delivered).await;
     }
 }
 
@@ -756,13 +751,13 @@ pub(crate) async fn answer_aborted(tx: &TransferSender) {
 /// queued without waiting (the loop cannot make room on its own channel while it waits in the
 /// handler); should the channel be full, a task sends what did not fit, in order.
 pub(crate) fn answer_aborted_from_the_control_loop(tx: TransferSender) {
-    let mut replies = aborted().into_iter();
-    for msg in replies.by_ref() {
-        if let Err(msg) = tx.try_send(msg) {
-            let rest: Vec<ControlChanMsg> = std::iter::once(msg).chain(replies).collect();
+    let mut replies = aborted(&tx).into_iter();
+    for delivered in replies.by_ref() {
+        if let Err(delivered) = tx.try_deliver(delivered) {
+            let rest: Vec<Box<Delivered>> = std::iter::once(delivered).chain(replies).collect();
             tokio::spawn(async move {
-                for msg in rest {
-                    let _ = tx.send(msg).await;
+                for delivered in rest {
+                    let _ = tx.deliver(delivered).await;
                 }
             });
             return;
@@ -770,17 +765,25 @@ pub(crate) fn answer_aborted_from_the_control_loop(tx: TransferSender) {
     }
 }
 
-fn aborted() -> [ControlChanMsg; 2] {
+/// `426` about the transfer `tx` is about, then `ABOR`'s `226`.
+fn aborted(tx: &TransferSender) -> [Box<Delivered>; 2] {
     [
-        ControlChanMsg::CommandChannelReply(Reply::new(ReplyCode::ConnectionClosed, "Connection closed; transfer aborted")),
-        ControlChanMsg::CommandChannelReply(Reply::new(ReplyCode::ClosingDataConnection, "ABOR successful")),
+        tx.about_the_transfer(ControlChanMsg::CommandChannelReply(Reply::new(
+            ReplyCode::ConnectionClosed,
+            "Connection closed; transfer aborted",
+        ))),
+        TransferSender::abor_answer(ControlChanMsg::CommandChannelReply(Reply::new(
+            ReplyCode::ClosingDataConnection,
+            "ABOR successful",
+        ))),
     ]
 }
 
 /// The answer to an `ABOR` that came before any transfer command: the data connection (or
 /// passive port) is closed.
 pub(crate) async fn answer_nothing_to_abort(tx: &TransferSender) {
-    reply(tx, ReplyCode::ClosingDataConnection, "Data connection closed; no transfer to abort").await;
+    let reply = Reply::new(ReplyCode::ClosingDataConnection, "Data connection closed; no transfer to abort");
+    let _ = tx.answer_abor(ControlChanMsg::CommandChannelReply(reply)).await;
 }
 
 /// Answers a transfer command whose data connection could not be had: `425` and why.
@@ -830,11 +833,11 @@ where
         session.data_cmd_tx = None;
         session.data_abort_tx = None;
         session.data_abort_rx = None;
-        let pending = session.data_cmd_rx.take().is_some_and(|mut rx| rx.try_recv().is_ok());
-        (session.control_msg_tx.as_ref().map(|tx| tx.for_transfer(session.transfer_number)), pending)
+        let pending = session.data_cmd_rx.take().and_then(|mut rx| rx.try_recv().ok());
+        (session.control_msg_tx.clone(), pending)
     };
-    if let (true, Some(tx)) = (pending, control_msg_tx) {
-        answer_cant_open(&tx, reason).await;
+    if let (Some(pending), Some(tx)) = (pending, control_msg_tx) {
+        answer_cant_open(&tx.for_transfer(pending.number), reason).await;
     }
 }
 
@@ -864,7 +867,7 @@ pub(crate) async fn run_command<Storage, User>(
     logger: slog::Logger,
     session_arc: SharedSession<Storage, User>,
     socket: DataStream,
-    command: DataChanCmd,
+    command: TransferCmd,
     mut data_abort_rx: Receiver<()>,
 ) where
     Storage: StorageBackend<User> + 'static,
@@ -946,7 +949,7 @@ fn executor<Storage, User>(
     session: &mut crate::server::session::Session<Storage, User>,
     logger: slog::Logger,
     socket: DataStream,
-    data_cmd_rx: Option<Receiver<DataChanCmd>>,
+    data_cmd_rx: Option<Receiver<TransferCmd>>,
     data_abort_rx: Option<Receiver<()>>,
 ) -> Option<DataCommandExecutor<Storage, User>>
 where
@@ -956,7 +959,7 @@ where
 {
     let username = session.username.as_ref().cloned().unwrap_or_else(|| String::from("unknown"));
     let logger = logger.new(slog::o!("username" => username));
-    let Some(control_msg_tx) = session.control_msg_tx.as_ref().map(|tx| tx.for_transfer(session.transfer_number)) else {
+    let Some(control_msg_tx) = session.control_msg_tx.clone() else {
         slog::error!(logger, "Control loop message sender expected to be set up. Aborting data loop.");
         return None;
     };
@@ -1106,7 +1109,7 @@ impl ListCommand {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server::chancomms::control_chan;
+    use crate::server::chancomms::{About, control_chan};
 
     fn code_of(msg: ControlChanMsg) -> ReplyCode {
         match msg {
@@ -1134,13 +1137,14 @@ mod tests {
                     .await
                     .expect("in time")
                     .expect("a message");
-                if codes.len() >= queued {
-                    assert!(delivered.from_transfer && delivered.transfer == 7, "{queued} queued: {delivered:?}");
-                }
-                codes.push(code_of(delivered.msg));
+                codes.push((code_of(delivered.msg), delivered.about));
             }
-            let mut expected = vec![ReplyCode::CommandOkay; queued];
-            expected.extend([ReplyCode::ConnectionClosed, ReplyCode::ClosingDataConnection]);
+            // The 426 is about the transfer ABOR cut short, the 226 is ABOR's answer.
+            let mut expected = vec![(ReplyCode::CommandOkay, About::Command); queued];
+            expected.extend([
+                (ReplyCode::ConnectionClosed, About::Transfer(7)),
+                (ReplyCode::ClosingDataConnection, About::Abor),
+            ]);
             assert_eq!(codes, expected, "{queued} queued");
             assert!(rx.try_recv().is_none(), "{queued} queued: nothing more");
         }

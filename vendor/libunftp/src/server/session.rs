@@ -1,10 +1,10 @@
 //! The session module implements per-connection session handling and currently also
 //! implements the handling for the *data* channel.
 
-use crate::server::chancomms::TransferSender;
 use super::tls::FtpsConfig;
 use crate::metrics;
-use crate::server::chancomms::DataChanCmd;
+use crate::server::chancomms::TransferCmd;
+use crate::server::chancomms::TransferSender;
 use crate::server::failed_logins::FailedLoginsCache;
 use crate::server::switchboard::SocketAddrPair;
 use crate::server::switchboard::SwitchboardKey;
@@ -73,9 +73,9 @@ where
     // The storage back-end instance.
     pub storage: Arc<Storage>,
     // The control loop uses this to send commands to the data loop
-    pub data_cmd_tx: Option<Sender<DataChanCmd>>,
+    pub data_cmd_tx: Option<Sender<TransferCmd>>,
     // The data loop uses this receive messages from the control loop
-    pub data_cmd_rx: Option<Receiver<DataChanCmd>>,
+    pub data_cmd_rx: Option<Receiver<TransferCmd>>,
     // The control loop uses this to ask the data loop to exit.
     pub data_abort_tx: Option<Sender<()>>,
     // The data loop listens to this so it can know when to exit.

@@ -7,7 +7,7 @@ use crate::{
     options::ActivePassiveMode,
     server::{
         Event, Session, SessionState,
-        chancomms::{ControlChanMsg, Delivered, SwitchboardMessage, SwitchboardSender},
+        chancomms::{About, ControlChanMsg, Delivered, SwitchboardMessage, SwitchboardSender},
         controlchan::{
             Reply, ReplyCode,
             active_passive::ActivePassiveEnforcerMiddleware,
@@ -228,17 +228,19 @@ where
         // The last command will be answered by a task of its own (a message on the control
         // channel): the next command is not read until a message comes, so that replies keep
         // the order of the commands and a command sees what the one before did. Only a handler's
-        // message ends the wait, not one of a transfer running meanwhile (`from_transfer`).
+        // message ends the wait, not one of a transfer running meanwhile (see `About`).
         let mut awaiting_reply = false;
         // The last transfer command was handed to the data channel, which answers it (`150` once
         // there is something to send, or a refusal): a command read before that first reply
         // waits in `held`, unless it acts on the transfer or the session (`ABOR`, `STAT`, `QUIT`).
-        // Only a message about that transfer (its number, `transfer_number`) ends the wait, not a
-        // late one of an earlier transfer.
+        // Only a message about that transfer ends the wait (`awaited`), not a late one of an
+        // earlier transfer.
         let mut transfer_starting = false;
-        // The number of the last transfer command handed to the data channel: this loop counts
-        // them in the session, and the data channel's messages carry the number of theirs.
-        let mut transfer_number: u32 = 0;
+        // What ends `transfer_starting`: a message about the transfer command handed over last
+        // (this loop numbers them in the session, `Session::transfer_number`, and the data
+        // channel's messages carry the number of theirs), or after an `ABOR` handed to the data
+        // channel, its answer (the `226` that comes last).
+        let mut awaited = About::Abor;
         // The commands read while a transfer starts, in order (at most `MAX_HELD`; no more is
         // read while it is full). Once it is not empty, every later command joins it but `ABOR`,
         // which acts at once (so that a client can still cut short a transfer whose data
@@ -257,11 +259,11 @@ where
                 false => None,
             };
             in_a_row = if pipelined.is_some() { in_a_row + 1 } else { 0 };
-            // For a message from the data channel, the number of the transfer it is about.
-            let mut from_transfer: Option<u32> = None;
+            // For a message, what it answers.
+            let mut about: Option<About> = None;
             let mut from_client = false;
             let incoming = if let Some(delivered) = ready.take() {
-                from_transfer = delivered.from_transfer.then_some(delivered.transfer);
+                about = Some(delivered.about);
                 Some(Ok(Event::InternalMsg(delivered.msg)))
             } else if let Some(queue) = held.as_mut().filter(|_| !transfer_starting && !awaiting_reply) {
                 let next = queue.pop_front();
@@ -290,7 +292,7 @@ where
                         incoming = Some(received(cmd, &logger));
                     },
                     Some(delivered) = control_msg_rx.recv() => {
-                        from_transfer = delivered.from_transfer.then_some(delivered.transfer);
+                        about = Some(delivered.about);
                         incoming = Some(Ok(Event::InternalMsg(delivered.msg)));
                     },
                     _ = &mut timeout_delay => {
@@ -349,19 +351,22 @@ where
                     let answers_later = match &event {
                         Event::Command(command) => answers_later(command),
                         Event::InternalMsg(_) => {
-                            awaiting_reply &= from_transfer.is_some();
-                            transfer_starting &= from_transfer != Some(transfer_number);
+                            awaiting_reply &= matches!(about, Some(About::Transfer(_) | About::Abor));
+                            transfer_starting &= about != Some(awaited);
                             false
                         }
                     };
                     let starts_transfer = matches!(&event, Event::Command(command) if answered_by_the_data_channel(command));
-                    if let Event::Command(command) = &event
-                        && handed_to_the_data_channel(command)
-                    {
-                        let mut session = shared_session.lock().await;
-                        session.transfer_number = session.transfer_number.wrapping_add(1);
-                        transfer_number = session.transfer_number;
-                    }
+                    // What will end the wait for this command's first reply, should the data channel
+                    // answer it: a transfer command is numbered before its handler hands it over.
+                    let awaits = match &event {
+                        Event::Command(command) if handed_to_the_data_channel(command) => {
+                            let mut session = shared_session.lock().await;
+                            session.transfer_number = session.transfer_number.wrapping_add(1);
+                            About::Transfer(session.transfer_number)
+                        }
+                        _ => About::Abor,
+                    };
                     if let Event::InternalMsg(ControlChanMsg::SecureControlChannel) = event {
                         slog::info!(logger, "Upgrading control channel to TLS");
                         // `234` (fed, not yet written) goes out before the handshake.
@@ -421,6 +426,7 @@ where
                         }
                         Ok(Reply::None) if starts_transfer => {
                             transfer_starting = true;
+                            awaited = awaits;
                             if held.is_some() {
                                 // The held commands wait for this one's first reply now.
                                 timeout_delay

@@ -47,8 +47,10 @@ where
         session.data_cmd_tx = None;
         // A transfer command already handed to a passive port's task that has not started yet
         // is the transfer this cuts short (the task finds nothing and ends).
-        let queued = session.data_cmd_rx.take().is_some_and(|mut commands| commands.try_recv().is_ok());
-        if queued && let Some(tx) = session.control_msg_tx.as_ref().map(|tx| tx.for_transfer(session.transfer_number)) {
+        let queued = session.data_cmd_rx.take().and_then(|mut commands| commands.try_recv().ok());
+        if let Some(queued) = queued
+            && let Some(tx) = session.control_msg_tx.as_ref().map(|tx| tx.for_transfer(queued.number))
+        {
             drop(session);
             slog::info!(logger, "ABOR of a transfer command not yet taken by its data channel");
             crate::server::datachan::answer_aborted_from_the_control_loop(tx);

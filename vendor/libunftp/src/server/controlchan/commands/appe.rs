@@ -6,7 +6,7 @@
 // pathname exists at the server site, the data shall be
 // appended to that file; otherwise the file shall be created.
 
-use crate::server::chancomms::DataChanCmd;
+use crate::server::chancomms::{DataChanCmd, TransferCmd};
 use crate::{
     auth::UserDetail,
     server::controlchan::{
@@ -39,6 +39,11 @@ where
                 (DataChanCmd::Appe { path }, path_clone)
             }
             _ => panic!("Programmer error, expected command to be APPE"),
+        };
+        // Numbered by the control loop (`Session::transfer_number`) before this handler ran.
+        let cmd = TransferCmd {
+            number: session.transfer_number,
+            command: cmd,
         };
 
         let logger = args.logger;

@@ -15,7 +15,7 @@
 // to system, this information may be hard to use automatically
 // in a program, but may be quite useful to a human user.
 
-use crate::server::chancomms::DataChanCmd;
+use crate::server::chancomms::{DataChanCmd, TransferCmd};
 use crate::{
     auth::UserDetail,
     server::controlchan::{
@@ -46,6 +46,11 @@ where
                 (DataChanCmd::List { path, options }, path_clone)
             }
             _ => panic!("Programmer error, expected command to be LIST"),
+        };
+        // Numbered by the control loop (`Session::transfer_number`) before this handler ran.
+        let cmd = TransferCmd {
+            number: session.transfer_number,
+            command: cmd,
         };
         let logger = args.logger;
         match session.data_cmd_tx.take() {

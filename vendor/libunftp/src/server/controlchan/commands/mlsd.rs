@@ -6,7 +6,7 @@
 // format defined in RFC 3659, making it much easier for FTP clients to parse
 // compared to the traditional LIST command output.
 
-use crate::server::chancomms::DataChanCmd;
+use crate::server::chancomms::{DataChanCmd, TransferCmd};
 use crate::{
     auth::UserDetail,
     server::controlchan::{
@@ -37,6 +37,11 @@ where
                 (DataChanCmd::Mlsd { path }, path_clone)
             }
             _ => panic!("Programmer error, expected command to be MLSD"),
+        };
+        // Numbered by the control loop (`Session::transfer_number`) before this handler ran.
+        let cmd = TransferCmd {
+            number: session.transfer_number,
+            command: cmd,
         };
         let logger = args.logger;
         match session.data_cmd_tx.take() {

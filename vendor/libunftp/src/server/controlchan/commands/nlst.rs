@@ -13,7 +13,7 @@
 // further process the files automatically.  For example, in
 // the implementation of a "multiple get" function.
 
-use crate::server::chancomms::DataChanCmd;
+use crate::server::chancomms::{DataChanCmd, TransferCmd};
 use crate::{
     auth::UserDetail,
     server::controlchan::{
@@ -45,6 +45,11 @@ where
                 (DataChanCmd::Nlst { path }, path_clone)
             }
             _ => panic!("Programmer error, expected command to be NLST"),
+        };
+        // Numbered by the control loop (`Session::transfer_number`) before this handler ran.
+        let cmd = TransferCmd {
+            number: session.transfer_number,
+            command: cmd,
         };
         let logger = args.logger;
         match session.data_cmd_tx.take() {

@@ -4,7 +4,7 @@ use crate::{
     auth::UserDetail,
     server::{
         ControlChanErrorKind,
-        chancomms::{DataChanCmd, PortAllocationError, SwitchboardMessage, SwitchboardSender},
+        chancomms::{PortAllocationError, SwitchboardMessage, SwitchboardSender, TransferCmd},
         controlchan::{Reply, ReplyCode, error::ControlChanError, handler::CommandContext},
         data_stream::DataStream,
         datachan,
@@ -79,7 +79,7 @@ where
     S: StorageBackend<U> + 'static,
     S::Metadata: Metadata,
 {
-    let (cmd_tx, cmd_rx): (Sender<DataChanCmd>, Receiver<DataChanCmd>) = channel(1);
+    let (cmd_tx, cmd_rx): (Sender<TransferCmd>, Receiver<TransferCmd>) = channel(1);
     let (data_abort_tx, data_abort_rx): (Sender<()>, Receiver<()>) = channel(1);
 
     let mut session = session.lock().await;
@@ -180,8 +180,7 @@ where
         if !is_current(&locked) {
             return;
         }
-        let control_msg_tx = locked.control_msg_tx.as_ref().map(|tx| tx.for_transfer(locked.transfer_number));
-        match (locked.data_cmd_rx.take(), locked.data_abort_rx.take(), control_msg_tx) {
+        match (locked.data_cmd_rx.take(), locked.data_abort_rx.take(), locked.control_msg_tx.clone()) {
             (Some(commands), Some(aborts), Some(control_msg_tx)) => (commands, aborts, control_msg_tx),
             _ => return,
         }
@@ -209,15 +208,15 @@ where
             return;
         }
     };
-    // From now on a newer PASV, EPSV or PORT does not abort this transfer; the answers are
-    // about this command (the control loop numbered it before handing it over).
+    // From now on a newer PASV, EPSV or PORT does not abort this transfer.
     {
         let mut locked = session.lock().await;
         if is_current(&locked) {
             locked.passive_accept = None;
         }
-        control_msg_tx = control_msg_tx.for_transfer(locked.transfer_number);
     }
+    // The answers are about this command (numbered by the control loop).
+    control_msg_tx = control_msg_tx.for_transfer(command.number);
     let deadline = tokio::time::Instant::now() + timeout;
     let refusal = match accept_client(listener, deadline, &mut aborts, client, &logger).await {
         // Boxed: inline, the transfer's state would make this task's future (moved on every

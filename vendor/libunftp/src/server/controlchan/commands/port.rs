@@ -19,7 +19,7 @@
 use crate::{
     auth::UserDetail,
     server::{
-        chancomms::DataChanCmd,
+        chancomms::TransferCmd,
         controlchan::{
             Reply, ReplyCode,
             error::ControlChanError,
@@ -95,7 +95,7 @@ impl Port {
         S: StorageBackend<U> + 'static,
         S::Metadata: Metadata,
     {
-        let (cmd_tx, cmd_rx): (Sender<DataChanCmd>, Receiver<DataChanCmd>) = channel(1);
+        let (cmd_tx, cmd_rx): (Sender<TransferCmd>, Receiver<TransferCmd>) = channel(1);
         let (data_abort_tx, data_abort_rx): (Sender<()>, Receiver<()>) = channel(1);
 
         let mut session = session.lock().await;

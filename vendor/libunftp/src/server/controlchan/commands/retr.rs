@@ -9,7 +9,7 @@ use crate::{
     auth::UserDetail,
     server::{
         ReplyCode,
-        chancomms::DataChanCmd,
+        chancomms::{DataChanCmd, TransferCmd},
         controlchan::{
             Reply,
             command::Command,
@@ -40,6 +40,11 @@ where
                 (DataChanCmd::Retr { path }, path_clone)
             }
             _ => panic!("Programmer error, expected command to be RETR"),
+        };
+        // Numbered by the control loop (`Session::transfer_number`) before this handler ran.
+        let cmd = TransferCmd {
+            number: session.transfer_number,
+            command: cmd,
         };
 
         let logger = args.logger;

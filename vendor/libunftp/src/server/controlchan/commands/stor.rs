@@ -8,7 +8,7 @@
 // created at the server site if the file specified in the
 // pathname does not already exist.
 
-use crate::server::chancomms::DataChanCmd;
+use crate::server::chancomms::{DataChanCmd, TransferCmd};
 use crate::{
     auth::UserDetail,
     server::controlchan::{
@@ -41,6 +41,11 @@ where
                 (DataChanCmd::Stor { path }, path_clone)
             }
             _ => panic!("Programmer error, expected command to be STOR"),
+        };
+        // Numbered by the control loop (`Session::transfer_number`) before this handler ran.
+        let cmd = TransferCmd {
+            number: session.transfer_number,
+            command: cmd,
         };
 
         let logger = args.logger;

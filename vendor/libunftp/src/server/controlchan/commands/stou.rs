@@ -1,6 +1,6 @@
 //! The RFC 959 Store File Uniquely (`STOU`) command
 
-use crate::server::chancomms::DataChanCmd;
+use crate::server::chancomms::{DataChanCmd, TransferCmd};
 use crate::{
     auth::UserDetail,
     server::controlchan::{
@@ -39,10 +39,13 @@ where
         let filename: &Path = std::path::Path::new(&unique);
         let path: String = session.cwd.join(filename).to_string_lossy().to_string();
         let logger = args.logger;
+        // Numbered by the control loop (`Session::transfer_number`) before this handler ran.
+        let number = session.transfer_number;
         match session.data_cmd_tx.take() {
             Some(tx) => {
                 tokio::spawn(async move {
-                    if let Err(err) = tx.send(DataChanCmd::Stor { path }).await {
+                    let command = DataChanCmd::Stor { path };
+                    if let Err(err) = tx.send(TransferCmd { number, command }).await {
                         slog::warn!(logger, "STOU: could not send Stor command over data channel. {}", err);
                     }
                 });
