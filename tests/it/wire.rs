@@ -1013,3 +1013,25 @@ async fn abor_after_a_refused_transfer_command_is_answered_and_the_session_goes_
     let replies = [raw.reply().await.0, raw.reply().await.0, raw.reply().await.0];
     assert_eq!(replies, [426, 226, 200], "the download is cut short, ABOR succeeds, NOOP is answered");
 }
+
+#[tokio::test]
+async fn a_client_that_stops_sending_behind_held_commands_still_gets_every_reply() {
+    // Patch 51 as first written took the end of the client's input as the client leaving, at
+    // once, even with commands held behind a starting transfer: a client that sends `RETR`,
+    // `NOOP` and `QUIT` and then closes its sending side (as `nc -N` does) lost every reply
+    // after `RETR`'s. The end of input now waits its turn behind them.
+    let (cluster, mut raw) = binary_session_with_f_bin().await;
+    let port = raw.passive_port().await;
+    raw.send_bytes(b"RETR f.bin\r\nNOOP\r\nQUIT\r\n").await;
+    raw.finish_sending().await;
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let mut data = tokio::net::TcpStream::connect((cluster.main().ip(), port)).await.expect("data connection");
+    let mut bytes = Vec::new();
+    data.read_to_end(&mut bytes).await.expect("the file");
+    assert_eq!(bytes.len(), 4096);
+    let codes = [raw.reply().await.0, raw.reply().await.0, raw.reply().await.0, raw.reply().await.0];
+    // The transfer's `226` may come anywhere after its `150`; the others keep their order.
+    let others: Vec<u32> = codes.iter().copied().filter(|code| *code != 226).collect();
+    assert_eq!((others, codes.contains(&226)), (vec![150, 200, 221], true), "{codes:?}");
+    assert!(raw.closed().await, "and then the session ends");
+}

@@ -361,6 +361,13 @@ impl RawFtp {
         self.send_bytes(format!("{line}\r\n").as_bytes()).await;
     }
 
+    /// Closes the sending side of the control connection (a client that sent its last
+    /// command and still reads the replies).
+    pub async fn finish_sending(&mut self) {
+        use tokio::io::AsyncWriteExt;
+        self.writer.shutdown().await.expect("shutdown");
+    }
+
     /// Sends raw bytes on the control connection.
     pub async fn send_bytes(&mut self, bytes: &[u8]) {
         use tokio::io::AsyncWriteExt;

@@ -287,7 +287,7 @@ where
                     timeout_delay.as_mut().reset(tokio::time::Instant::now() + idle_session_timeout);
                 }
                 tokio::select! {
-                    cmd = command_source.next(), if !awaiting_reply && held.as_ref().is_none_or(|queue| queue.len() < MAX_HELD) => {
+                    cmd = command_source.next(), if !awaiting_reply && held.as_ref().is_none_or(|queue| queue.len() < MAX_HELD && !input_ended(queue)) => {
                         from_client = true;
                         incoming = Some(received(cmd, &logger));
                     },
@@ -563,13 +563,15 @@ fn acts_while_a_transfer_starts(incoming: &Option<Result<Event, ControlChanError
 }
 
 /// True for what is handled at once even when commands are already held behind a starting
-/// transfer (see `held`): `ABOR`, and the client leaving; anything else (`STAT` and `QUIT` too)
-/// waits its turn behind them.
+/// transfer (see `held`): `ABOR`; anything else (`STAT` and `QUIT` too, and the end of the
+/// client's input) waits its turn behind them.
 fn acts_before_held_commands(incoming: &Option<Result<Event, ControlChanError>>) -> bool {
-    matches!(
-        incoming,
-        None | Some(Ok(Event::Command(Command::Abor))) | Some(Ok(Event::InternalMsg(ControlChanMsg::ExitControlLoop)))
-    )
+    matches!(incoming, None | Some(Ok(Event::Command(Command::Abor))))
+}
+
+/// True when the client's input ended after the commands held (nothing more to read).
+fn input_ended(held: &VecDeque<Result<Event, ControlChanError>>) -> bool {
+    matches!(held.back(), Some(Ok(Event::InternalMsg(ControlChanMsg::ExitControlLoop))))
 }
 
 /// The control connection's socket, read past the urgent mark: a read stops at the mark, and
