@@ -288,3 +288,62 @@ async fn many_clients_routed_over_the_pipelined_tls_hop_each_get_their_own_answe
     let open = cluster.cluster.router().workers().open_connections(worker);
     assert!((1..=CONNECTIONS_PER_WORKER).contains(&open), "{open} connections to SV1");
 }
+
+#[tokio::test]
+async fn commands_sent_before_the_tls_handshake_are_not_run_as_if_sent_over_it() {
+    // libunftp patch 52: a command sent in the same plain-text write as `AUTH TLS` ran, and its
+    // reply came over TLS as if the client had sent it there (the plain-text command injection
+    // of RFC 4217 §15's kind, CVE-2011-0411 in other servers): pipelined (patch 39), or held
+    // behind a starting transfer (patch 51). Nothing after `AUTH TLS` is read until the
+    // handshake, and what was read or held before it is dropped.
+    let Some(python) = stock_client("python3") else { return };
+    let certificate = certificate(&["localhost", "127.0.0.1"]);
+    let cluster = TestCluster::start_config(|config| with_tls(config, &certificate, false), |cluster| cluster).await;
+    cluster.write_file("f.txt", b"plain");
+    let script = format!(
+        r#"
+import socket, ssl
+def reply(f):
+    while True:
+        line = f.readline().decode()
+        if len(line) >= 4 and line[:3].isdigit() and line[3] == " ":
+            return line
+def session(held):
+    s = socket.create_connection(("127.0.0.1", {port}))
+    f = s.makefile("rb")
+    reply(f)
+    s.sendall(b"USER alice\r\nPASS {password}\r\n")
+    codes = [reply(f)[:3], reply(f)[:3]]
+    if held:
+        s.sendall(b"EPSV\r\n")
+        port = int(reply(f).split("|||")[1].split("|")[0])
+        s.sendall(b"RETR f.txt\r\nAUTH TLS\r\nMKD injected-held\r\n")
+        d = socket.create_connection(("127.0.0.1", port))
+        while d.recv(65536):
+            pass
+        codes += [reply(f)[:3], reply(f)[:3]]
+    else:
+        s.sendall(b"AUTH TLS\r\nMKD injected-pipelined\r\n")
+    codes.append(reply(f)[:3])
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    t = context.wrap_socket(s)
+    tf = t.makefile("rb")
+    t.sendall(b"PWD\r\n")
+    codes.append(reply(tf).strip())
+    print(" ".join(codes))
+session(True)
+session(False)
+"#,
+        port = cluster.main().port(),
+        password = PASSWORD
+    );
+    let (ok, stdout, stderr) = run_stock(&python, &["-c", &script]).await;
+    assert!(ok, "{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines, ["331 230 150 226 234 257 \"/\"", "331 230 234 257 \"/\""], "PWD is the first command run over TLS");
+    for name in ["injected-held", "injected-pipelined"] {
+        assert!(!cluster.root.path().join(name).exists(), "{name}: MKD sent before the handshake ran");
+    }
+}

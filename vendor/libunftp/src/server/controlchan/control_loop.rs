@@ -357,6 +357,7 @@ where
                         }
                     };
                     let starts_transfer = matches!(&event, Event::Command(command) if answered_by_the_data_channel(command));
+                    let asks_for_tls = matches!(&event, Event::Command(Command::Auth { .. }));
                     // What will end the wait for this command's first reply, should the data channel
                     // answer it: a transfer command is numbered before its handler hands it over.
                     let awaits = match &event {
@@ -369,6 +370,11 @@ where
                     };
                     if let Event::InternalMsg(ControlChanMsg::SecureControlChannel) = event {
                         slog::info!(logger, "Upgrading control channel to TLS");
+                        // What the client sent before the handshake is not taken as sent over TLS:
+                        // commands held behind `AUTH TLS` go, as what waits in the codec's buffer.
+                        if let Some(dropped) = held.take() {
+                            slog::warn!(logger, "{} commands sent before the TLS handshake were ignored", dropped.len());
+                        }
                         // `234` (fed, not yet written) goes out before the handshake.
                         if let Err(err) = reply_sink.flush().await {
                             slog::warn!(logger, "Could not send replies: {:?}. Closing control connection", err);
@@ -434,6 +440,18 @@ where
                                     .reset(tokio::time::Instant::now() + data_connection_timeout + HOLD_MARGIN);
                             }
                             Ok(())
+                        }
+                        // `234` to `AUTH TLS`: nothing more is read or run until the handshake (the
+                        // handler's `SecureControlChannel` message ends the wait), so that no command
+                        // sent in plain text after it is taken as sent over TLS.
+                        Ok(
+                            reply @ Reply::CodeAndMsg {
+                                code: ReplyCode::AuthOkayNoDataNeeded,
+                                ..
+                            },
+                        ) if asks_for_tls => {
+                            awaiting_reply = true;
+                            reply_sink.feed(reply).await
                         }
                         Ok(reply) => reply_sink.feed(reply).await,
                     };
