@@ -1035,3 +1035,22 @@ async fn a_client_that_stops_sending_behind_held_commands_still_gets_every_reply
     assert_eq!((others, codes.contains(&226)), (vec![150, 200, 221], true), "{codes:?}");
     assert!(raw.closed().await, "and then the session ends");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abor_right_behind_an_upload_command_cuts_that_upload_short() {
+    // libunftp patch 53: `STOR`, `APPE` and `STOU` handed their command to the data channel
+    // from a task of their own, so an `ABOR` right behind one (in the same write) could reach
+    // the passive port's task first: it answered `226 no transfer to abort`, the upload command
+    // never got its final reply, and nothing was uploaded or refused. Like `RETR` (patch 43),
+    // they now hand it over before the handler returns, and `ABOR` cuts the upload short.
+    let (cluster, mut raw) = binary_session_with_f_bin().await;
+    for (round, command) in ["STOR up.bin", "APPE f.bin", "STOU"].iter().cycle().take(30).enumerate() {
+        raw.passive_port().await;
+        raw.send_bytes(format!("{command}\r\nABOR\r\n").as_bytes()).await;
+        let replies = [raw.reply().await.0, raw.reply().await.0, raw.reply().await.0];
+        assert_eq!(replies, [150, 426, 226], "round {round}, {command}: the upload is cut short, then ABOR succeeds");
+        assert_eq!(raw.command("NOOP").await.0, 200, "round {round}: the session is in step");
+    }
+    assert_eq!(names_in(cluster.root.path()), ["f.bin"], "no upload was committed");
+    assert_eq!(std::fs::read(cluster.root.path().join("f.bin")).expect("f.bin").len(), 4096, "nothing appended");
+}

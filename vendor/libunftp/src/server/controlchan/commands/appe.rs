@@ -48,14 +48,15 @@ where
 
         let logger = args.logger;
         match session.data_cmd_tx.take() {
-            Some(tx) => {
-                tokio::spawn(async move {
-                    if let Err(err) = tx.send(cmd).await {
-                        slog::warn!(logger, "APPE: could not notify data channel. {}", err);
-                    }
-                });
-                Ok(Reply::new(ReplyCode::FileStatusOkay, "Ready to receive data"))
-            }
+            // Handed over before the reply (the channel is new and has room for this one
+            // command), so that an `ABOR` right behind finds it there.
+            Some(tx) => match tx.try_send(cmd) {
+                Ok(()) => Ok(Reply::new(ReplyCode::FileStatusOkay, "Ready to receive data")),
+                Err(err) => {
+                    slog::warn!(logger, "APPE: could not notify the data channel: {}", err);
+                    Ok(Reply::new(ReplyCode::CantOpenDataConnection, "No data connection established"))
+                }
+            },
             None => {
                 slog::warn!(logger, "APPE: no data connection established for APPEing {:?}", path);
                 Ok(Reply::new(ReplyCode::CantOpenDataConnection, "No data connection established"))

@@ -50,14 +50,15 @@ where
 
         let logger = args.logger;
         match session.data_cmd_tx.take() {
-            Some(tx) => {
-                tokio::spawn(async move {
-                    if let Err(err) = tx.send(cmd).await {
-                        slog::warn!(logger, "STOR: could not notify data channel to respond with STOR. {}", err);
-                    }
-                });
-                Ok(Reply::new(ReplyCode::FileStatusOkay, "Ready to receive data"))
-            }
+            // Handed over before the reply (the channel is new and has room for this one
+            // command), so that an `ABOR` right behind finds it there.
+            Some(tx) => match tx.try_send(cmd) {
+                Ok(()) => Ok(Reply::new(ReplyCode::FileStatusOkay, "Ready to receive data")),
+                Err(err) => {
+                    slog::warn!(logger, "STOR: could not notify the data channel: {}", err);
+                    Ok(Reply::new(ReplyCode::CantOpenDataConnection, "No data connection established"))
+                }
+            },
             None => {
                 slog::warn!(logger, "STOR: no data connection established for STORing {:?}", path);
 

@@ -42,16 +42,19 @@ where
         // Numbered by the control loop (`Session::transfer_number`) before this handler ran.
         let number = session.transfer_number;
         match session.data_cmd_tx.take() {
-            Some(tx) => {
-                tokio::spawn(async move {
-                    let command = DataChanCmd::Stor { path };
-                    if let Err(err) = tx.send(TransferCmd { number, command }).await {
-                        slog::warn!(logger, "STOU: could not send Stor command over data channel. {}", err);
-                    }
-                });
+            // Handed over before the reply (the channel is new and has room for this one
+            // command), so that an `ABOR` right behind finds it there.
+            Some(tx) => match tx.try_send(TransferCmd {
+                number,
+                command: DataChanCmd::Stor { path },
+            }) {
                 // RFC 1123 §4.1.2.9: the reply names the file, as `150 FILE: name`.
-                Ok(Reply::new_with_string(ReplyCode::FileStatusOkay, format!("FILE: {}", filename.to_string_lossy())))
-            }
+                Ok(()) => Ok(Reply::new_with_string(ReplyCode::FileStatusOkay, format!("FILE: {}", filename.to_string_lossy()))),
+                Err(err) => {
+                    slog::warn!(logger, "STOU: could not notify the data channel: {}", err);
+                    Ok(Reply::new(ReplyCode::CantOpenDataConnection, "No data connection established"))
+                }
+            },
             None => {
                 slog::warn!(logger, "STOU: no data connection established for STOU file {:?}", path);
                 Ok(Reply::new(ReplyCode::CantOpenDataConnection, "No data connection established"))
