@@ -191,12 +191,17 @@ impl ControlChanReceiver {
     }
 }
 
-/// A control loop's channel, with room for four messages: a data channel that sends `150`, the
-/// data and `226` without waiting (a small file) is not held up by a full channel between its
-/// two replies, so the control loop finds both and writes them at once. The memory is the same
-/// for any capacity up to 32 (tokio allocates slots 32 at a time).
+/// A control loop's channel, with room for 32 messages (the memory is the same for any capacity
+/// up to 32: tokio allocates slots 32 at a time). Far more than can be outstanding at once (a
+/// handler's answer, as the loop waits for it before the next command; a transfer's `150`, `226`
+/// and `ABOR`'s `426`, `226`; `AUTH`'s upgrade), so that neither a data channel that sends `150`,
+/// the data and `226` without waiting (a small file; the loop then writes both at once) nor a
+/// handler that sends from inside the loop (`CWD`, `RMD`, `RNTO`, `QUIT`) ever waits for room:
+/// the loop that would make it is the one waiting.
+const CONTROL_CHAN_CAPACITY: usize = 32;
+
 pub fn control_chan() -> (ControlChanSender, ControlChanReceiver) {
-    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let (tx, rx) = tokio::sync::mpsc::channel(CONTROL_CHAN_CAPACITY);
     (ControlChanSender(tx), ControlChanReceiver(rx))
 }
 
@@ -303,3 +308,33 @@ where
 
 pub(crate) type SwitchboardSender<Storage, User> = Sender<SwitchboardMessage<Storage, User>>;
 pub(crate) type SwitchboardReceiver<Storage, User> = Receiver<SwitchboardMessage<Storage, User>>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::FutureExt;
+
+    #[tokio::test]
+    async fn a_handler_sending_from_inside_the_control_loop_finds_room_whatever_a_transfer_queued() {
+        // The most a transfer and its ABOR queue while the loop is busy: 150, 226, 426, 226; and
+        // a handler's earlier answer. A handler that sends from inside the loop (CWD, RMD, RNTO,
+        // QUIT) must not wait: only the loop it runs in could make room.
+        let (tx, mut rx) = control_chan();
+        let transfers = tx.for_transfers().for_transfer(1);
+        for _ in 0..4 {
+            transfers.send(ControlChanMsg::ExitControlLoop).await.expect("room");
+        }
+        tx.send(ControlChanMsg::CwdSuccess).await.expect("room");
+        for _ in 0..8 {
+            assert!(
+                tx.send(ControlChanMsg::CwdSuccess).now_or_never().is_some(),
+                "a send from inside the loop waited for room"
+            );
+        }
+        let mut received = 0;
+        while rx.try_recv().is_some() {
+            received += 1;
+        }
+        assert_eq!(received, 13);
+    }
+}
