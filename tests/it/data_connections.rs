@@ -73,7 +73,7 @@ async fn small_files_back_to_back_get_their_replies_in_order_and_every_byte() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_transfer_uses_the_working_folder_of_its_command_and_abor_ends_a_waiting_one() {
     // libunftp patch 24: the data connection is accepted when the transfer command comes, so the
     // command's working folder is the one that counts (the executor used to copy the folder

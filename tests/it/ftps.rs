@@ -342,7 +342,11 @@ session(False)
     let (ok, stdout, stderr) = run_stock(&python, &["-c", &script]).await;
     assert!(ok, "{stderr}");
     let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines, ["331 230 150 226 234 257 \"/\"", "331 230 234 257 \"/\""], "PWD is the first command run over TLS");
+    assert_eq!(
+        lines,
+        ["331 230 150 226 234 257 \"/\"", "331 230 234 257 \"/\""],
+        "PWD is the first command run over TLS"
+    );
     for name in ["injected-held", "injected-pipelined"] {
         assert!(!cluster.root.path().join(name).exists(), "{name}: MKD sent before the handshake ran");
     }

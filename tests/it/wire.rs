@@ -18,7 +18,7 @@ async fn binary_session_with_f_bin() -> (TestCluster, RawFtp) {
     (cluster, raw)
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_commands_get_a_reply_and_the_session_goes_on() {
     // libunftp patch 2: a 501 from the line parser used to end the session.
     let cluster = server().await;
@@ -35,7 +35,7 @@ async fn malformed_commands_get_a_reply_and_the_session_goes_on() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stou_with_a_name_stores_under_a_unique_name_that_starts_with_it() {
     // libunftp patch 2: `STOU name` (tnftp's `sunique`) got 501 and the session was dropped.
     let cluster = server().await;
@@ -103,7 +103,7 @@ async fn fifty_megabytes_without_a_line_end_neither_grow_the_server_nor_stop_oth
 }
 
 /// A sparse file of `size` bytes in the server's folder (reads as zeros, costs no disk).
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn abor_during_a_download_is_answered_426_then_226_at_once() {
     // libunftp patch 5: the session stayed locked for the whole transfer, so ABOR (and STAT)
     // got no answer until it ended.
@@ -117,7 +117,7 @@ async fn abor_during_a_download_is_answered_426_then_226_at_once() {
     assert_eq!(raw.command("ABOR").await.0, 226, "ABOR with no transfer");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn abor_during_an_upload_keeps_the_old_file_whatever_the_data_connection_does_next() {
     // libunftp patch 5: ABOR during STOR followed by a normal close of the data connection
     // answered 226 and replaced the file with the partial upload.
@@ -142,7 +142,7 @@ async fn abor_during_an_upload_keeps_the_old_file_whatever_the_data_connection_d
     assert!(clean, "no temporary file left: {:?}", names_in(cluster.root.path()));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stat_answers_during_a_transfer() {
     // libunftp patch 5: every command that locks the session waited for the transfer to end.
     let cluster = server().await;
@@ -198,7 +198,7 @@ async fn data_command(raw: &mut RawFtp, cluster: &TestCluster, command: &str) ->
     (codes, received)
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_path_gets_550_before_any_150_and_a_folder_is_not_a_file() {
     // libunftp patch 7: RETR, LIST, NLST and MLSD of a missing path answered 150, then 550;
     // rclone and tnftp could not tell that from a broken transfer. SIZE of a folder gave 213.
@@ -246,7 +246,7 @@ fn epsv_port(text: &str) -> u16 {
         .expect("EPSV port")
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_data_connection_that_never_arrives_ends_the_transfer_with_425() {
     // libunftp patch 8: a client that never connected left RETR without any reply.
     let cluster = impatient_server().await;
@@ -261,7 +261,7 @@ async fn a_data_connection_that_never_arrives_ends_the_transfer_with_425() {
     assert_eq!(raw.command("NOOP").await.0, 200);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_passive_port_closed_for_want_of_a_command_or_by_abor_is_no_longer_reported_open() {
     // libunftp patch 33: after the passive port closed (no transfer command within the data
     // connection timeout, or ABOR), STAT still said "set up, waiting for a transfer command".
@@ -288,7 +288,7 @@ async fn a_passive_port_closed_for_want_of_a_command_or_by_abor_is_no_longer_rep
     assert_eq!(raw.command("NOOP").await.0, 200);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stranger_on_the_passive_port_is_turned_away_and_the_client_still_connects() {
     // libunftp patch 8: the first connection to the passive port was taken whoever made it;
     // from another address it was closed and the client's own then found no listener. Since
@@ -335,7 +335,7 @@ async fn a_stranger_on_the_passive_port_is_turned_away_and_the_client_still_conn
     assert_eq!((raw.reply().await.0, received), (226, b"contents".to_vec()));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_active_mode_target_that_accepts_and_closes_gets_a_final_reply() {
     // libunftp patch 8: a PORT target that closed at once left the transfer without a reply.
     let cluster = impatient_server().await;
@@ -408,7 +408,7 @@ async fn two_thousand_unused_passive_connections_leave_no_descriptor_behind() {
     assert!(most <= before + 20, "descriptors never pile up: at most {most}, {before} before");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn port_and_eprt_connect_only_to_the_client_and_never_to_a_privileged_port() {
     // libunftp patch 10: PORT connected wherever it was told (RFC 2577's bounce attack, a port
     // scanner), and dropped malformed fields silently; EPRT did not exist.
@@ -442,7 +442,7 @@ async fn port_and_eprt_connect_only_to_the_client_and_never_to_a_privileged_port
     assert_eq!((raw.reply().await.0, received), (226, b"active".to_vec()));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_ipv6_eprt_and_epsv_work_and_pasv_says_to_use_epsv() {
     // libunftp patch 10: active mode over IPv6 was impossible (no EPRT), and PASV over IPv6
     // closed the session without a reply.
@@ -474,7 +474,7 @@ async fn over_ipv6_eprt_and_epsv_work_and_pasv_says_to_use_epsv() {
     assert_eq!((raw.reply().await.0, received), (226, b"over ipv6".to_vec()));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_empty_upload_whose_data_connection_closes_before_stor_is_stored() {
     // libunftp patch 9 lets go of data connections the client closed; lftp uploads an empty file
     // by connecting, closing and only then sending STOR, so the command gets a moment.
@@ -488,7 +488,7 @@ async fn an_empty_upload_whose_data_connection_closes_before_stor_is_stored() {
     assert_eq!(std::fs::read(cluster.root.path().join("empty.txt")).expect("stored").len(), 0);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mkd_quotes_its_path_and_refusals_say_what_is_wrong_without_control_characters() {
     // libunftp patch 12: `257 /newdir` was unquoted (ftplib's mkd() returned ""), MKD of an
     // existing folder and DELE of a folder both said "550 File not found".
@@ -529,7 +529,7 @@ async fn mkd_quotes_its_path_and_refusals_say_what_is_wrong_without_control_char
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mfmt_sets_the_modification_time_and_feat_lists_what_works() {
     // unftp-core patch 1 and libunftp patch 13: MFMT answered 500 (rclone logged "SetModTime is
     // not supported" for every file, lftp mirrors lost times); FEAT did not list EPRT or MLST facts.
@@ -567,7 +567,7 @@ async fn mfmt_sets_the_modification_time_and_feat_lists_what_works() {
     assert!(!features.contains("AUTH TLS") && !features.contains("SITE MD5"), "only what works: {features}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mlst_and_mlsd_give_type_size_modify_and_the_users_perm() {
     // unftp-core patches 2 and 3, libunftp patches 13 and 19: no perm or unique fact; MLST of a
     // relative path ignored the working folder, and its error text was "550 550 Permanent file
@@ -603,7 +603,7 @@ async fn mlst_and_mlsd_give_type_size_modify_and_the_users_perm() {
     assert!(listing.lines().all(|line| line.contains(";unique=")), "{listing}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn opts_mlst_chooses_the_facts_that_mlst_and_mlsd_give_and_feat_marks_them() {
     // libunftp patch 45: `OPTS MLST type;size;` (lftp sends it at every login) was answered
     // `501 Invalid Parameter`, and every fact was given whatever the client asked (RFC 3659 §7.9).
@@ -650,7 +650,7 @@ async fn opts_mlst_chooses_the_facts_that_mlst_and_mlsd_give_and_feat_marks_them
     assert!(mlst_line(&other.command("MLST f.txt").await.1).starts_with(" type=file;size=5;modify="));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn help_lists_the_commands_and_stat_tells_the_session_or_lists_a_path() {
     // libunftp patch 14: HELP listed nothing; STAT printed internal type names
     // (`libunftp::auth::anonymous::AnonymousAuthenticator`), and STAT PATH ignored the working
@@ -679,7 +679,7 @@ async fn help_lists_the_commands_and_stat_tells_the_session_or_lists_a_path() {
     assert_eq!(raw.command("STAT missing").await, (550, "550 /sub/missing: no such file or folder".to_string()));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn list_shows_ftp_as_owner_and_group_and_sorts_by_name() {
     // ftpcalc's FtpBackend::list_fmt: libunftp printed the uid and gid in 12-wide columns, in
     // directory order.
@@ -707,7 +707,7 @@ async fn list_shows_ftp_as_owner_and_group_and_sorts_by_name() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pasv_announces_the_passive_host_when_one_is_set() {
     let cluster = TestCluster::start_config(
         |mut config| {
@@ -760,7 +760,7 @@ async fn pipelined_commands_get_the_replies_of_one_by_one_in_order_and_others_ar
     assert!(pipelined.closed().await);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cwd_dot_dot_goes_to_the_parent_by_name_and_keeps_working_after_the_folder_is_gone() {
     // libunftp patch 38: `CWD ..` kept `/a/..` as the working folder: `PWD` showed it, and once
     // `a` was removed every relative path through it failed.
@@ -782,7 +782,7 @@ async fn cwd_dot_dot_goes_to_the_parent_by_name_and_keeps_working_after_the_fold
     assert_eq!(raw.command("PWD").await, (257, "257 \"/\"".into()));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transfer_ending_meanwhile_lets_no_pipelined_command_overtake_the_one_before() {
     // libunftp patch 42: after a command answered from a task of its own (`MKD` here), the
     // next pipelined command waits for that answer (patch 37); a message of a transfer running
@@ -816,7 +816,7 @@ async fn a_transfer_ending_meanwhile_lets_no_pipelined_command_overtake_the_one_
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn abor_right_behind_a_transfer_command_answers_that_command() {
     // libunftp patch 43: `RETR` and `ABOR` arriving together, before the passive port's task had
     // taken the `RETR`, left `RETR` unanswered: the task picked the abort at random over the
@@ -839,7 +839,7 @@ async fn abor_right_behind_a_transfer_command_answers_that_command() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn abor_then_a_new_active_data_connection_in_one_write_both_get_their_reply() {
     // libunftp patch 48: in active mode the data connection waits for its command; `ABOR` and a
     // new `EPRT` sent together could close the waiting connection's command channel before it
@@ -862,7 +862,7 @@ async fn abor_then_a_new_active_data_connection_in_one_write_both_get_their_repl
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_command_pipelined_behind_a_transfer_command_is_answered_after_the_transfer_starts() {
     // libunftp patch 44: `RETR`, `LIST`, `NLST` and `MLSD` are answered by the data channel
     // (`150` once there is something to send, patch 7), and the loop read on meanwhile: `RETR f`
@@ -900,7 +900,7 @@ async fn a_command_pipelined_behind_a_transfer_command_is_answered_after_the_tra
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_command_behind_a_transfer_whose_data_connection_never_comes_runs_after_its_425() {
     // libunftp patch 44: the command held behind a transfer command runs once that command is
     // answered, whatever the answer (here `425` after the data connection timeout).
@@ -913,7 +913,7 @@ async fn a_command_behind_a_transfer_whose_data_connection_never_comes_runs_afte
     assert_eq!(replies, [425, 200, 257]);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_end_of_an_earlier_transfer_does_not_release_a_command_held_behind_the_next() {
     // libunftp patch 49: a command held behind a transfer command (patch 44) ran when *any*
     // message of the data channel came, so the `226` of a download still under way let `NOOP`
@@ -943,7 +943,7 @@ async fn the_end_of_an_earlier_transfer_does_not_release_a_command_held_behind_t
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn abor_after_commands_held_behind_a_starting_transfer_is_answered_at_once() {
     // libunftp patch 51: while commands waited behind a transfer command for its first reply
     // (patch 44), nothing more was read, so an `ABOR` sent after them waited for the data
@@ -970,7 +970,7 @@ async fn abor_after_commands_held_behind_a_starting_transfer_is_answered_at_once
     assert!(raw.closed().await, "and then the session ends");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thousands_of_commands_behind_a_starting_transfer_are_all_answered_in_order() {
     // libunftp patch 51: the queue of commands held behind a starting transfer is bounded
     // (32); the rest wait unread in the socket. None is lost or reordered.
@@ -999,7 +999,7 @@ async fn thousands_of_commands_behind_a_starting_transfer_are_all_answered_in_or
     assert_eq!(raw.command("NOOP").await.0, 200, "and the session is in step");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn abor_after_a_refused_transfer_command_is_answered_and_the_session_goes_on() {
     // Patch 49 as first written numbered a transfer command even when its handler refused it
     // (`LIST` with no data connection: `425`), and then waited for a message about that number
@@ -1014,7 +1014,7 @@ async fn abor_after_a_refused_transfer_command_is_answered_and_the_session_goes_
     assert_eq!(replies, [426, 226, 200], "the download is cut short, ABOR succeeds, NOOP is answered");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_stops_sending_behind_held_commands_still_gets_every_reply() {
     // Patch 51 as first written took the end of the client's input as the client leaving, at
     // once, even with commands held behind a starting transfer: a client that sends `RETR`,
