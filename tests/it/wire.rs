@@ -1054,3 +1054,64 @@ async fn abor_right_behind_an_upload_command_cuts_that_upload_short() {
     assert_eq!(names_in(cluster.root.path()), ["f.bin"], "no upload was committed");
     assert_eq!(std::fs::read(cluster.root.path().join("f.bin")).expect("f.bin").len(), 4096, "nothing appended");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_sent_as_a_data_connection_gives_up_are_all_answered() {
+    // libunftp patch 55: a passive port (or an active data connection) that gave up, its data
+    // connection timeout over, dropped its channels unread: a transfer command or an `ABOR`
+    // sent just then (the handler found the channel still open) went unanswered, and the loop
+    // held the next command for the timeout and more. The channels are now closed first and
+    // what reached them answered (`425`, `226`). Many sessions send right around the 1-second
+    // timeout, a few milliseconds apart; whatever side of it each lands on, each command gets
+    // its one reply, in order.
+    let cluster = impatient_server().await;
+    cluster.write_file("f.txt", b"contents");
+    let mut sessions = tokio::task::JoinSet::new();
+    for index in 0..24u64 {
+        let address = cluster.main();
+        sessions.spawn(async move {
+            let mut raw = RawFtp::login(address).await;
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            let port = listener.local_addr().expect("address").port();
+            let around = std::time::Duration::from_millis(985 + index * 30 / 24);
+            for (round, (setup, commands, expected)) in [
+                ("EPSV", "RETR f.txt\r\nNOOP\r\n", vec![425, 200]),
+                ("EPSV", "ABOR\r\nNOOP\r\n", vec![226, 200]),
+                ("EPRT", "RETR f.txt\r\nNOOP\r\n", vec![425, 200]),
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                let connection = if setup == "EPSV" {
+                    raw.passive_port().await;
+                    None
+                } else {
+                    assert_eq!(raw.command(&format!("EPRT |1|127.0.0.1|{port}|")).await.0, 200);
+                    Some(listener.accept().await.expect("the server connects").0)
+                };
+                tokio::time::sleep(around).await;
+                raw.send_bytes(commands.as_bytes()).await;
+                // A `RETR` that came in time waits for a data connection that never comes
+                // (passive: `425` a second later) or runs on the one there (active: `150`,
+                // `226`); one that came late gets `425` at once.
+                let mut replies = vec![raw.reply().await.0];
+                if replies[0] == 150 {
+                    replies.push(raw.reply().await.0);
+                }
+                replies.push(raw.reply().await.0);
+                let in_time = setup == "EPRT" && replies == [150, 226, 200];
+                assert!(in_time || replies == expected, "session {index}, round {round}, {commands:?}: {replies:?}");
+                drop(connection);
+            }
+            assert_eq!(raw.command("NOOP").await.0, 200, "session {index}: in step");
+        });
+    }
+    let mut done = 0;
+    while let Some(result) =
+        tokio::time::timeout(std::time::Duration::from_secs(60), sessions.join_next()).await.expect("in time")
+    {
+        result.expect("a session failed");
+        done += 1;
+    }
+    assert_eq!(done, 24);
+}

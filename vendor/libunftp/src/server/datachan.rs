@@ -187,6 +187,7 @@ where
                 },
                 _ = &mut timeout_delay => {
                     slog::warn!(self.logger, "Data channel connection timed out");
+                    answer_what_came_before_giving_up(Some(&mut data_cmd_rx), &mut data_abort_rx, &control_msg_tx, "the data connection timed out").await;
                     break;
                 }
             }
@@ -784,6 +785,29 @@ fn aborted(tx: &TransferSender) -> [Box<Delivered>; 2] {
 pub(crate) async fn answer_nothing_to_abort(tx: &TransferSender) {
     let reply = Reply::new(ReplyCode::ClosingDataConnection, "Data connection closed; no transfer to abort");
     let _ = tx.answer_abor(ControlChanMsg::CommandChannelReply(reply)).await;
+}
+
+/// A data connection giving up (timed out, or its accept failed): its channels are closed, so that
+/// a later transfer command or `ABOR` finds them closed and its handler answers it, and what
+/// reached them before is answered here: a transfer command `425` (`reason`), then an `ABOR`
+/// `226`. (Dropped unread, they went unanswered, and the control loop held the next command for
+/// the data connection timeout and more.)
+pub(crate) async fn answer_what_came_before_giving_up(
+    commands: Option<&mut Receiver<TransferCmd>>,
+    aborts: &mut Receiver<()>,
+    tx: &TransferSender,
+    reason: &str,
+) {
+    if let Some(commands) = commands {
+        commands.close();
+        if let Ok(command) = commands.try_recv() {
+            answer_cant_open(&tx.for_transfer(command.number), reason).await;
+        }
+    }
+    aborts.close();
+    if aborts.try_recv().is_ok() {
+        answer_nothing_to_abort(tx).await;
+    }
 }
 
 /// Answers a transfer command whose data connection could not be had: `425` and why.

@@ -204,6 +204,8 @@ where
         },
         () = tokio::time::sleep(timeout) => {
             slog::warn!(logger, "No transfer command within {} s of PASV/EPSV: the passive port is closed", timeout.as_secs());
+            let reason = format!("no transfer command within {} s of PASV/EPSV", timeout.as_secs());
+            datachan::answer_what_came_before_giving_up(Some(&mut commands), &mut aborts, &control_msg_tx, &reason).await;
             forget_passive(&session).await;
             return;
         }
@@ -234,7 +236,9 @@ where
             "accepting the data connection failed".to_string()
         }
     };
+    aborts.close();
     datachan::answer_cant_open(&control_msg_tx, &refusal).await;
+    datachan::answer_what_came_before_giving_up(None, &mut aborts, &control_msg_tx, &refusal).await;
 }
 
 /// Lets the session forget this task's passive port when it closes before a transfer command
