@@ -322,10 +322,10 @@ mod tests {
         let (tx, mut rx) = control_chan();
         let transfers = tx.for_transfers().for_transfer(1);
         for _ in 0..4 {
-            transfers.send(ControlChanMsg::ExitControlLoop).await.expect("room");
+            let queued = transfers.send(ControlChanMsg::ExitControlLoop).now_or_never();
+            assert!(queued.is_some(), "a transfer's message waited for room");
         }
-        tx.send(ControlChanMsg::CwdSuccess).await.expect("room");
-        for _ in 0..8 {
+        for _ in 0..9 {
             assert!(
                 tx.send(ControlChanMsg::CwdSuccess).now_or_never().is_some(),
                 "a send from inside the loop waited for room"
