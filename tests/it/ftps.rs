@@ -309,7 +309,7 @@ def reply(f):
         if len(line) >= 4 and line[:3].isdigit() and line[3] == " ":
             return line
 def session(held):
-    s = socket.create_connection(("127.0.0.1", {port}))
+    s = socket.create_connection(("127.0.0.1", {port}), timeout=10)
     f = s.makefile("rb")
     reply(f)
     s.sendall(b"USER alice\r\nPASS {password}\r\n")
@@ -349,5 +349,85 @@ session(False)
     );
     for name in ["injected-held", "injected-pipelined"] {
         assert!(!cluster.root.path().join(name).exists(), "{name}: MKD sent before the handshake ran");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_tls_as_a_download_ends_gets_its_handshake_and_the_downloads_reply() {
+    // libunftp patch 56: after `234` the control loop waited for a message the `AUTH` handler
+    // sent from a task of its own before it took the handshake, and a reply of the data channel
+    // handled meanwhile (the `226` of a download ending just then) went out in plain text right
+    // after `234`, where the client expects to start its handshake: a client that reads the
+    // socket byte by byte fails the handshake; Python's buffered reader swallowed the line, and
+    // the `226` never came. The loop now takes the handshake right after `234`. Each round sends
+    // `AUTH TLS` just before it lets its download end; the `226` must come before `234` or over
+    // TLS, once (without the change, a round timed out waiting for it within the first rounds).
+    let Some(python) = stock_client("python3") else { return };
+    let certificate = certificate(&["localhost", "127.0.0.1"]);
+    let cluster = TestCluster::start_config(|config| with_tls(config, &certificate, false), |cluster| cluster).await;
+    cluster.write_file("f.bin", &payload(256 * 1024));
+    let script = format!(
+        r#"
+import socket, ssl
+def reply(f):
+    while True:
+        line = f.readline().decode()
+        if not line:
+            raise SystemExit("connection closed")
+        if len(line) >= 4 and line[:3].isdigit() and line[3] == " ":
+            return line[:3]
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+context.check_hostname = False
+context.verify_mode = ssl.CERT_NONE
+outcomes = []
+for round in range(40):
+    s = socket.create_connection(("127.0.0.1", {port}), timeout=10)
+    f = s.makefile("rb")
+    reply(f)
+    s.sendall(b"USER alice\r\nPASS {password}\r\nTYPE I\r\nEPSV\r\n")
+    reply(f); reply(f); reply(f)
+    line = f.readline().decode()
+    d = socket.create_connection(("127.0.0.1", int(line.split("|||")[1].split("|")[0])))
+    s.sendall(b"RETR f.bin\r\n")
+    assert reply(f) == "150"
+    got = 0
+    while got < 256 * 1024 - 8192:
+        got += len(d.recv(min(65536, 256 * 1024 - 8192 - got)))
+    s.sendall(b"AUTH TLS\r\n")
+    while True:
+        chunk = d.recv(65536)
+        if not chunk:
+            break
+        got += len(chunk)
+    d.close()
+    codes = []
+    while True:
+        code = reply(f)
+        codes.append(code)
+        if code == "234":
+            break
+    t = context.wrap_socket(s)
+    tf = t.makefile("rb")
+    if "226" not in codes:
+        codes.append("tls:" + reply(tf))
+    t.sendall(b"PWD\r\n")
+    codes.append("tls:" + reply(tf))
+    outcomes.append(" ".join(codes))
+    t.close()
+print(got)
+print("\n".join(sorted(set(outcomes))))
+"#,
+        port = cluster.main().port(),
+        password = PASSWORD
+    );
+    let (ok, stdout, stderr) = run_stock(&python, &["-c", &script]).await;
+    assert!(ok, "a round failed (its 226 never came, or the handshake failed): {stderr}");
+    let mut lines = stdout.lines();
+    assert_eq!(lines.next(), Some("262144"), "the whole download");
+    for outcome in lines {
+        assert!(
+            ["226 234 tls:257", "234 tls:226 tls:257"].contains(&outcome),
+            "the download's 226 once, before 234 or over TLS: {outcome}"
+        );
     }
 }

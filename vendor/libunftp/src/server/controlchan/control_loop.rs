@@ -225,6 +225,10 @@ where
         let mut in_a_row = 0;
         // Under TLS the socket's reader sees only ciphertext: a command may always be waiting.
         let mut tls = false;
+        // `AUTH TLS` was answered `234`: the next event is the upgrade itself (nothing read or
+        // sent in between: no command the client sent in plain text after it, and no reply of
+        // the data channel that would come in plain text where the client expects its handshake).
+        let mut upgrade_now = false;
         // The last command will be answered by a task of its own (a message on the control
         // channel): the next command is not read until a message comes, so that replies keep
         // the order of the commands and a command sees what the one before did. Only a handler's
@@ -254,7 +258,7 @@ where
             // `MAX_IN_A_ROW` of them the loop flushes and waits as usual (messages, shutdown and
             // the idle timer get their turn).
             let maybe_more = tls || read_more.load(Ordering::Relaxed);
-            let pipelined = match maybe_more && in_a_row < MAX_IN_A_ROW && ready.is_none() && !awaiting_reply && held.is_none() {
+            let pipelined = match maybe_more && in_a_row < MAX_IN_A_ROW && ready.is_none() && !awaiting_reply && held.is_none() && !upgrade_now {
                 true => command_source.next().now_or_never(),
                 false => None,
             };
@@ -262,7 +266,10 @@ where
             // For a message, what it answers.
             let mut about: Option<About> = None;
             let mut from_client = false;
-            let incoming = if let Some(delivered) = ready.take() {
+            let incoming = if upgrade_now {
+                upgrade_now = false;
+                Some(Ok(Event::InternalMsg(ControlChanMsg::SecureControlChannel)))
+            } else if let Some(delivered) = ready.take() {
                 about = Some(delivered.about);
                 Some(Ok(Event::InternalMsg(delivered.msg)))
             } else if let Some(queue) = held.as_mut().filter(|_| !transfer_starting && !awaiting_reply) {
@@ -441,16 +448,14 @@ where
                             }
                             Ok(())
                         }
-                        // `234` to `AUTH TLS`: nothing more is read or run until the handshake (the
-                        // handler's `SecureControlChannel` message ends the wait), so that no command
-                        // sent in plain text after it is taken as sent over TLS.
+                        // `234` to `AUTH TLS`: the handshake comes next (see `upgrade_now`).
                         Ok(
                             reply @ Reply::CodeAndMsg {
                                 code: ReplyCode::AuthOkayNoDataNeeded,
                                 ..
                             },
                         ) if asks_for_tls => {
-                            awaiting_reply = true;
+                            upgrade_now = true;
                             reply_sink.feed(reply).await
                         }
                         Ok(reply) => reply_sink.feed(reply).await,
@@ -477,7 +482,10 @@ where
                     }
                 }
             }
-            ready = control_msg_rx.try_recv();
+            // (A message taken before an upgrade waits in `ready` until after it.)
+            if ready.is_none() {
+                ready = control_msg_rx.try_recv();
+            }
         }
     });
 
