@@ -431,3 +431,19 @@ print("\n".join(sorted(set(outcomes))))
         );
     }
 }
+
+#[tokio::test]
+async fn auth_tls_on_a_secured_control_connection_is_refused_and_the_session_goes_on() {
+    // libunftp patch 57: a second `AUTH TLS` got `234` and the server waited for a handshake
+    // inside the first, taking the client's next command for one: the session was lost.
+    use ftpcalc::cluster::control::Control;
+    let certificate = certificate(&["localhost", "127.0.0.1"]);
+    let cluster = TestCluster::start_config(|config| with_tls(config, &certificate, false), |cluster| cluster).await;
+    let control = Control::connect(cluster.main()).await.expect("connect");
+    let (mut control, secured) = control.secure_if_offered().await.expect("AUTH TLS");
+    assert!(secured);
+    let again = control.command("AUTH TLS").await.expect("AUTH TLS again");
+    assert_eq!(again.code, 503, "{}", again.text());
+    control.login("alice", PASSWORD).await.expect("login over the one TLS session");
+    assert_eq!(control.command("NOOP").await.expect("NOOP").code, 200);
+}

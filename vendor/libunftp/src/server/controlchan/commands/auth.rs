@@ -42,7 +42,10 @@ where
 {
     #[tracing_attributes::instrument]
     async fn handle(&self, args: CommandContext<Storage, User>) -> Result<Reply, ControlChanError> {
+        let secured = args.session.lock().await.cmd_tls;
         match (args.tls_configured, self.protocol.clone()) {
+            // A second handshake inside the first is nothing a client can follow.
+            (true, AuthParam::Tls) if secured => Ok(Reply::new(ReplyCode::BadCommandSequence, "The control connection is already secured")),
             // The control loop upgrades the connection right after this `234` (it sends the reply,
             // then takes the client's handshake, with nothing read or written in between).
             (true, AuthParam::Tls) => Ok(Reply::new(ReplyCode::AuthOkayNoDataNeeded, "Upgrading to TLS")),
