@@ -85,7 +85,7 @@ async fn refused_after(cluster: &TestCluster, user: &str, password: &str) -> (Du
     (started.elapsed(), reply)
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_password_and_an_unknown_user_look_and_last_the_same() {
     let cluster = cluster_with_accounts(|config| config.options.access.limits.failed_logins = 100).await;
     let mut wrong = Vec::new();
@@ -110,7 +110,7 @@ async fn a_wrong_password_and_an_unknown_user_look_and_last_the_same() {
     alice.pwd().await.expect("logged in with the right password");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_login_commands_are_answered_before_a_login_and_the_login_holds_after() {
     // libunftp patch 34 remembers that a session logged in instead of looking at every command.
     let cluster = cluster_with_accounts(|config| config.options.access.limits.failed_logins = 100).await;
@@ -129,7 +129,7 @@ async fn only_login_commands_are_answered_before_a_login_and_the_login_holds_aft
     assert!(text.contains("Logged in as: alice"), "still alice's session: {text}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn anonymous_sessions_read_and_change_nothing() {
     let cluster = cluster_with_accounts(|_| {}).await;
     cluster.write_file("notes.txt", b"the original");
@@ -148,7 +148,7 @@ async fn anonymous_sessions_read_and_change_nothing() {
     assert_eq!(site(&mut ftp, "ADD 1 2").await.0, 200, "services are allowed to anonymous here");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn users_live_in_their_homes_and_cannot_leave_them() {
     let cluster = cluster_with_accounts(|_| {}).await;
     let mut alice = login(&cluster, "alice").await;
@@ -175,7 +175,7 @@ async fn users_live_in_their_homes_and_cannot_leave_them() {
     assert_eq!(bob.nlst(None).await.expect("NLST").len(), 2, "still his own two links");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn permissions_are_checked_for_every_operation() {
     let cluster = cluster_with_accounts(|_| {}).await;
     let mut carol = login(&cluster, "carol").await;
@@ -195,7 +195,7 @@ async fn permissions_are_checked_for_every_operation() {
     assert_eq!(site(&mut carol, "ADD 6 7").await, (200, "13 (computed by SV1)".to_string()));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_failed_logins_lock_an_address_while_another_address_logs_in() {
     let cluster = cluster_with_accounts(|config| config.options.access.limits.lockout = Duration::from_secs(60)).await;
     let (mut raw, _) = RawFtp::connect(cluster.main()).await;
@@ -251,7 +251,7 @@ async fn sixteen_right_logins_at_once_from_one_address_all_get_in_and_parallel_g
     assert_eq!(greeting.0, 421, "127.0.0.3 is locked: {}", greeting.1);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_registration_proofs_count_as_failed_logins() {
     let secret = ftpcalc::ClusterSecret::new("test-secret-0123456789").expect("long enough");
     let cluster = TestCluster::start_config(
@@ -276,7 +276,7 @@ async fn wrong_registration_proofs_count_as_failed_logins() {
     assert!(text.contains("too many failed proofs"), "{text}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_logins_hold_only_for_the_connection_whose_nonce_they_sign() {
     let secret = ftpcalc::ClusterSecret::new("test-secret-0123456789").expect("long enough");
     let cluster = TestCluster::start_config(
@@ -352,7 +352,7 @@ async fn a_hash_from_hash_password_in_a_config_file_lets_its_user_in() {
     assert!(err.contains("refused the login as dora"), "{err}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_configuration_file_is_refused_with_its_name_and_line() {
     let settings = tempfile::tempdir().expect("folder");
     let config = settings.path().join("bad.toml");

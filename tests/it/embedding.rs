@@ -30,7 +30,7 @@ impl Service for Reverse {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_embedders_service_is_routed_to_the_worker_that_offers_it() {
     let cluster = TestCluster::start_config(
         |mut config| {
@@ -53,7 +53,7 @@ async fn an_embedders_service_is_routed_to_the_worker_that_offers_it() {
     assert_eq!(site(&mut sv1, "REVERSE x").await.0, 504);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_single_server_computes_its_services_itself() {
     let cluster = TestCluster::start_config(
         |mut config| {

@@ -71,7 +71,7 @@ async fn silent_worker() -> FakeWorker {
     worker
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_worker_gets_451_after_the_timeout_and_others_keep_working() {
     let cluster = TestCluster::start_config(
         |config| config.workers(vec![ftpcalc::WorkerSpec::new("SV1", &["ADD"])]),
@@ -92,7 +92,7 @@ async fn a_hung_worker_gets_451_after_the_timeout_and_others_keep_working() {
     assert_eq!(healthy_reply.expect("ADD is not delayed"), (200, "2 (computed by SV1)".to_string()));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_worker_is_retried_once_on_another_worker() {
     let cluster = TestCluster::start().await;
     let silent = silent_worker().await;
@@ -105,7 +105,7 @@ async fn a_failing_worker_is_retried_once_on_another_worker() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_service_without_workers_gets_451_and_lookup_says_so() {
     let cluster = TestCluster::start_config(
         |config| config.workers(vec![ftpcalc::WorkerSpec::new("SV1", &["ADD"])]),

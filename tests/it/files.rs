@@ -97,7 +97,7 @@ async fn sixteen_no_clobber_uploads_of_one_name_give_sixteen_intact_files() {
     assert!(no_temporaries(cluster.root.path()));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stor_replaces_by_default_and_noclobber_is_per_session() {
     let cluster = TestCluster::start().await;
     let mut ftp = connect(cluster.main()).await;
@@ -121,7 +121,7 @@ async fn stor_replaces_by_default_and_noclobber_is_per_session() {
     assert_eq!(site(&mut ftp, "STORED").await, (200, "/sub/b_copy1".to_string()));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_operator_can_make_every_upload_no_clobber() {
     let cluster = TestCluster::start_config(
         |mut config| {
@@ -160,7 +160,7 @@ async fn temporaries_gone(cluster: &TestCluster) -> bool {
     false
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upload_reset_half_way_leaves_the_old_file_and_no_temporary() {
     let cluster = TestCluster::start().await;
     cluster.write_file("target.bin", b"the old contents");
@@ -177,7 +177,7 @@ async fn an_upload_reset_half_way_leaves_the_old_file_and_no_temporary() {
     assert_eq!(ftp.nlst(None).await.expect("NLST"), ["target.bin"]);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upload_whose_control_connection_dies_leaves_the_old_file_and_no_temporary() {
     let cluster = TestCluster::start().await;
     cluster.write_file("target.bin", b"the old contents");
@@ -193,7 +193,7 @@ async fn an_upload_whose_control_connection_dies_leaves_the_old_file_and_no_temp
     assert_eq!(std::fs::read(cluster.root.path().join("target.bin")).expect("file"), b"the old contents");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn downloads_resume_with_rest() {
     let cluster = TestCluster::start().await;
     let contents = payload(9, 1_000_003);
@@ -212,7 +212,7 @@ async fn downloads_resume_with_rest() {
     assert!(head == contents, "resumed download differs");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn uploads_resume_with_rest_and_appe() {
     let cluster = TestCluster::start().await;
     let contents = payload(4, 777_777);
@@ -233,7 +233,7 @@ async fn uploads_resume_with_rest_and_appe() {
     assert!(no_temporaries(cluster.root.path()));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resumed_uploads_continue_the_same_file_under_no_clobber() {
     // Issue 9: REST + STOR and APPE under SITE NOCLOBBER ON stored NAME_copy1 and left the
     // original unchanged.
@@ -259,7 +259,7 @@ async fn resumed_uploads_continue_the_same_file_under_no_clobber() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stale_temporary_files_are_removed_at_start_and_never_listed() {
     let root = tempfile::tempdir().expect("temporary folder");
     let prefix = ftpcalc::ftp_backend::upload::TEMP_PREFIX;
@@ -285,7 +285,7 @@ async fn stale_temporary_files_are_removed_at_start_and_never_listed() {
     cluster.shutdown().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_passive_ports_flag_is_honoured() {
     let root = tempfile::tempdir().expect("temporary folder");
     std::fs::write(root.path().join("p.txt"), b"passive").expect("write");
@@ -353,7 +353,7 @@ async fn downloads_go_on_when_nobody_reads_the_console() {
     assert!(all.is_ok(), "3,000 downloads finished although stdout was not read");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_files_and_paths_outside_the_folder_are_refused() {
     let cluster = TestCluster::start().await;
     let outside = tempfile::tempdir().expect("temporary folder");

@@ -226,7 +226,7 @@ async fn open_mode_serves_this_machine_and_tells_other_hosts_how_to_add_accounts
     assert_eq!(local.log_in_as("anyone", "anything").await.0, 230, "this machine is served");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_tls_handshake_on_a_data_connection_gets_425_and_the_session_goes_on() {
     // libunftp patch 11: the handshake's error was unwrapped, which panicked the data task: no
     // reply after 150, and the session's idle timeout stayed off.
@@ -289,7 +289,7 @@ async fn many_clients_routed_over_the_pipelined_tls_hop_each_get_their_own_answe
     assert!((1..=CONNECTIONS_PER_WORKER).contains(&open), "{open} connections to SV1");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commands_sent_before_the_tls_handshake_are_not_run_as_if_sent_over_it() {
     // libunftp patch 52: a command sent in the same plain-text write as `AUTH TLS` ran, and its
     // reply came over TLS as if the client had sent it there (the plain-text command injection
@@ -432,7 +432,7 @@ print("\n".join(sorted(set(outcomes))))
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auth_tls_on_a_secured_control_connection_is_refused_and_the_session_goes_on() {
     // libunftp patch 57: a second `AUTH TLS` got `234` and the server waited for a handshake
     // inside the first, taking the client's next command for one: the session was lost.

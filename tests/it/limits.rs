@@ -19,7 +19,7 @@ async fn with_limits(change: impl FnOnce(&mut Limits)) -> TestCluster {
     .await
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_fifty_one_from_one_address_gets_421_and_is_closed() {
     let cluster = with_limits(|limits| limits.max_connections_per_ip = 50).await;
     let mut held = Vec::new();
@@ -41,7 +41,7 @@ async fn connection_fifty_one_from_one_address_gets_421_and_is_closed() {
     assert!(freed, "a closed connection frees its place");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_total_limit_holds_for_all_servers_of_the_process() {
     let cluster = with_limits(|limits| limits.max_connections = 3).await;
     let (_a, first) = RawFtp::connect(cluster.main()).await;
@@ -53,7 +53,7 @@ async fn the_total_limit_holds_for_all_servers_of_the_process() {
     assert!(fourth.1.contains("too many connections (3)"), "{}", fourth.1);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_that_never_logs_in_is_closed_after_the_login_timeout() {
     let cluster = with_limits(|limits| limits.login_timeout = Duration::from_secs(1)).await;
     let started = Instant::now();
@@ -69,7 +69,7 @@ async fn a_connection_that_never_logs_in_is_closed_after_the_login_timeout() {
     assert_eq!(logged_in.command("NOOP").await.0, 200, "a logged-in session is not affected");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commands_keep_a_session_open_and_an_idle_one_is_closed_after_the_idle_timeout() {
     let cluster = with_limits(|limits| limits.idle_timeout = Duration::from_secs(1)).await;
     let mut raw = RawFtp::login(cluster.main()).await;

@@ -65,7 +65,7 @@ async fn serve_one(root: &std::path::Path, data: Collector, presence: Option<Col
     address
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_data_listener_and_a_presence_listener_hear_every_event_in_order() {
     let folder = tempfile::tempdir().expect("folder");
     let (data, presence) = (Collector::default(), Collector::default());
@@ -87,7 +87,7 @@ async fn a_data_listener_and_a_presence_listener_hear_every_event_in_order() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_data_listener_alone_hears_the_data_events() {
     let folder = tempfile::tempdir().expect("folder");
     let data = Collector::default();

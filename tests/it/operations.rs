@@ -175,7 +175,7 @@ async fn ready_turns_false_when_the_last_worker_of_a_service_is_gone_and_true_wh
     assert_eq!(sample(&scrape(endpoint).await, "ftpcalc_worker_up{worker=\"W1\"}"), None);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_endpoint_answers_bad_requests_clearly_and_bounds_what_it_reads() {
     let cluster = TestCluster::start_config(
         |mut config| {
@@ -203,7 +203,7 @@ async fn the_endpoint_answers_bad_requests_clearly_and_bounds_what_it_reads() {
     assert_eq!(http_get(endpoint, &get("/health")).await.0, 200);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_transfer_log_has_one_xferlog_line_per_transfer_complete_or_cut_off() {
     let logs = tempfile::tempdir().expect("folder");
     let path = logs.path().join("xferlog");

@@ -4,7 +4,7 @@
 
 use crate::support::{connect, site, RawFtp, TestCluster};
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_main_server_with_proxy_protocol_refuses_connections_without_a_header() {
     let cluster = TestCluster::start_config(
         |mut config| {
@@ -76,7 +76,7 @@ fn bad_registry_and_proxy_settings_are_refused_with_a_clear_message() {
     assert!(stderr.contains("the PROXY protocol is for main servers"), "{stderr}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_per_address_limit_counts_the_client_the_header_names_not_the_proxy() {
     let cluster = TestCluster::start_config(
         |mut config| {

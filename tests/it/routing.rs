@@ -37,7 +37,7 @@ impl Service for Tick {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_workers_offering_add_and_mul_share_each_service_evenly() {
     // Issue 9: one round-robin counter for all services sent every ADD to the same worker when
     // MUL requests were interleaved.
@@ -63,7 +63,7 @@ async fn two_workers_offering_add_and_mul_share_each_service_evenly() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_idempotent_request_is_retried_once_on_another_worker() {
     let cluster = bare_cluster().await;
     let broken = FakeWorker::start(Fake::Close).await;
@@ -82,7 +82,7 @@ async fn a_failed_idempotent_request_is_retried_once_on_another_worker() {
     assert_eq!(broken.requests().len(), 1, "a failed worker is out of rotation");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_non_idempotent_request_is_not_retried() {
     let cluster = bare_cluster().await;
     let broken = FakeWorker::start(Fake::Close).await;
@@ -98,7 +98,7 @@ async fn a_failed_non_idempotent_request_is_not_retried() {
     assert!(good.requests().is_empty(), "the request may have been carried out: no second worker runs it");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_that_never_reached_a_worker_is_retried_whatever_the_service() {
     let cluster = bare_cluster().await;
     let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("address");
@@ -113,7 +113,7 @@ async fn a_request_that_never_reached_a_worker_is_retried_whatever_the_service()
     assert_eq!(good.requests(), ["TICK"]);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_request_sent_to_a_worker_is_rebuilt_from_the_parsed_numbers() {
     let cluster = bare_cluster().await;
     let recorder = FakeWorker::start(Fake::Answer("200 8 (computed by REC)")).await;
@@ -125,7 +125,7 @@ async fn the_request_sent_to_a_worker_is_rebuilt_from_the_parsed_numbers() {
     assert_eq!(recorder.requests(), ["ADD 7 1", "ADD 0 0", "INC 12345678901234567890"]);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn control_characters_in_a_workers_answer_never_reach_the_client() {
     let cluster = bare_cluster().await;
     let evil = FakeWorker::start(Fake::Answer("200 5\u{7}\u{1b}[31m\u{0}x (computed by EVIL)")).await;
@@ -138,7 +138,7 @@ async fn control_characters_in_a_workers_answer_never_reach_the_client() {
     assert_eq!(raw.command("NOOP").await.0, 200, "the control connection is still in step");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_worker_is_picked_again_once_a_health_probe_answers() {
     let cluster = bare_cluster().await;
     let flaky = FakeWorker::start(Fake::Close).await;

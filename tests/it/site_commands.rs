@@ -24,7 +24,7 @@ async fn still_usable(ftp: &mut AsyncFtpStream) {
     assert_eq!((code, answer_and_server(&text)), (200, ("2", "SV1")), "{text}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn main_server_routes_every_arithmetic_service_to_its_worker() {
     let cluster = TestCluster::start().await;
     let mut ftp = connect(cluster.main()).await;
@@ -42,7 +42,7 @@ async fn main_server_routes_every_arithmetic_service_to_its_worker() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workers_answer_their_own_services_and_refuse_others_naming_the_main_server() {
     let cluster = TestCluster::start().await;
     let main = cluster.main().to_string();
@@ -60,7 +60,7 @@ async fn workers_answer_their_own_services_and_refuse_others_naming_the_main_ser
     expect(&mut sv4, "ADD 1 1", 504, "SV4 does not offer ADD").await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lookup_tells_which_servers_offer_a_service_in_a_parseable_form() {
     let cluster = TestCluster::start().await;
     let mut ftp = connect(cluster.main()).await;
@@ -76,7 +76,7 @@ async fn lookup_tells_which_servers_offer_a_service_in_a_parseable_form() {
     still_usable(&mut ftp).await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn servers_lists_the_whole_cluster() {
     let cluster = TestCluster::start().await;
     let mut ftp = connect(cluster.main()).await;
@@ -88,7 +88,7 @@ async fn servers_lists_the_whole_cluster() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn info_and_help_describe_each_server() {
     let cluster = TestCluster::start().await;
     let pid = std::process::id();
@@ -107,7 +107,7 @@ async fn info_and_help_describe_each_server() {
     expect(&mut sv3, "HELP", 214, "SITE commands of SV3 (worker)").await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn greeting_names_the_server() {
     let cluster = TestCluster::start().await;
     let ftp = suppaftp::tokio::AsyncFtpStream::connect(cluster.address("SV2")).await.expect("connect");
@@ -117,7 +117,7 @@ async fn greeting_names_the_server() {
     assert!(lines[0].starts_with("220-nonce=") && lines[0].len() > 40, "a fresh nonce for cluster logins: {greeting}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_arithmetic_input_gets_501_and_the_connection_stays_usable() {
     let cluster = TestCluster::start().await;
     let too_many = vec!["1"; ftpcalc::services::MAX_OPERANDS + 1].join(" ");
@@ -141,7 +141,7 @@ async fn bad_arithmetic_input_gets_501_and_the_connection_stays_usable() {
     still_usable(&mut ftp).await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_site_command_gets_502() {
     let cluster = TestCluster::start().await;
     for address in [cluster.main(), cluster.address("SV1")] {
@@ -152,7 +152,7 @@ async fn unknown_site_command_gets_502() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overlong_command_lines_get_500_and_long_operands_501_without_stalling() {
     let cluster = TestCluster::start().await;
     let mut ftp = connect(cluster.main()).await;
@@ -165,7 +165,7 @@ async fn overlong_command_lines_get_500_and_long_operands_501_without_stalling()
     still_usable(&mut ftp).await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replies_never_carry_line_breaks_from_arguments() {
     let cluster = TestCluster::start().await;
     let mut ftp = connect(cluster.main()).await;
@@ -176,7 +176,7 @@ async fn replies_never_carry_line_breaks_from_arguments() {
     still_usable(&mut ftp).await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn site_commands_need_a_login() {
     let cluster = TestCluster::start().await;
     let mut ftp = suppaftp::tokio::AsyncFtpStream::connect(cluster.main()).await.expect("connect");

@@ -230,7 +230,7 @@ async fn a_worker_with_a_wrong_secret_does_not_start() {
     assert!(lookup(main, "ADD").await.is_empty());
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registrations_without_the_secret_are_refused_and_change_nothing() {
     let secret = ClusterSecret::new(SECRET).expect("long enough");
     let cluster = TestCluster::start_config(
@@ -276,7 +276,7 @@ async fn registrations_without_the_secret_are_refused_and_change_nothing() {
     assert_eq!(site(&mut ftp, "SERVERS").await, before);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_configured_secret_no_one_can_register() {
     let cluster = TestCluster::start().await;
     let mut ftp = connect(cluster.main()).await;
