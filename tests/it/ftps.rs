@@ -50,6 +50,23 @@ fn text(path: &Path) -> &str {
     path.to_str().expect("utf-8 path")
 }
 
+/// The start of the Python scripts that drive a raw control connection through `AUTH TLS`:
+/// `reply(f)`, the last line of the next reply on the file `f` (a socket's `makefile("rb")`),
+/// and `context`, a TLS client context that trusts any certificate (the tests' self-signed one).
+const RAW_TLS_CLIENT_PY: &str = r#"
+import socket, ssl
+def reply(f):
+    while True:
+        line = f.readline().decode()
+        if not line:
+            raise SystemExit("connection closed")
+        if len(line) >= 4 and line[:3].isdigit() and line[3] == " ":
+            return line
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+context.check_hostname = False
+context.verify_mode = ssl.CERT_NONE
+"#;
+
 fn payload(size: usize) -> Vec<u8> {
     (0..size).map(|index| (index * 7 % 251) as u8).collect()
 }
@@ -301,13 +318,7 @@ async fn commands_sent_before_the_tls_handshake_are_not_run_as_if_sent_over_it()
     let cluster = TestCluster::start_config(|config| with_tls(config, &certificate, false), |cluster| cluster).await;
     cluster.write_file("f.txt", b"plain");
     let script = format!(
-        r#"
-import socket, ssl
-def reply(f):
-    while True:
-        line = f.readline().decode()
-        if len(line) >= 4 and line[:3].isdigit() and line[3] == " ":
-            return line
+        r#"{prelude}
 def session(held):
     s = socket.create_connection(("127.0.0.1", {port}), timeout=10)
     f = s.makefile("rb")
@@ -325,9 +336,6 @@ def session(held):
     else:
         s.sendall(b"AUTH TLS\r\nMKD injected-pipelined\r\n")
     codes.append(reply(f)[:3])
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
     t = context.wrap_socket(s)
     tf = t.makefile("rb")
     t.sendall(b"PWD\r\n")
@@ -336,6 +344,7 @@ def session(held):
 session(True)
 session(False)
 "#,
+        prelude = RAW_TLS_CLIENT_PY,
         port = cluster.main().port(),
         password = PASSWORD
     );
@@ -367,18 +376,7 @@ async fn auth_tls_as_a_download_ends_gets_its_handshake_and_the_downloads_reply(
     let cluster = TestCluster::start_config(|config| with_tls(config, &certificate, false), |cluster| cluster).await;
     cluster.write_file("f.bin", &payload(256 * 1024));
     let script = format!(
-        r#"
-import socket, ssl
-def reply(f):
-    while True:
-        line = f.readline().decode()
-        if not line:
-            raise SystemExit("connection closed")
-        if len(line) >= 4 and line[:3].isdigit() and line[3] == " ":
-            return line[:3]
-context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-context.check_hostname = False
-context.verify_mode = ssl.CERT_NONE
+        r#"{prelude}
 outcomes = []
 for round in range(40):
     s = socket.create_connection(("127.0.0.1", {port}), timeout=10)
@@ -389,7 +387,7 @@ for round in range(40):
     line = f.readline().decode()
     d = socket.create_connection(("127.0.0.1", int(line.split("|||")[1].split("|")[0])))
     s.sendall(b"RETR f.bin\r\n")
-    assert reply(f) == "150"
+    assert reply(f)[:3] == "150"
     got = 0
     while got < 256 * 1024 - 8192:
         got += len(d.recv(min(65536, 256 * 1024 - 8192 - got)))
@@ -402,21 +400,22 @@ for round in range(40):
     d.close()
     codes = []
     while True:
-        code = reply(f)
+        code = reply(f)[:3]
         codes.append(code)
         if code == "234":
             break
     t = context.wrap_socket(s)
     tf = t.makefile("rb")
     if "226" not in codes:
-        codes.append("tls:" + reply(tf))
+        codes.append("tls:" + reply(tf)[:3])
     t.sendall(b"PWD\r\n")
-    codes.append("tls:" + reply(tf))
+    codes.append("tls:" + reply(tf)[:3])
     outcomes.append(" ".join(codes))
     t.close()
 print(got)
 print("\n".join(sorted(set(outcomes))))
 "#,
+        prelude = RAW_TLS_CLIENT_PY,
         port = cluster.main().port(),
         password = PASSWORD
     );

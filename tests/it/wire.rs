@@ -833,7 +833,7 @@ async fn abor_right_behind_a_transfer_command_answers_that_command() {
             raw.send_bytes(b"EPSV\r\nRETR f.bin\r\nABOR\r\n").await;
             assert_eq!(raw.reply().await.0, 229, "round {round}");
         }
-        let replies = [raw.reply().await.0, raw.reply().await.0];
+        let replies = raw.codes::<2>().await;
         assert_eq!(replies, [426, 226], "round {round}: the RETR is cut short, then ABOR succeeds");
         assert_eq!(raw.command("NOOP").await.0, 200, "round {round}: the session is in step");
     }
@@ -854,7 +854,7 @@ async fn abor_then_a_new_active_data_connection_in_one_write_both_get_their_repl
         let (_first, _) = listener.accept().await.expect("the server connects");
         raw.send_bytes(format!("ABOR\r\nEPRT |1|127.0.0.1|{port}|\r\n").as_bytes()).await;
         let (mut data, _) = listener.accept().await.expect("the server connects again");
-        assert_eq!([raw.reply().await.0, raw.reply().await.0], [226, 200], "round {round}: ABOR, then EPRT");
+        assert_eq!(raw.codes::<2>().await, [226, 200], "round {round}: ABOR, then EPRT");
         assert_eq!(raw.command("RETR f.txt").await.0, 150, "round {round}");
         let mut received = Vec::new();
         data.read_to_end(&mut received).await.expect("data");
@@ -909,7 +909,7 @@ async fn a_command_behind_a_transfer_whose_data_connection_never_comes_runs_afte
     let mut raw = RawFtp::login(cluster.main()).await;
     raw.passive_port().await;
     raw.send_bytes(b"RETR f.txt\r\nNOOP\r\nPWD\r\n").await;
-    let replies = [raw.reply().await.0, raw.reply().await.0, raw.reply().await.0];
+    let replies = raw.codes::<3>().await;
     assert_eq!(replies, [425, 200, 257]);
 }
 
@@ -937,7 +937,7 @@ async fn the_end_of_an_earlier_transfer_does_not_release_a_command_held_behind_t
         let mut data = tokio::net::TcpStream::connect((cluster.main().ip(), port)).await.expect("data connection");
         let mut listing = Vec::new();
         data.read_to_end(&mut listing).await.expect("the data");
-        let replies = [raw.reply().await.0, raw.reply().await.0, raw.reply().await.0];
+        let replies = raw.codes::<3>().await;
         assert_eq!(replies[0], 150, "round {round}, {next}: {replies:?}");
         assert!(replies[1..].contains(&200) && replies[1..].contains(&226), "round {round}, {next}: {replies:?}");
     }
@@ -957,15 +957,14 @@ async fn abor_after_commands_held_behind_a_starting_transfer_is_answered_at_once
         raw.send_bytes(b"RETR f.bin\r\nTYPE A\r\nSTAT\r\nTYPE I\r\n").await;
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         raw.send_bytes(b"ABOR\r\n").await;
-        let replies =
-            [raw.reply().await.0, raw.reply().await.0, raw.reply().await.0, raw.reply().await.0, raw.reply().await.0];
+        let replies = raw.codes::<5>().await;
         assert_eq!(replies, [426, 226, 200, 211, 200], "round {round}: RETR cut short, ABOR, then the held commands");
     }
     raw.passive_port().await;
     raw.send_bytes(b"RETR f.bin\r\nNOOP\r\nQUIT\r\n").await;
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     raw.send_bytes(b"ABOR\r\n").await;
-    let replies = [raw.reply().await.0, raw.reply().await.0, raw.reply().await.0, raw.reply().await.0];
+    let replies = raw.codes::<4>().await;
     assert_eq!(replies, [426, 226, 200, 221], "QUIT waits its turn behind NOOP");
     assert!(raw.closed().await, "and then the session ends");
 }
@@ -1010,7 +1009,7 @@ async fn abor_after_a_refused_transfer_command_is_answered_and_the_session_goes_
     let (mut raw, _big) = in_a_big_download(&cluster, 1 << 16).await;
     assert_eq!(raw.command("LIST").await.0, 425, "no data connection for a second transfer");
     raw.send_bytes(b"ABOR\r\nNOOP\r\n").await;
-    let replies = [raw.reply().await.0, raw.reply().await.0, raw.reply().await.0];
+    let replies = raw.codes::<3>().await;
     assert_eq!(replies, [426, 226, 200], "the download is cut short, ABOR succeeds, NOOP is answered");
 }
 
@@ -1029,7 +1028,7 @@ async fn a_client_that_stops_sending_behind_held_commands_still_gets_every_reply
     let mut bytes = Vec::new();
     data.read_to_end(&mut bytes).await.expect("the file");
     assert_eq!(bytes.len(), 4096);
-    let codes = [raw.reply().await.0, raw.reply().await.0, raw.reply().await.0, raw.reply().await.0];
+    let codes = raw.codes::<4>().await;
     // The transfer's `226` may come anywhere after its `150`; the others keep their order.
     let others: Vec<u32> = codes.iter().copied().filter(|code| *code != 226).collect();
     assert_eq!((others, codes.contains(&226)), (vec![150, 200, 221], true), "{codes:?}");
@@ -1047,7 +1046,7 @@ async fn abor_right_behind_an_upload_command_cuts_that_upload_short() {
     for (round, command) in ["STOR up.bin", "APPE f.bin", "STOU"].iter().cycle().take(30).enumerate() {
         raw.passive_port().await;
         raw.send_bytes(format!("{command}\r\nABOR\r\n").as_bytes()).await;
-        let replies = [raw.reply().await.0, raw.reply().await.0, raw.reply().await.0];
+        let replies = raw.codes::<3>().await;
         assert_eq!(replies, [150, 426, 226], "round {round}, {command}: the upload is cut short, then ABOR succeeds");
         assert_eq!(raw.command("NOOP").await.0, 200, "round {round}: the session is in step");
     }

@@ -350,6 +350,15 @@ impl RawFtp {
         }
     }
 
+    /// Reads the next `N` replies: their codes, in order.
+    pub async fn codes<const N: usize>(&mut self) -> [u32; N] {
+        let mut codes = [0; N];
+        for code in &mut codes {
+            *code = self.reply().await.0;
+        }
+        codes
+    }
+
     /// Sends one command line and reads its reply.
     pub async fn command(&mut self, line: &str) -> (u32, String) {
         self.send(line).await;
