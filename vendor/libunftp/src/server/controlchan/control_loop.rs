@@ -533,7 +533,6 @@ fn answers_later(command: &Command) -> bool {
             | Command::Mkd { .. }
             | Command::Rnfr { .. }
             | Command::Rnto { .. }
-            | Command::Auth { .. }
             | Command::Ccc
             | Command::Size { .. }
             | Command::Mfmt { .. }
