@@ -236,7 +236,6 @@ where
             "accepting the data connection failed".to_string()
         }
     };
-    aborts.close();
     datachan::answer_cant_open(&control_msg_tx, &refusal).await;
     datachan::answer_what_came_before_giving_up(None, &mut aborts, &control_msg_tx, &refusal).await;
 }
