@@ -1114,3 +1114,83 @@ async fn commands_sent_as_a_data_connection_gives_up_are_all_answered() {
     }
     assert_eq!(done, 24);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quit_during_a_download_waits_for_its_end_then_answers_221() {
+    // libunftp patch 58: `QUIT` during a transfer answered `221` and closed the control
+    // connection at once; the download went on, but its `226` (or its error) never reached the
+    // client, which could not tell a complete file from a cut one. RFC 959: the connection stays
+    // open for the transfer's reply, then the server closes it (as vsftpd does).
+    let cluster = server().await;
+    let contents: Vec<u8> = (0..8u32 << 20).map(|index| (index % 251) as u8).collect();
+    cluster.write_file("mid.bin", &contents);
+    let mut raw = RawFtp::login_binary(cluster.main()).await;
+    let mut data = raw.passive(cluster.main()).await;
+    assert_eq!(raw.command("RETR mid.bin").await.0, 150);
+    let mut received = vec![0u8; 64 << 10];
+    data.read_exact(&mut received).await.expect("the first bytes");
+    raw.send("QUIT").await;
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    data.read_to_end(&mut received).await.expect("the rest");
+    assert!(received == contents, "the whole file: {} of {} bytes", received.len(), contents.len());
+    assert_eq!(raw.codes::<2>().await, [226, 221], "the download's reply, then QUIT's");
+    assert!(raw.closed().await, "and then the session ends");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quit_during_an_upload_waits_for_the_upload_to_be_stored() {
+    // libunftp patch 58, for uploads: the `226` that says the file is stored comes before `221`.
+    let cluster = server().await;
+    let mut raw = RawFtp::login_binary(cluster.main()).await;
+    let mut data = raw.passive(cluster.main()).await;
+    assert_eq!(raw.command("STOR up.bin").await.0, 150);
+    let contents: Vec<u8> = (0..2u32 << 20).map(|index| (index % 241) as u8).collect();
+    data.write_all(&contents[..1 << 20]).await.expect("half the upload");
+    raw.send("QUIT").await;
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    data.write_all(&contents[1 << 20..]).await.expect("the other half");
+    data.shutdown().await.expect("end of the upload");
+    assert_eq!(raw.codes::<2>().await, [226, 221], "the upload's reply, then QUIT's");
+    assert!(raw.closed().await, "and then the session ends");
+    assert!(std::fs::read(cluster.root.path().join("up.bin")).expect("stored") == contents, "the whole upload");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quit_pipelined_behind_a_transfer_command_or_abor_comes_last() {
+    // libunftp patch 58: `QUIT` in the same write as `RETR` (or behind `ABOR`) is answered after
+    // the transfer's replies (and ABOR's), not before them.
+    let (cluster, mut raw) = binary_session_with_f_bin().await;
+    let port = raw.passive_port().await;
+    raw.send_bytes(b"RETR f.bin\r\nQUIT\r\n").await;
+    let mut data = tokio::net::TcpStream::connect((cluster.main().ip(), port)).await.expect("data connection");
+    let mut bytes = Vec::new();
+    data.read_to_end(&mut bytes).await.expect("the file");
+    assert_eq!(bytes.len(), 4096);
+    assert_eq!(raw.codes::<3>().await, [150, 226, 221]);
+    assert!(raw.closed().await);
+
+    let (mut raw, _data) = in_a_big_download(&cluster, 1 << 16).await;
+    raw.send_bytes(b"ABOR\r\nQUIT\r\n").await;
+    assert_eq!(raw.codes::<3>().await, [426, 226, 221], "the download cut short, ABOR's reply, then QUIT's");
+    assert!(raw.closed().await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quit_after_a_refused_transfer_is_answered_at_once_and_one_waiting_for_a_data_connection_after_its_425() {
+    // libunftp patch 58: only a transfer under way holds `QUIT` back; a refused one does not,
+    // and one whose data connection never comes ends with its `425`, then `221`.
+    let cluster = impatient_server().await;
+    cluster.write_file("f.txt", b"contents");
+    let mut raw = RawFtp::login(cluster.main()).await;
+    assert_eq!(raw.command("RETR f.txt").await.0, 425, "no PASV, EPSV or PORT before it");
+    let started = std::time::Instant::now();
+    assert_eq!(raw.command("QUIT").await.0, 221);
+    assert!(started.elapsed() < std::time::Duration::from_millis(900), "at once: {:?}", started.elapsed());
+    assert!(raw.closed().await);
+
+    let mut raw = RawFtp::login(cluster.main()).await;
+    raw.passive_port().await;
+    raw.send_bytes(b"RETR f.txt\r\nQUIT\r\n").await;
+    assert_eq!(raw.codes::<2>().await, [425, 221], "no data connection within the second, then QUIT's reply");
+    assert!(raw.closed().await);
+}

@@ -252,13 +252,21 @@ where
         // (each after the one before has its answer). (Boxed: kept out of the loop's own future,
         // which every idle session holds; `None` when empty.)
         let mut held: Option<Box<VecDeque<Result<Event, ControlChanError>>>> = None;
+        // The transfer command handed to the data channel last, until its final reply (its
+        // `226`, or a refusal or error), or its `426` after `ABOR`: `QUIT` waits for that reply.
+        let mut transfer_open: Option<About> = None;
+        // `QUIT` came while a transfer was under way (or a transfer command or `ABOR` waited for
+        // its answer): RFC 959 keeps the connection open for the transfer's reply, so `QUIT` runs
+        // once it is out, and nothing more is read meanwhile.
+        let mut quit_waiting = false;
         loop {
             // A command the client sent together with the last one is handled before the replies
             // are flushed, so the replies of pipelined commands leave in one write; after
             // `MAX_IN_A_ROW` of them the loop flushes and waits as usual (messages, shutdown and
             // the idle timer get their turn).
             let maybe_more = tls || read_more.load(Ordering::Relaxed);
-            let pipelined = match maybe_more && in_a_row < MAX_IN_A_ROW && ready.is_none() && !awaiting_reply && held.is_none() && !upgrade_now {
+            let may_read = !awaiting_reply && !quit_waiting;
+            let pipelined = match maybe_more && in_a_row < MAX_IN_A_ROW && ready.is_none() && may_read && held.is_none() && !upgrade_now {
                 true => command_source.next().now_or_never(),
                 false => None,
             };
@@ -272,7 +280,10 @@ where
             } else if let Some(delivered) = ready.take() {
                 about = Some(delivered.about);
                 Some(Ok(Event::InternalMsg(delivered.msg)))
-            } else if let Some(queue) = held.as_mut().filter(|_| !transfer_starting && !awaiting_reply) {
+            } else if quit_waiting && transfer_open.is_none() && !transfer_starting {
+                quit_waiting = false;
+                Some(Ok(Event::Command(Command::Quit)))
+            } else if let Some(queue) = held.as_mut().filter(|_| !transfer_starting && !awaiting_reply && !quit_waiting) {
                 let next = queue.pop_front();
                 if queue.is_empty() {
                     held = None;
@@ -294,7 +305,7 @@ where
                     timeout_delay.as_mut().reset(tokio::time::Instant::now() + idle_session_timeout);
                 }
                 tokio::select! {
-                    cmd = command_source.next(), if !awaiting_reply && held.as_ref().is_none_or(|queue| queue.len() < MAX_HELD && !input_ended(queue)) => {
+                    cmd = command_source.next(), if may_read && held.as_ref().is_none_or(|queue| queue.len() < MAX_HELD && !input_ended(queue)) => {
                         from_client = true;
                         incoming = Some(received(cmd, &logger));
                     },
@@ -310,6 +321,12 @@ where
                             let session = shared_session.lock().await;
                             match session.data_busy {
                                 true => incoming = None,
+                                // No reply came for the transfer `QUIT` waits on: it waits no more.
+                                false if quit_waiting => {
+                                    transfer_open = None;
+                                    transfer_starting = false;
+                                    incoming = None;
+                                }
                                 false => incoming = Some(Err(ControlChanError::new(ControlChanErrorKind::ControlChannelTimeout)))
                             };
                         }
@@ -354,6 +371,9 @@ where
                     slog::debug!(logger, "Exiting control loop");
                     return;
                 }
+                Some(Ok(Event::Command(Command::Quit))) if transfer_open.is_some() || transfer_starting => {
+                    quit_waiting = true;
+                }
                 Some(Ok(event)) => {
                     let answers_later = match &event {
                         Event::Command(command) => answers_later(command),
@@ -364,6 +384,9 @@ where
                         }
                     };
                     let starts_transfer = matches!(&event, Event::Command(command) if answered_by_the_data_channel(command));
+                    let hands_over = matches!(&event, Event::Command(command) if handed_to_the_data_channel(command));
+                    // A message that may end the transfer under way: about it, or ABOR's answer.
+                    let may_end_transfer = about.is_some() && (about == transfer_open || about == Some(About::Abor));
                     let asks_for_tls = matches!(&event, Event::Command(Command::Auth { .. }));
                     // What will end the wait for this command's first reply, should the data channel
                     // answer it: a transfer command is numbered before its handler hands it over.
@@ -440,6 +463,9 @@ where
                         Ok(Reply::None) if starts_transfer => {
                             transfer_starting = true;
                             awaited = awaits;
+                            if hands_over {
+                                transfer_open = Some(awaits);
+                            }
                             if held.is_some() {
                                 // The held commands wait for this one's first reply now.
                                 timeout_delay
@@ -458,7 +484,15 @@ where
                             upgrade_now = true;
                             reply_sink.feed(reply).await
                         }
-                        Ok(reply) => reply_sink.feed(reply).await,
+                        Ok(reply) => {
+                            match is_final(&reply) {
+                                true if may_end_transfer => transfer_open = None,
+                                // `150` of an upload (its handler answers it).
+                                false if hands_over => transfer_open = Some(awaits),
+                                _ => {}
+                            }
+                            reply_sink.feed(reply).await
+                        }
                     };
 
                     if let Err(chan_err) = handle_result {
@@ -490,6 +524,14 @@ where
     });
 
     Ok(jh)
+}
+
+/// True for a reply that ends what it answers (not `1xx`, and not the absence of a reply).
+fn is_final(reply: &Reply) -> bool {
+    match reply {
+        Reply::None => false,
+        Reply::CodeAndMsg { code, .. } | Reply::MultiLine { code, .. } => *code as u32 >= 200,
+    }
 }
 
 /// The initial size of the control connection's read and write buffers (they grow as needed):
