@@ -3,6 +3,8 @@
 
 use std::time::{Duration, Instant};
 
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
 use ftpcalc::Limits;
 
 use crate::support::{RawFtp, TestCluster};
@@ -84,4 +86,58 @@ async fn commands_keep_a_session_open_and_an_idle_one_is_closed_after_the_idle_t
     assert!(text.contains("timed out"), "{text}");
     assert!(idle_from.elapsed() >= Duration::from_millis(900), "not before the timeout: {:?}", idle_from.elapsed());
     assert!(raw.closed().await, "closed after the 421");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_download_the_client_stops_reading_ends_with_426_after_the_idle_timeout() {
+    // libunftp patch 59: while a transfer ran, the idle timeout was off, and nothing bounded a
+    // transfer that made no progress: a client that opened a download and never read it held
+    // its session, its data connection and the open file for ever. A transfer with nothing
+    // sent or received for the idle timeout now ends with `426`; the session goes on (and
+    // times out in its turn), and the data connection is closed.
+    let cluster = with_limits(|limits| limits.idle_timeout = Duration::from_secs(1)).await;
+    crate::support::sparse(&cluster, "big.bin", 1 << 30);
+    let mut raw = RawFtp::login_binary(cluster.main()).await;
+    let port = raw.passive_port().await;
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("a small receive buffer");
+    let mut data = socket.connect((cluster.main().ip(), port).into()).await.expect("data connection");
+    assert_eq!(raw.command("RETR big.bin").await.0, 150);
+    let stalled_from = Instant::now();
+    let (code, text) = raw.reply().await;
+    assert_eq!(code, 426, "{text}");
+    assert!(
+        stalled_from.elapsed() >= Duration::from_millis(900),
+        "not before the timeout: {:?}",
+        stalled_from.elapsed()
+    );
+    assert_eq!(raw.command("NOOP").await.0, 200, "the session goes on");
+    let mut rest = Vec::new();
+    let ended = tokio::time::timeout(Duration::from_secs(20), data.read_to_end(&mut rest)).await.expect("in time");
+    assert!(ended.is_err() || rest.len() < 1 << 30, "the data connection is closed before the end of the file");
+    assert_eq!(raw.reply().await.0, 421, "and the idle session times out as usual");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_the_client_stops_sending_ends_with_426_and_stores_nothing() {
+    // libunftp patch 59, for uploads: a client that sends part of a file and then nothing,
+    // keeping its data connection open, no longer holds the session for ever; the partial upload
+    // is not stored.
+    let cluster = with_limits(|limits| limits.idle_timeout = Duration::from_secs(1)).await;
+    cluster.write_file("keep.bin", b"the old contents");
+    let mut raw = RawFtp::login_binary(cluster.main()).await;
+    let mut data = raw.passive(cluster.main()).await;
+    assert_eq!(raw.command("STOR keep.bin").await.0, 150);
+    data.write_all(&[b'x'; 100_000]).await.expect("part of the upload");
+    let (code, text) = raw.reply().await;
+    assert_eq!(code, 426, "{text}");
+    assert_eq!(raw.command("NOOP").await.0, 200, "the session goes on");
+    let _ = data.write_all(b"too late").await;
+    drop(data);
+    assert_eq!(std::fs::read(cluster.root.path().join("keep.bin")).expect("file"), b"the old contents");
+    let clean = crate::support::eventually(Duration::from_secs(5), async || {
+        crate::support::names_in(cluster.root.path()) == ["keep.bin"]
+    })
+    .await;
+    assert!(clean, "no temporary file left: {:?}", crate::support::names_in(cluster.root.path()));
 }

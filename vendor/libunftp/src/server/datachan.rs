@@ -37,6 +37,8 @@ where
     pub cwd: PathBuf,
     pub mlst_facts: crate::server::controlchan::commands::mlst::Facts,
     pub ftps_mode: FtpsConfig,
+    /// How long the transfer may go without progress (the session's idle timeout).
+    pub stall_limit: Duration,
     pub logger: slog::Logger,
     pub data_cmd_rx: Option<Receiver<TransferCmd>>,
     pub data_abort_rx: Option<Receiver<()>>,
@@ -50,11 +52,60 @@ use std::time::Instant;
 struct MeasuringWriter<W> {
     writer: W,
     command: &'static str,
+    stall: Stall,
 }
 
 struct MeasuringReader<R> {
     reader: R,
     command: &'static str,
+    stall: Stall,
+}
+
+/// Ends a transfer that goes `limit` without progress (nothing written to the client, or read
+/// from it): a client that stops reading a download, or sending an upload, while keeping its
+/// data connection open, would otherwise hold its session, the data connection and the file
+/// for ever (the control connection's idle timeout waits while a transfer runs). The timer is
+/// made at the first wait and set again only at a wait after progress.
+struct Stall {
+    limit: Duration,
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    progressed: bool,
+}
+
+impl Stall {
+    fn new(limit: Duration) -> Self {
+        Stall {
+            limit,
+            timer: None,
+            progressed: false,
+        }
+    }
+
+    /// What the data connection's poll gave: `Pending` (a wait) is checked against the limit,
+    /// and becomes `ConnectionAborted` when it is over; progress (anything else) is noted.
+    fn check<T>(&mut self, cx: &mut Context<'_>, polled: Poll<std::io::Result<T>>) -> Poll<std::io::Result<T>> {
+        if polled.is_ready() {
+            self.progressed = true;
+            return polled;
+        }
+        let timer = match &mut self.timer {
+            Some(timer) => {
+                if self.progressed {
+                    timer.as_mut().reset(tokio::time::Instant::now() + self.limit);
+                }
+                timer
+            }
+            None => self.timer.insert(Box::pin(tokio::time::sleep(self.limit))),
+        };
+        self.progressed = false;
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionAborted,
+                format!("no progress for {} s: the transfer is cut short", self.limit.as_secs()),
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
 }
 
 impl<W: AsyncWrite + Unpin> AsyncWrite for MeasuringWriter<W> {
@@ -66,17 +117,19 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for MeasuringWriter<W> {
             metrics::inc_sent_bytes(*bytes_written, this.command);
         }
 
-        result
+        this.stall.check(cx, result)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
-        Pin::new(&mut this.writer).poll_flush(cx)
+        let result = Pin::new(&mut this.writer).poll_flush(cx);
+        this.stall.check(cx, result)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
-        Pin::new(&mut this.writer).poll_shutdown(cx)
+        let result = Pin::new(&mut this.writer).poll_shutdown(cx);
+        this.stall.check(cx, result)
     }
 }
 
@@ -88,7 +141,7 @@ impl<R: AsyncRead + Unpin> AsyncRead for MeasuringReader<R> {
             let bytes_read = buf.filled().len();
             metrics::inc_received_bytes(bytes_read, this.command);
         }
-        result
+        this.stall.check(cx, result)
     }
 }
 
@@ -119,14 +172,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for CloseNotifyOnEof<S> {
 }
 
 impl<W> MeasuringWriter<W> {
-    fn new(writer: W, command: &'static str) -> MeasuringWriter<W> {
-        Self { writer, command }
+    fn new(writer: W, command: &'static str, stall_limit: Duration) -> MeasuringWriter<W> {
+        Self {
+            writer,
+            command,
+            stall: Stall::new(stall_limit),
+        }
     }
 }
 
 impl<R> MeasuringReader<R> {
-    fn new(reader: R, command: &'static str) -> MeasuringReader<R> {
-        Self { reader, command }
+    fn new(reader: R, command: &'static str, stall_limit: Duration) -> MeasuringReader<R> {
+        Self {
+            reader,
+            command,
+            stall: Stall::new(stall_limit),
+        }
     }
 }
 
@@ -298,7 +359,7 @@ where
                 .await;
             }
         }
-        let mut output = match Self::writer(self.socket, self.ftps_mode, "retr").await {
+        let mut output = match Self::writer(self.socket, self.ftps_mode, "retr", self.stall_limit).await {
             Ok(output) => output,
             Err(error) => return tls_failed(&self.logger, &tx, error).await,
         };
@@ -398,7 +459,7 @@ where
         let tx = self.control_msg_tx.clone();
 
         let start_time = Instant::now();
-        let input = match Self::reader(self.socket, self.ftps_mode, "stor").await {
+        let input = match Self::reader(self.socket, self.ftps_mode, "stor", self.stall_limit).await {
             Ok(input) => input,
             Err(error) => return tls_failed(&self.logger, &tx, error).await,
         };
@@ -459,7 +520,7 @@ where
         };
 
         let start_time = Instant::now();
-        let input = match Self::reader(self.socket, self.ftps_mode, "appe").await {
+        let input = match Self::reader(self.socket, self.ftps_mode, "appe", self.stall_limit).await {
             Ok(input) => input,
             Err(error) => return tls_failed(&self.logger, &tx, error).await,
         };
@@ -521,7 +582,7 @@ where
             Ok(cursor) => {
                 // `150` only once there is a listing to send.
                 self.reply(ReplyCode::FileStatusOkay, "Sending directory list".to_string()).await;
-                let mut output = match Self::writer(self.socket, self.ftps_mode.clone(), command.as_lower_str()).await {
+                let mut output = match Self::writer(self.socket, self.ftps_mode.clone(), command.as_lower_str(), self.stall_limit).await {
                     Ok(output) => output,
                     Err(error) => return tls_failed(&self.logger, &tx, error).await,
                 };
@@ -625,7 +686,7 @@ where
 
                 // `150` only once there is a listing to send.
                 self.reply(ReplyCode::FileStatusOkay, "Sending directory list".to_string()).await;
-                let mut output = match Self::writer(self.socket, self.ftps_mode.clone(), "mlsd").await {
+                let mut output = match Self::writer(self.socket, self.ftps_mode.clone(), "mlsd", self.stall_limit).await {
                     Ok(output) => output,
                     Err(error) => return tls_failed(&self.logger, &tx, error).await,
                 };
@@ -697,21 +758,31 @@ where
     }
 
     #[tracing_attributes::instrument]
-    async fn writer(socket: DataStream, ftps_mode: FtpsConfig, command: &'static str) -> std::io::Result<Box<dyn AsyncWrite + Send + Unpin + Sync>> {
+    async fn writer(
+        socket: DataStream,
+        ftps_mode: FtpsConfig,
+        command: &'static str,
+        stall_limit: Duration,
+    ) -> std::io::Result<Box<dyn AsyncWrite + Send + Unpin + Sync>> {
         match ftps_mode {
-            FtpsConfig::Off => Ok(Box::new(MeasuringWriter::new(socket, command)) as Box<dyn AsyncWrite + Send + Unpin + Sync>),
+            FtpsConfig::Off => Ok(Box::new(MeasuringWriter::new(socket, command, stall_limit)) as Box<dyn AsyncWrite + Send + Unpin + Sync>),
             FtpsConfig::Building { .. } => panic!("Illegal state"),
             FtpsConfig::On { tls_config } => {
                 let tls_stream = tls_handshake(tls_config, socket).await?;
-                Ok(Box::new(MeasuringWriter::new(tls_stream, command)) as Box<dyn AsyncWrite + Send + Unpin + Sync>)
+                Ok(Box::new(MeasuringWriter::new(tls_stream, command, stall_limit)) as Box<dyn AsyncWrite + Send + Unpin + Sync>)
             }
         }
     }
 
     #[tracing_attributes::instrument]
-    async fn reader(socket: DataStream, ftps_mode: FtpsConfig, command: &'static str) -> std::io::Result<Box<dyn AsyncRead + Send + Unpin + Sync>> {
+    async fn reader(
+        socket: DataStream,
+        ftps_mode: FtpsConfig,
+        command: &'static str,
+        stall_limit: Duration,
+    ) -> std::io::Result<Box<dyn AsyncRead + Send + Unpin + Sync>> {
         match ftps_mode {
-            FtpsConfig::Off => Ok(Box::new(MeasuringReader::new(socket, command)) as Box<dyn AsyncRead + Send + Unpin + Sync>),
+            FtpsConfig::Off => Ok(Box::new(MeasuringReader::new(socket, command, stall_limit)) as Box<dyn AsyncRead + Send + Unpin + Sync>),
             FtpsConfig::Building { .. } => panic!("Illegal state"),
             FtpsConfig::On { tls_config } => {
                 let tls_stream = tls_handshake(tls_config, socket).await?;
@@ -721,6 +792,7 @@ where
                         closing: false,
                     },
                     command,
+                    stall_limit,
                 )) as Box<dyn AsyncRead + Send + Unpin + Sync>)
             }
         }
@@ -999,6 +1071,7 @@ where
         cwd: session.cwd.clone(),
         mlst_facts: session.mlst_facts,
         ftps_mode,
+        stall_limit: session.idle_session_timeout,
         logger,
         data_abort_rx,
         data_cmd_rx,

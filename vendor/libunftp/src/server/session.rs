@@ -120,6 +120,8 @@ where
     pub data_busy: bool,
     /// How long a data connection may take to arrive, and to get its command.
     pub data_connection_timeout: std::time::Duration,
+    /// The session's idle timeout: also how long a transfer may go without progress.
+    pub idle_session_timeout: std::time::Duration,
     /// The accept task of the passive listener opened last (one per session: a new PASV or
     /// EPSV, a PORT or the end of the session closes it).
     pub passive_accept: Option<tokio::task::AbortHandle>,
@@ -164,6 +166,7 @@ where
             transfer_number: 0,
             data_busy: false,
             data_connection_timeout: crate::options::DEFAULT_DATA_CONNECTION_TIMEOUT,
+            idle_session_timeout: std::time::Duration::from_secs(crate::options::DEFAULT_IDLE_SESSION_TIMEOUT_SECS),
             passive_accept: None,
             cert_chain: None,
             failed_logins: None,

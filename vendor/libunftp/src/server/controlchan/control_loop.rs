@@ -134,6 +134,7 @@ where
         .control_connection(control_connection)
         .failed_logins(failed_logins);
     session.data_connection_timeout = data_connection_timeout;
+    session.idle_session_timeout = idle_session_timeout;
     session.proxy = client.map(|_| peer.ip().to_canonical());
     if let Some(b) = binder.lock().unwrap().take() {
         session = session.binder(b);
