@@ -1194,3 +1194,39 @@ async fn quit_after_a_refused_transfer_is_answered_at_once_and_one_waiting_for_a
     assert_eq!(raw.codes::<2>().await, [425, 221], "no data connection within the second, then QUIT's reply");
     assert!(raw.closed().await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abor_sent_as_a_transfer_gives_up_is_answered_after_the_transfers_reply() {
+    // libunftp patch 60: a passive port giving up (no data connection within the timeout)
+    // queues its `425` for the control loop; an `ABOR` read just then could be answered first
+    // (`226` written by its handler, or picked before the waiting message), so the client got
+    // `226` then `425`, the reverse of its commands. Messages already waiting now come before
+    // commands, and `ABOR`'s `226` is queued behind them. Many sessions send `ABOR` right
+    // around the 1-second timeout; each gets `RETR`'s reply (`426` or `425`), then `226`.
+    let cluster = impatient_server().await;
+    cluster.write_file("f.txt", b"contents");
+    let mut sessions = tokio::task::JoinSet::new();
+    for index in 0..24u64 {
+        let address = cluster.main();
+        sessions.spawn(async move {
+            let mut raw = RawFtp::login(address).await;
+            for round in 0..3u64 {
+                raw.passive_port().await;
+                raw.send("RETR f.txt").await;
+                tokio::time::sleep(std::time::Duration::from_millis(990 + (index * 3 + round) * 20 / 72)).await;
+                raw.send("ABOR").await;
+                let replies = raw.codes::<2>().await;
+                assert!(replies == [426, 226] || replies == [425, 226], "session {index}, round {round}: {replies:?}");
+                assert_eq!(raw.command("NOOP").await.0, 200, "session {index}, round {round}: in step");
+            }
+        });
+    }
+    let mut done = 0;
+    while let Some(result) =
+        tokio::time::timeout(std::time::Duration::from_secs(60), sessions.join_next()).await.expect("in time")
+    {
+        result.expect("a session failed");
+        done += 1;
+    }
+    assert_eq!(done, 24);
+}

@@ -824,10 +824,25 @@ pub(crate) async fn answer_aborted(tx: &TransferSender) {
 /// queued without waiting (the loop cannot make room on its own channel while it waits in the
 /// handler); should the channel be full, a task sends what did not fit, in order.
 pub(crate) fn answer_aborted_from_the_control_loop(tx: TransferSender) {
-    let mut replies = aborted(&tx).into_iter();
+    queue_from_the_control_loop(&tx, aborted(&tx));
+}
+
+/// The answer to an `ABOR` that found no data connection (none was opened, or it gave up just
+/// now), from its handler: queued on the control loop's channel like [`answer_aborted_from_the_control_loop`],
+/// behind what the data channel sent before it gave up (the `425` of a timeout that came just
+/// then), so that the transfer command's reply comes before `ABOR`'s.
+pub(crate) fn answer_nothing_to_abort_from_the_control_loop(tx: TransferSender) {
+    queue_from_the_control_loop(&tx, [TransferSender::abor_answer(nothing_to_abort())]);
+}
+
+/// Queues `replies` on the control loop's channel without waiting; should the channel be full,
+/// a task sends what did not fit, in order.
+fn queue_from_the_control_loop<const N: usize>(tx: &TransferSender, replies: [Box<Delivered>; N]) {
+    let mut replies = replies.into_iter();
     for delivered in replies.by_ref() {
         if let Err(delivered) = tx.try_deliver(delivered) {
             let rest: Vec<Box<Delivered>> = std::iter::once(delivered).chain(replies).collect();
+            let tx = tx.clone();
             tokio::spawn(async move {
                 for delivered in rest {
                     let _ = tx.deliver(delivered).await;
@@ -855,8 +870,12 @@ fn aborted(tx: &TransferSender) -> [Box<Delivered>; 2] {
 /// The answer to an `ABOR` that came before any transfer command: the data connection (or
 /// passive port) is closed.
 pub(crate) async fn answer_nothing_to_abort(tx: &TransferSender) {
-    let reply = Reply::new(ReplyCode::ClosingDataConnection, "Data connection closed; no transfer to abort");
-    let _ = tx.answer_abor(ControlChanMsg::CommandChannelReply(reply)).await;
+    let _ = tx.answer_abor(nothing_to_abort()).await;
+}
+
+/// `226`: `ABOR` found no transfer to cut short.
+fn nothing_to_abort() -> ControlChanMsg {
+    ControlChanMsg::CommandChannelReply(Reply::new(ReplyCode::ClosingDataConnection, "Data connection closed; no transfer to abort"))
 }
 
 /// A data connection giving up (timed out, or its accept failed): its channels are closed, so that

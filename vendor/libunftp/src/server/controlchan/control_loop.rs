@@ -305,14 +305,23 @@ where
                 if held.is_none() || !transfer_starting {
                     timeout_delay.as_mut().reset(tokio::time::Instant::now() + idle_session_timeout);
                 }
+                // Biased: a message of the data channel already waiting is handled before a
+                // command read at the same time (a `425` of a data connection that gave up as the
+                // client sent `ABOR` comes before ABOR's `226`), and shutdown before commands.
                 tokio::select! {
-                    cmd = command_source.next(), if may_read && held.as_ref().is_none_or(|queue| queue.len() < MAX_HELD && !input_ended(queue)) => {
-                        from_client = true;
-                        incoming = Some(received(cmd, &logger));
-                    },
+                    biased;
                     Some(delivered) = control_msg_rx.recv() => {
                         about = Some(delivered.about);
                         incoming = Some(Ok(Event::InternalMsg(delivered.msg)));
+                    },
+                    _ = shutdown.listen() => {
+                        slog::info!(logger, "Closing open control connection because of shutdown signal");
+                        incoming = Some(Ok(Event::InternalMsg(ControlChanMsg::ExitControlLoop)))
+                        // TODO: Do we want to wait a bit for a data transfer to complete i.e. session.data_busy is true?
+                    },
+                    cmd = command_source.next(), if may_read && held.as_ref().is_none_or(|queue| queue.len() < MAX_HELD && !input_ended(queue)) => {
+                        from_client = true;
+                        incoming = Some(received(cmd, &logger));
                     },
                     _ = &mut timeout_delay => {
                         if held.is_some() && transfer_starting {
@@ -332,11 +341,6 @@ where
                             };
                         }
                     },
-                    _ = shutdown.listen() => {
-                        slog::info!(logger, "Closing open control connection because of shutdown signal");
-                        incoming = Some(Ok(Event::InternalMsg(ControlChanMsg::ExitControlLoop)))
-                        // TODO: Do we want to wait a bit for a data transfer to complete i.e. session.data_busy is true?
-                    }
                 }
                 incoming
             };

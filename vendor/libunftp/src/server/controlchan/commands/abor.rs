@@ -56,6 +56,15 @@ where
             crate::server::datachan::answer_aborted_from_the_control_loop(tx);
             return Ok(Reply::none());
         }
-        Ok(Reply::new(ReplyCode::ClosingDataConnection, "No transfer to abort"))
+        // Answered on the control loop's channel: a data connection that gave up just now may
+        // have queued its transfer command's `425` there, which comes first.
+        match session.control_msg_tx.clone() {
+            Some(tx) => {
+                drop(session);
+                crate::server::datachan::answer_nothing_to_abort_from_the_control_loop(tx);
+                Ok(Reply::none())
+            }
+            None => Ok(Reply::new(ReplyCode::ClosingDataConnection, "No transfer to abort")),
+        }
     }
 }
