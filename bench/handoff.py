@@ -60,8 +60,9 @@ def analyse(server):
     response, delay, turn = [], [], []
     d_sleeps = 0
     woken_at = None  # when the client last woke the server
+    woken_pid = None  # the server's thread it woke
+    switched_in = None  # when the server then came on a CPU (None: it was running already)
     answered = True  # the server has woken the client since
-    delayed = True  # the server has been on a CPU since
     last_answer = None  # when the server last woke the client
     for line in sys.stdin:
         match = EVENT.match(line)
@@ -70,15 +71,19 @@ def analyse(server):
         comm, _, _, at, kind, rest = match.groups()
         at = float(at) * 1e6
         if kind == "sched_waking" and comm.startswith("python") and f"comm={server}" in rest:
-            woken_at, answered, delayed = at, False, False
+            woken_at, switched_in, answered = at, None, False
+            woken_pid = re.search(r" pid=(\d+)", rest).group(1)
             if last_answer is not None:
                 turn.append(at - last_answer)
-        elif kind == "sched_switch" and f"next_comm={server}" in rest and not answered and not delayed:
-            delay.append(at - woken_at)
-            delayed = True
+        elif kind == "sched_switch" and f"next_pid={woken_pid} " in rest and not answered and switched_in is None:
+            switched_in = at
         elif kind == "sched_waking" and comm.startswith(server) and "comm=python" in rest:
             if not answered and woken_at is not None:
                 response.append(at - woken_at)
+                # The delay counts only when the server slept until then (it came on a CPU
+                # between the client's wake and its answer).
+                if switched_in is not None:
+                    delay.append(switched_in - woken_at)
                 answered = True
             last_answer = at
         if kind == "sched_switch" and f"prev_comm={server}" in rest and "prev_state=D" in rest:
