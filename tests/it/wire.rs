@@ -1230,3 +1230,43 @@ async fn abor_sent_as_a_transfer_gives_up_is_answered_after_the_transfers_reply(
     }
     assert_eq!(done, 24);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_abor_waits_for_the_first_ones_answer() {
+    // Review of patches 58 and 60: a second `ABOR` behind one the data channel had still to
+    // answer found no data connection and was answered first (`226`, then the transfer's
+    // `426` and the first ABOR's `226`); since patch 60 its `226` even ended the wait for the
+    // first ABOR's answer, so a `QUIT` behind them was answered before the transfer's reply. It
+    // now waits its turn behind the first ABOR's answer.
+    let cluster = server().await;
+    for (next, reply) in [("QUIT", 221), ("PWD", 257)] {
+        let (mut raw, _data) = in_a_big_download(&cluster, 1 << 16).await;
+        raw.send_bytes(format!("ABOR\r\nABOR\r\n{next}\r\n").as_bytes()).await;
+        assert_eq!(raw.codes::<4>().await, [426, 226, 226, reply], "ABOR, ABOR, {next}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quit_behind_an_upload_whose_command_went_unanswered_waits_no_longer_than_the_data_timeout() {
+    // Review of patch 58: `STOR` answers its own `150`, so a `PASV` pipelined right behind it
+    // is not held, and it closes the passive port whose task had not yet taken the upload
+    // command: that command never gets a final reply (a libunftp race left as it is). A `QUIT`
+    // behind them waited for that reply until the idle timeout (600 s by default); while no
+    // data moves it now waits no longer than the data connection timeout and a margin.
+    let cluster = impatient_server().await;
+    let mut raw = RawFtp::login_binary(cluster.main()).await;
+    raw.passive_port().await;
+    let started = std::time::Instant::now();
+    raw.send_bytes(b"STOR up.bin\r\nEPSV\r\nQUIT\r\n").await;
+    let mut codes = Vec::new();
+    loop {
+        let code = raw.reply().await.0;
+        codes.push(code);
+        if code == 221 {
+            break;
+        }
+    }
+    assert_eq!((codes[0], codes[1]), (150, 229), "{codes:?}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(15), "QUIT answered after {:?}", started.elapsed());
+    assert!(raw.closed().await);
+}

@@ -302,7 +302,7 @@ where
                 let mut incoming = None;
                 // While commands wait for a transfer's first reply, the timer keeps the hold's
                 // deadline (see below).
-                if held.is_none() || !transfer_starting {
+                if (held.is_none() || !transfer_starting) && !quit_waiting {
                     timeout_delay.as_mut().reset(tokio::time::Instant::now() + idle_session_timeout);
                 }
                 // Biased: a message of the data channel already waiting is handled before a
@@ -330,7 +330,15 @@ where
                         } else {
                             let session = shared_session.lock().await;
                             match session.data_busy {
-                                true => incoming = None,
+                                true => {
+                                    incoming = None;
+                                    // `QUIT` waits on a transfer moving data: look again later.
+                                    if quit_waiting {
+                                        timeout_delay
+                                            .as_mut()
+                                            .reset(tokio::time::Instant::now() + data_connection_timeout + HOLD_MARGIN);
+                                    }
+                                }
                                 // No reply came for the transfer `QUIT` waits on: it waits no more.
                                 false if quit_waiting => {
                                     transfer_open = None;
@@ -344,10 +352,14 @@ where
                 }
                 incoming
             };
-            let acts_at_once = match &held {
-                None => acts_while_a_transfer_starts(&incoming),
-                Some(_) => acts_before_held_commands(&incoming),
-            };
+            // An `ABOR` behind one the data channel has still to answer waits for that answer
+            // (answered at once, it would find no data connection, and its `226` would come first).
+            let abor_behind_abor = transfer_starting && awaited == About::Abor && matches!(&incoming, Some(Ok(Event::Command(Command::Abor))));
+            let acts_at_once = !abor_behind_abor
+                && match &held {
+                    None => acts_while_a_transfer_starts(&incoming),
+                    Some(_) => acts_before_held_commands(&incoming),
+                };
             if from_client && (transfer_starting || held.is_some()) && !acts_at_once {
                 if let Some(incoming) = incoming {
                     // The data channel answers a transfer command within the data connection
@@ -378,6 +390,11 @@ where
                 }
                 Some(Ok(Event::Command(Command::Quit))) if transfer_open.is_some() || transfer_starting => {
                     quit_waiting = true;
+                    // While no data moves, the transfer's reply comes within the data connection
+                    // timeout (a `425` at the latest); should it not, `QUIT` waits no longer.
+                    timeout_delay
+                        .as_mut()
+                        .reset(tokio::time::Instant::now() + data_connection_timeout + HOLD_MARGIN);
                 }
                 Some(Ok(event)) => {
                     let answers_later = match &event {
@@ -390,8 +407,9 @@ where
                     };
                     let starts_transfer = matches!(&event, Event::Command(command) if answered_by_the_data_channel(command));
                     let hands_over = matches!(&event, Event::Command(command) if handed_to_the_data_channel(command));
-                    // A message that may end the transfer under way: about it, or ABOR's answer.
-                    let may_end_transfer = about.is_some() && (about == transfer_open || about == Some(About::Abor));
+                    // A message that may end the transfer under way.
+                    // (About the transfer, its number: `ABOR`'s `426` is about it, its `226` is not.)
+                    let may_end_transfer = about.is_some() && about == transfer_open;
                     let asks_for_tls = matches!(&event, Event::Command(Command::Auth { .. }));
                     // What will end the wait for this command's first reply, should the data channel
                     // answer it: a transfer command is numbered before its handler hands it over.
