@@ -105,15 +105,19 @@ impl AccessPolicy {
         };
         let mut limits = config.limits.clone();
         if let Some(descriptors) = descriptors {
-            let fitting = gate::connections_within(descriptors, limits.max_connections);
-            if fitting < limits.max_connections {
+            let wanted = gate::Wanted { connections: limits.max_connections, transfers: limits.max_transfers };
+            let fitting = gate::connections_within(descriptors, wanted);
+            if fitting != wanted {
                 tracing::warn!(
                     wanted = limits.max_connections,
-                    fitting,
+                    fitting = fitting.connections,
+                    wanted_transfers = limits.max_transfers,
+                    fitting_transfers = fitting.transfers,
                     descriptors,
-                    "max_connections lowered to fit the descriptor limit"
+                    "max_connections or max_transfers lowered to fit the descriptor limit"
                 );
-                limits.max_connections = fitting;
+                limits.max_connections = fitting.connections;
+                limits.max_transfers = fitting.transfers;
             }
         }
         Ok(AccessPolicy { accounts, folders: Arc::new(opened), tls, limits, cluster_secret })

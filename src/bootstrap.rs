@@ -266,13 +266,20 @@ pub(crate) async fn settings(
         }
         None => None,
     };
+    let max_transfers = policy.limits.max_transfers;
     let policy: SharedPolicy = Arc::new(ArcSwap::from_pointee(policy));
     let telemetry = Arc::new(Telemetry::new(transfer_log));
-    let reloader = Reloader { policy: policy.clone(), folders, secret: cluster_secret, telemetry: telemetry.clone() };
+    let reloader = Reloader {
+        policy: policy.clone(),
+        folders,
+        secret: cluster_secret,
+        telemetry: telemetry.clone(),
+        max_transfers,
+    };
     let settings = ServerSettings {
         policy,
         telemetry,
-        gate: Arc::new(Gate::default()),
+        gate: Arc::new(Gate::new(max_transfers)),
         passive_ports: options.passive_ports.clone(),
         passive_host: options.passive_host.clone(),
         grace_period: options.grace_period,

@@ -119,7 +119,8 @@ pub fn build_server(
         // off, as everything a client can make the server do in bulk should be.
         .sitemd5(SiteMd5::None)
         .idle_session_timeout(policy.limits.idle_timeout.as_secs())
-        .data_connection_timeout(policy.limits.data_timeout);
+        .data_connection_timeout(policy.limits.data_timeout)
+        .data_connection_limit(context.settings.gate.transfers.clone());
     if let Some(tls) = &policy.tls {
         // One configuration built at start-up for every connection (the `ftps(cert, key)`
         // builder would read and parse the PEM files again for each one).

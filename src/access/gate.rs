@@ -42,15 +42,26 @@ pub struct Gate {
     pub lockout: Lockout,
     /// Bounds the password verifications running at once.
     pub verifications: Arc<Semaphore>,
+    /// The places for data connections (`max_transfers`), shared by every session's libunftp
+    /// server (libunftp patch 61).
+    pub transfers: Arc<Semaphore>,
 }
 
-impl Default for Gate {
-    fn default() -> Self {
+impl Gate {
+    /// A gate with room for `transfers` data connections at once.
+    pub fn new(transfers: usize) -> Self {
         Gate {
             counts: Mutex::default(),
             lockout: Lockout::default(),
             verifications: Arc::new(Semaphore::new(MAX_VERIFICATIONS)),
+            transfers: Arc::new(Semaphore::new(transfers.min(Semaphore::MAX_PERMITS))),
         }
+    }
+}
+
+impl Default for Gate {
+    fn default() -> Self {
+        Gate::new(crate::config::Limits::default().max_transfers)
     }
 }
 
@@ -115,16 +126,34 @@ pub fn raise_descriptor_limit() -> std::io::Result<u64> {
     rlimit::increase_nofile_limit(u64::MAX)
 }
 
-/// Descriptors one control connection may hold at once: its socket, a passive listener, a data
-/// socket and a file.
-pub const DESCRIPTORS_PER_CONNECTION: u64 = 4;
+/// Descriptors a control connection holds: its socket.
+pub const DESCRIPTORS_PER_CONNECTION: u64 = 1;
+/// Descriptors a data connection may hold at once, on top of its session's: a passive listener,
+/// the data socket and a file (listener and socket overlap only while the client is accepted).
+pub const DESCRIPTORS_PER_TRANSFER: u64 = 3;
 /// Descriptors kept for everything else (listeners, logs, worker connections).
 pub const DESCRIPTORS_RESERVED: u64 = 256;
 
-/// `wanted` connections, or fewer if the descriptor limit `descriptors` cannot hold them.
-pub fn connections_within(descriptors: u64, wanted: usize) -> usize {
-    let room = descriptors.saturating_sub(DESCRIPTORS_RESERVED) / DESCRIPTORS_PER_CONNECTION;
-    wanted.min(usize::try_from(room).unwrap_or(usize::MAX)).max(1)
+/// How many control connections and data connections fit the descriptor limit `descriptors`:
+/// `wanted` of each, or fewer. Data connections are bounded on their own (`max_transfers`), so
+/// an idle session costs one descriptor; at most one session in four can have one when the
+/// descriptors are short (as before data connections were bounded, when every session kept
+/// room for one).
+pub fn connections_within(descriptors: u64, wanted: Wanted) -> Wanted {
+    let room = descriptors.saturating_sub(DESCRIPTORS_RESERVED);
+    let fit = |count: u64| usize::try_from(count).unwrap_or(usize::MAX);
+    let transfers = wanted.transfers.min(fit(room / (DESCRIPTORS_PER_CONNECTION + DESCRIPTORS_PER_TRANSFER))).max(1);
+    let left = room.saturating_sub(transfers as u64 * DESCRIPTORS_PER_TRANSFER) / DESCRIPTORS_PER_CONNECTION;
+    Wanted { connections: wanted.connections.min(fit(left)).max(1), transfers }
+}
+
+/// Control connections and data connections at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Wanted {
+    /// Control connections (`max_connections`).
+    pub connections: usize,
+    /// Data connections (`max_transfers`).
+    pub transfers: usize,
 }
 
 #[cfg(test)]
@@ -148,9 +177,16 @@ mod tests {
     }
 
     #[test]
-    fn the_connection_limit_fits_the_descriptors() {
-        assert_eq!(connections_within(1024, 10_000), 192);
-        assert_eq!(connections_within(1_048_576, 10_000), 10_000);
-        assert_eq!(connections_within(10, 10), 1);
+    fn the_connection_limits_fit_the_descriptors() {
+        let wanted = |connections, transfers| Wanted { connections, transfers };
+        // Short of descriptors: as many sessions as data connections (192 each, as before).
+        assert_eq!(connections_within(1024, wanted(10_000, 1_000)), wanted(192, 192));
+        // This machine's 20,000: 1,000 data connections and 16,744 sessions.
+        assert_eq!(connections_within(20_000, wanted(100_000, 1_000)), wanted(16_744, 1_000));
+        assert_eq!(connections_within(20_000, wanted(10_000, 1_000)), wanted(10_000, 1_000));
+        assert_eq!(connections_within(1_048_576, wanted(100_000, 1_000)), wanted(100_000, 1_000));
+        assert_eq!(connections_within(10, wanted(10, 10)), wanted(1, 1));
+        let huge = connections_within(u64::MAX, wanted(usize::MAX, usize::MAX));
+        assert!(huge.connections > 1 << 60 && huge.transfers > 1 << 60, "no overflow: {huge:?}");
     }
 }

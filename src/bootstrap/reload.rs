@@ -18,6 +18,8 @@ pub struct Reloader {
     pub(crate) folders: FolderSettings,
     pub(crate) secret: Option<ClusterSecret>,
     pub(crate) telemetry: Arc<Telemetry>,
+    /// `max_transfers` as fitted at start: the places for data connections are made once.
+    pub(crate) max_transfers: usize,
 }
 
 impl Reloader {
@@ -25,7 +27,16 @@ impl Reloader {
     /// transfer log (after logrotate). On error the old policy stays.
     pub async fn reload(&self, access: &AccessConfig) -> Result<(), AccessError> {
         let descriptors = rlimit::getrlimit(rlimit::Resource::NOFILE).ok().map(|(soft, _)| soft);
-        let policy = AccessPolicy::build(access, &self.folders, self.secret.clone(), descriptors).await?;
+        let mut access = access.clone();
+        if access.limits.max_transfers != self.max_transfers {
+            tracing::warn!(
+                configured = access.limits.max_transfers,
+                kept = self.max_transfers,
+                "max_transfers is read at start: the running value is kept until a restart"
+            );
+            access.limits.max_transfers = self.max_transfers;
+        }
+        let policy = AccessPolicy::build(&access, &self.folders, self.secret.clone(), descriptors).await?;
         self.policy.store(Arc::new(policy));
         if let Some(log) = &self.telemetry.transfer_log {
             log.reopen();

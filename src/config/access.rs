@@ -16,6 +16,10 @@ pub struct Limits {
     pub max_connections: usize,
     /// Most control connections at once from one client address.
     pub max_connections_per_ip: usize,
+    /// Most data connections at once (passive listeners waiting for their client, and
+    /// transfers), for all servers of the process together; one more gets `425`. With
+    /// `max_connections`, kept within what the descriptor limit allows. Read at start.
+    pub max_transfers: usize,
     /// Failed logins from one address within `lockout` after which that address is refused
     /// for `lockout` (and ten times as many for one user name, from any address).
     pub failed_logins: u32,
@@ -34,6 +38,7 @@ impl Default for Limits {
         Limits {
             max_connections: 10_000,
             max_connections_per_ip: 50,
+            max_transfers: 1_000,
             failed_logins: 5,
             lockout: Duration::from_secs(300),
             login_timeout: Duration::from_secs(30),

@@ -30,6 +30,7 @@
 //! [limits]
 //! max_connections = 10000
 //! max_connections_per_ip = 50
+//! max_transfers = 1000                 # data connections at once (read at start)
 //! failed_logins = 5
 //! lockout_seconds = 300
 //! login_timeout_seconds = 30
@@ -161,6 +162,7 @@ struct TlsSection {
 struct LimitsSection {
     max_connections: Option<usize>,
     max_connections_per_ip: Option<usize>,
+    max_transfers: Option<usize>,
     failed_logins: Option<u32>,
     lockout_seconds: Option<u64>,
     login_timeout_seconds: Option<u64>,
@@ -331,6 +333,9 @@ fn apply_limits(limits: &mut Limits, section: &LimitsSection) -> Result<(), Stri
     }
     if let Some(max) = positive("max_connections_per_ip", section.max_connections_per_ip.map(|value| value as u64))? {
         limits.max_connections_per_ip = max as usize;
+    }
+    if let Some(max) = positive("max_transfers", section.max_transfers.map(|value| value as u64))? {
+        limits.max_transfers = max as usize;
     }
     if let Some(failures) = positive("failed_logins", section.failed_logins.map(u64::from))? {
         limits.failed_logins = failures as u32;

@@ -141,3 +141,100 @@ async fn an_upload_the_client_stops_sending_ends_with_426_and_stores_nothing() {
     .await;
     assert!(clean, "no temporary file left: {:?}", crate::support::names_in(cluster.root.path()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_connections_beyond_max_transfers_get_425_and_every_freed_place_is_used_again() {
+    // libunftp patch 61 and `max_transfers`: data connections are bounded on their own, so an
+    // idle session costs one descriptor instead of keeping room for four. A session's new
+    // listener reuses the place of the unused one it replaces; a place comes free when its
+    // transfer ends or its passive port is closed (`ABOR`).
+    let cluster = with_limits(|limits| limits.max_transfers = 2).await;
+    cluster.write_file("f.txt", b"contents");
+    let (mut a, mut b, mut c) = (
+        RawFtp::login_binary(cluster.main()).await,
+        RawFtp::login_binary(cluster.main()).await,
+        RawFtp::login_binary(cluster.main()).await,
+    );
+    a.passive_port().await;
+    b.passive_port().await;
+    let (code, text) = c.command("EPSV").await;
+    assert_eq!(code, 425, "{text}");
+    assert!(text.contains("Too many data connections"), "{text}");
+    let (code, _) = c.command("EPRT |1|127.0.0.1|40000|").await;
+    assert_eq!(code, 425, "active mode too");
+    for _ in 0..5 {
+        a.passive_port().await; // a new listener of the same session: its old place
+    }
+    // A's transfer ends: its place is C's.
+    let mut data = a.passive(cluster.main()).await;
+    assert_eq!(a.command("RETR f.txt").await.0, 150);
+    let mut bytes = Vec::new();
+    data.read_to_end(&mut bytes).await.expect("the file");
+    assert_eq!(a.reply().await.0, 226);
+    let taken = crate::support::eventually(Duration::from_secs(5), async || c.command("EPSV").await.0 == 229).await;
+    assert!(taken, "the place of A's finished transfer");
+    assert_eq!(a.command("EPSV").await.0, 425, "B and C hold both places");
+    // B's passive port closed by ABOR: its place is A's.
+    assert_eq!(b.command("ABOR").await.0, 226);
+    let taken = crate::support::eventually(Duration::from_secs(5), async || a.command("EPSV").await.0 == 229).await;
+    assert!(taken, "the place of B's closed passive port");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_place_serves_any_number_of_transfers_in_turn_and_sessions_in_parallel_share_them() {
+    // libunftp patch 61: no place is lost along the way (200 downloads in turn with a single
+    // place), and 8 sessions downloading at once with 2 places all finish (a refused `EPSV`
+    // is tried again).
+    let cluster = with_limits(|limits| limits.max_transfers = 1).await;
+    cluster.write_file("f.txt", b"contents");
+    let mut raw = RawFtp::login_binary(cluster.main()).await;
+    for round in 0..200 {
+        let mut data = raw.passive(cluster.main()).await;
+        assert_eq!(raw.command("RETR f.txt").await.0, 150, "round {round}");
+        let mut bytes = Vec::new();
+        data.read_to_end(&mut bytes).await.expect("the file");
+        assert_eq!((raw.reply().await.0, bytes.len()), (226, 8), "round {round}");
+    }
+    drop(raw);
+
+    let cluster = with_limits(|limits| limits.max_transfers = 2).await;
+    cluster.write_file("f.txt", b"contents");
+    let mut sessions = tokio::task::JoinSet::new();
+    for index in 0..8 {
+        let address = cluster.main();
+        sessions.spawn(async move {
+            let mut raw = RawFtp::login_binary(address).await;
+            let mut done = 0;
+            let mut refused = 0;
+            while done < 20 {
+                let (code, text) = raw.command("EPSV").await;
+                if code == 425 {
+                    refused += 1;
+                    assert!(refused < 100_000, "session {index}: refused for ever");
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    continue;
+                }
+                assert_eq!(code, 229, "{text}");
+                let port: u16 = text
+                    .rsplit("|||")
+                    .next()
+                    .and_then(|rest| rest.split('|').next())
+                    .and_then(|p| p.parse().ok())
+                    .expect("port");
+                let mut data = tokio::net::TcpStream::connect((address.ip(), port)).await.expect("data connection");
+                assert_eq!(raw.command("RETR f.txt").await.0, 150);
+                let mut bytes = Vec::new();
+                data.read_to_end(&mut bytes).await.expect("the file");
+                assert_eq!((raw.reply().await.0, bytes.len()), (226, 8), "session {index}");
+                done += 1;
+            }
+            done
+        });
+    }
+    let mut total = 0;
+    while let Some(result) = tokio::time::timeout(Duration::from_secs(60), sessions.join_next()).await.expect("in time")
+    {
+        total += result.expect("a session failed");
+    }
+    assert_eq!(total, 8 * 20);
+}

@@ -28,6 +28,7 @@ required = true
 [limits]
 max_connections = 100
 max_connections_per_ip = 5
+max_transfers = 7
 failed_logins = 3
 lockout_seconds = 60
 login_timeout_seconds = 10
@@ -56,6 +57,7 @@ protocol = true
     );
     assert!(tls.required);
     assert_eq!(access.limits.max_connections_per_ip, 5);
+    assert_eq!(access.limits.max_transfers, 7);
     assert_eq!(access.limits.login_timeout, Duration::from_secs(10));
     assert_eq!(options.registry, ["127.0.0.1:2379", "etcd-2.example:2379"]);
     assert!(options.proxy_protocol);
@@ -68,6 +70,10 @@ fn bad_files_are_refused_with_the_place_and_the_reason() {
         ("colour = \"blue\"", "unknown field `colour`"),
         ("[limits]\nmax_connectons = 5", "unknown field `max_connectons`"),
         ("[limits]\nmax_connections = 0", "max_connections must be at least 1"),
+        ("[limits]\nmax_transfers = 0", "max_transfers must be at least 1"),
+        ("[limits]\nmax_transfers = -1", "invalid value"),
+        ("[limits]\nmax_transfers = \"many\"", "invalid type"),
+        ("[limits]\nmax_transfer = 5", "unknown field `max_transfer`"),
         ("[limits]\nlockout_seconds = 99999999999", "over a year"),
         ("passive_ports = \"9-1\"", "passive_ports"),
         ("[[users]]\nname = \"bob\"\npassword = \"hunter2\"", "not a password hash"),

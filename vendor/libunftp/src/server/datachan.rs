@@ -964,14 +964,23 @@ where
 /// session_arc: the user session that is also shared with the control channel.
 /// socket: the data socket we'll be working with.
 #[tracing_attributes::instrument]
-pub async fn spawn_processing<Storage, User>(logger: slog::Logger, session_arc: SharedSession<Storage, User>, socket: TcpStream)
-where
+pub async fn spawn_processing<Storage, User>(
+    logger: slog::Logger,
+    session_arc: SharedSession<Storage, User>,
+    socket: TcpStream,
+    place: Option<tokio::sync::OwnedSemaphorePermit>,
+) where
     Storage: StorageBackend<User> + 'static,
     Storage::Metadata: Metadata,
     User: UserDetail + 'static,
 {
     if let Some(command_executor) = prepare_executor(logger, &session_arc, socket).await {
-        tokio::spawn(command_executor.execute(session_arc));
+        // The data connection's place (see `ServerBuilder::data_connection_limit`) is held until
+        // the task ends.
+        tokio::spawn(async move {
+            command_executor.execute(session_arc).await;
+            drop(place);
+        });
     }
 }
 

@@ -72,6 +72,7 @@ where
     ftps_required_data_chan: FtpsRequired,
     idle_session_timeout: std::time::Duration,
     data_connection_timeout: std::time::Duration,
+    data_connections: Option<std::sync::Arc<tokio::sync::Semaphore>>,
     listener_mode: ListenerMode,
     logger: slog::Logger,
     site_md5: SiteMd5,
@@ -107,6 +108,7 @@ where
     ftps_trust_store: PathBuf,
     idle_session_timeout: std::time::Duration,
     data_connection_timeout: std::time::Duration,
+    data_connections: Option<std::sync::Arc<tokio::sync::Semaphore>>,
     listener_mode: ListenerMode,
     logger: slog::Logger,
     site_md5: SiteMd5,
@@ -154,6 +156,7 @@ where
             collect_metrics: false,
             idle_session_timeout: Duration::from_secs(DEFAULT_IDLE_SESSION_TIMEOUT_SECS),
             data_connection_timeout: options::DEFAULT_DATA_CONNECTION_TIMEOUT,
+            data_connections: None,
             listener_mode: ListenerMode::Legacy,
             logger: slog::Logger::root(slog_stdlog::StdLog {}.fuse(), slog::o!()),
             ftps_required_control_chan: options::DEFAULT_FTPS_REQUIRE,
@@ -235,6 +238,7 @@ where
             ftps_trust_store: self.ftps_trust_store,
             idle_session_timeout: self.idle_session_timeout,
             data_connection_timeout: self.data_connection_timeout,
+            data_connections: self.data_connections,
             listener_mode: self.listener_mode,
             logger: self.logger,
             site_md5: self.site_md5,
@@ -289,6 +293,7 @@ where
             collect_metrics: false,
             idle_session_timeout: Duration::from_secs(DEFAULT_IDLE_SESSION_TIMEOUT_SECS),
             data_connection_timeout: options::DEFAULT_DATA_CONNECTION_TIMEOUT,
+            data_connections: None,
             listener_mode: ListenerMode::Legacy,
             logger: slog::Logger::root(slog_stdlog::StdLog {}.fuse(), slog::o!()),
             ftps_required_control_chan: options::DEFAULT_FTPS_REQUIRE,
@@ -378,6 +383,7 @@ where
             ftps_required_data_chan: self.ftps_required_data_chan,
             idle_session_timeout: self.idle_session_timeout,
             data_connection_timeout: self.data_connection_timeout,
+            data_connections: self.data_connections,
             listener_mode: self.listener_mode,
             logger: self.logger,
             site_md5: self.site_md5,
@@ -555,6 +561,17 @@ where
     /// data connection may wait for its command. Defaults to 30 seconds.
     pub fn data_connection_timeout(mut self, timeout: Duration) -> Self {
         self.data_connection_timeout = timeout;
+        self
+    }
+
+    /// Bounds the data connections of all the sessions that share `places` (of every server
+    /// built with the same semaphore): each passive listener (`PASV`, `EPSV`) or active
+    /// connection (`PORT`, `EPRT`) takes one place until its transfer ends, or it closes unused;
+    /// when none is left, the command is answered `425` and the client may try again later. A
+    /// session's new listener or active connection reuses the place of the unused one it
+    /// replaces. Unbounded by default. (Not applied in proxy-protocol mode.)
+    pub fn data_connection_limit(mut self, places: std::sync::Arc<tokio::sync::Semaphore>) -> Self {
+        self.data_connections = Some(places);
         self
     }
 
@@ -1117,6 +1134,7 @@ where
             greeting: server.greeting,
             idle_session_timeout: server.idle_session_timeout,
             data_connection_timeout: server.data_connection_timeout,
+            data_connections: server.data_connections.clone(),
             passive_ports: server.passive_ports.clone(),
             passive_host: server.passive_host.clone(),
             logger: server.logger.new(slog::o!()),

@@ -54,6 +54,13 @@ pub enum SessionState {
 // The session shared via an asynchronous lock
 pub type SharedSession<S, U> = Arc<tokio::sync::Mutex<Session<S, U>>>;
 
+/// Every place for a data connection is taken (see `ServerBuilder::data_connection_limit`).
+#[derive(Debug)]
+pub(crate) struct NoPlaceLeft;
+
+/// The reply to a `PASV`, `EPSV`, `PORT` or `EPRT` refused for want of a place.
+pub(crate) const NO_PLACE_LEFT: &str = "Too many data connections at once; try again later";
+
 // This is where we keep the state for an ftp session.
 #[derive(Debug)]
 pub struct Session<Storage, User>
@@ -122,6 +129,12 @@ where
     pub data_connection_timeout: std::time::Duration,
     /// The session's idle timeout: also how long a transfer may go without progress.
     pub idle_session_timeout: std::time::Duration,
+    /// The places for data connections the server's sessions share, if limited.
+    pub data_connections: Option<Arc<tokio::sync::Semaphore>>,
+    /// The place of the passive listener opened last, held here until its task takes a transfer
+    /// command (a newer `PASV`, `EPSV` or `PORT` reuses it for the listener or connection that
+    /// replaces it; the task takes it for the transfer).
+    pub passive_place: Option<tokio::sync::OwnedSemaphorePermit>,
     /// The accept task of the passive listener opened last (one per session: a new PASV or
     /// EPSV, a PORT or the end of the session closes it).
     pub passive_accept: Option<tokio::task::AbortHandle>,
@@ -167,10 +180,25 @@ where
             data_busy: false,
             data_connection_timeout: crate::options::DEFAULT_DATA_CONNECTION_TIMEOUT,
             idle_session_timeout: std::time::Duration::from_secs(crate::options::DEFAULT_IDLE_SESSION_TIMEOUT_SECS),
+            data_connections: None,
+            passive_place: None,
             passive_accept: None,
             cert_chain: None,
             failed_logins: None,
             binder: None,
+        }
+    }
+
+    /// A place for a new data connection of this session: the unused passive listener's, which
+    /// the new one replaces, or a new one; `Ok(None)` when data connections are not limited,
+    /// `Err` when every place is taken.
+    pub(crate) fn data_connection_place(&mut self) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, NoPlaceLeft> {
+        if let Some(place) = self.passive_place.take() {
+            return Ok(Some(place));
+        }
+        match &self.data_connections {
+            None => Ok(None),
+            Some(places) => places.clone().try_acquire_owned().map(Some).map_err(|_| NoPlaceLeft),
         }
     }
 

@@ -70,6 +70,8 @@ where
     pub collect_metrics: bool,
     pub idle_session_timeout: Duration,
     pub data_connection_timeout: Duration,
+    /// The places for data connections all sessions share (see `ServerBuilder::data_connection_limit`).
+    pub data_connections: Option<std::sync::Arc<tokio::sync::Semaphore>>,
     pub logger: slog::Logger,
     pub ftps_required_control_chan: FtpsRequired,
     pub ftps_required_data_chan: FtpsRequired,
@@ -110,6 +112,7 @@ where
         collect_metrics,
         idle_session_timeout,
         data_connection_timeout,
+        data_connections,
         logger,
         site_md5: sitemd5,
         site_handlers,
@@ -135,6 +138,7 @@ where
         .failed_logins(failed_logins);
     session.data_connection_timeout = data_connection_timeout;
     session.idle_session_timeout = idle_session_timeout;
+    session.data_connections = data_connections;
     session.proxy = client.map(|_| peer.ip().to_canonical());
     if let Some(b) = binder.lock().unwrap().take() {
         session = session.binder(b);

@@ -8,7 +8,7 @@ use crate::{
         controlchan::{Reply, ReplyCode, error::ControlChanError, handler::CommandContext},
         data_stream::DataStream,
         datachan,
-        session::SharedSession,
+        session::{NO_PLACE_LEFT, NoPlaceLeft, SharedSession},
     },
     storage::{Metadata, StorageBackend},
 };
@@ -21,6 +21,7 @@ use std::{
     time::Duration,
 };
 use tokio::sync::{
+    OwnedSemaphorePermit,
     mpsc::{Receiver, Sender, channel},
     oneshot,
 };
@@ -99,6 +100,16 @@ where
     S::Metadata: Metadata,
     T: LegacyReplyProducer<S, U>,
 {
+    // A place for the listener (if data connections are limited): the unused listener's it
+    // replaces, or a new one.
+    let (place, reused) = {
+        let mut session = args.session.lock().await;
+        let reused = session.passive_place.is_some();
+        match session.data_connection_place() {
+            Ok(place) => (place, reused),
+            Err(NoPlaceLeft) => return Ok(Reply::new(ReplyCode::CantOpenDataConnection, NO_PLACE_LEFT)),
+        }
+    };
     let listener = match args.session.lock().await.binder {
         Some(ref mut binder) => match binder.bind(args.local_addr.ip(), args.passive_ports.clone()).await {
             // The runtime is not to watch the listener (see `serve_passive`).
@@ -108,14 +119,19 @@ where
         _ => try_port_range(args.local_addr, args.passive_ports.clone()),
     };
     let listener = match listener {
-        Err(_) => return Ok(Reply::new(ReplyCode::CantOpenDataConnection, "No data connection established")),
+        Err(_) => {
+            give_back(&args.session, place, reused).await;
+            return Ok(Reply::new(ReplyCode::CantOpenDataConnection, "No data connection established"));
+        }
         Ok(l) => l,
     };
 
     let port = listener.local_addr()?.port();
 
     let reply = cmd.build_reply(&args, port).await?;
-    if reply.is_positive() {
+    if !reply.is_positive() {
+        give_back(&args.session, place, reused).await;
+    } else {
         setup_inter_loop_comms(args.session.clone()).await;
         let session = args.session.clone();
         // The session stays locked until the new task's abort handle is in it: the task checks
@@ -131,9 +147,22 @@ where
         if let Some(previous) = locked.passive_accept.replace(serving.abort_handle()) {
             previous.abort();
         }
+        locked.passive_place = place;
     }
 
     Ok(reply)
+}
+
+/// A place taken from the session's unused passive listener (`reused`) goes back to it when the
+/// listener that was to replace it is refused after all (a new place is simply let go).
+async fn give_back<S, U>(session: &SharedSession<S, U>, place: Option<OwnedSemaphorePermit>, reused: bool)
+where
+    U: UserDetail + 'static,
+    S: StorageBackend<U> + 'static,
+{
+    if reused {
+        session.lock().await.passive_place = place;
+    }
 }
 
 /// Who may open a passive data connection: the control connection's client, or the proxy it
@@ -210,13 +239,18 @@ where
             return;
         }
     };
-    // From now on a newer PASV, EPSV or PORT does not abort this transfer.
-    {
+    // From now on a newer PASV, EPSV or PORT does not abort this transfer, and the listener's
+    // place (if data connections are limited) is the transfer's until it ends.
+    let _place = {
         let mut locked = session.lock().await;
-        if is_current(&locked) {
-            locked.passive_accept = None;
+        match is_current(&locked) {
+            true => {
+                locked.passive_accept = None;
+                locked.passive_place.take()
+            }
+            false => None,
         }
-    }
+    };
     // The answers are about this command (numbered by the control loop).
     control_msg_tx = control_msg_tx.for_transfer(command.number);
     let deadline = tokio::time::Instant::now() + timeout;
@@ -251,6 +285,7 @@ where
     let mut locked = session.lock().await;
     if is_current(&locked) {
         locked.passive_accept = None;
+        locked.passive_place = None;
         locked.data_cmd_tx = None;
         locked.data_abort_tx = None;
     }

@@ -140,13 +140,17 @@ where
             ));
         }
 
-        // A passive listener of this session (an earlier PASV or EPSV) is not needed any more.
-        let timeout = {
+        // A passive listener of this session (an earlier PASV or EPSV) is not needed any more:
+        // its place (if data connections are limited) goes to this connection.
+        let (timeout, place) = {
             let mut session = session.lock().await;
             if let Some(accepting) = session.passive_accept.take() {
                 accepting.abort();
             }
-            session.data_connection_timeout
+            (session.data_connection_timeout, session.data_connection_place())
+        };
+        let Ok(place) = place else {
+            return Ok(Reply::new(ReplyCode::CantOpenDataConnection, crate::server::session::NO_PLACE_LEFT));
         };
         let stream: io::Result<TcpStream> = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
             Ok(connected) => connected,
@@ -162,7 +166,7 @@ where
         };
 
         self.setup_inter_loop_comms(session.clone()).await;
-        datachan::spawn_processing(logger, session, stream).await;
+        datachan::spawn_processing(logger, session, stream, place).await;
 
         Ok(Reply::new(ReplyCode::CommandOkay, if self.extended { "EPRT command successful" } else { "PORT command successful" }))
     }
