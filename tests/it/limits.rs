@@ -178,6 +178,31 @@ async fn data_connections_beyond_max_transfers_get_425_and_every_freed_place_is_
     assert_eq!(b.command("ABOR").await.0, 226);
     let taken = crate::support::eventually(Duration::from_secs(5), async || a.command("EPSV").await.0 == 229).await;
     assert!(taken, "the place of B's closed passive port");
+    // C's session ends with its listener open: its place is B's (libunftp patch 62).
+    assert_eq!(c.command("QUIT").await.0, 221);
+    let taken = crate::support::eventually(Duration::from_secs(5), async || b.command("EPSV").await.0 == 229).await;
+    assert!(taken, "the place of C's ended session");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_passive_port_closes_with_its_session() {
+    // libunftp patch 62: a passive listener waiting for its transfer command outlived its
+    // session (QUIT, or the client gone) until the data connection timeout (30 s by default):
+    // its descriptor, and anything a stranger queued on it, stayed. It now closes with it.
+    let cluster = TestCluster::start().await;
+    for leaving in ["QUIT", "hang up"] {
+        let mut raw = RawFtp::login(cluster.main()).await;
+        let port = raw.passive_port().await;
+        if leaving == "QUIT" {
+            assert_eq!(raw.command("QUIT").await.0, 221);
+        }
+        drop(raw);
+        let closed = crate::support::eventually(Duration::from_secs(5), async || {
+            tokio::net::TcpStream::connect((cluster.main().ip(), port)).await.is_err()
+        })
+        .await;
+        assert!(closed, "{leaving}: the passive port {port} still takes connections");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -219,6 +219,9 @@ where
     let jh = tokio::spawn(async move {
         // The control channel event loop
         slog::info!(logger, "Starting control loop");
+        // However the loop ends, a passive listener still waiting for its transfer command closes
+        // with it (and gives back its place), instead of waiting out its timeout.
+        let _closes_passive = ClosesPassiveOnExit(shared_session.clone());
         // Replies are fed to the sink and flushed together before the loop waits: a message that
         // is already waiting when a reply has been fed (the data channel's `150` and `226` of a
         // small file, sent in one go) is handled at once, and both replies leave in one write.
@@ -551,6 +554,45 @@ where
     });
 
     Ok(jh)
+}
+
+/// Closes the session's passive listener that still waits for a transfer command (one under way
+/// is not touched) and lets go of its place, when dropped: at the end of the control loop.
+struct ClosesPassiveOnExit<Storage, User>(SharedSession<Storage, User>)
+where
+    Storage: StorageBackend<User> + 'static,
+    Storage::Metadata: Metadata,
+    User: UserDetail + 'static;
+
+impl<Storage, User> Drop for ClosesPassiveOnExit<Storage, User>
+where
+    Storage: StorageBackend<User> + 'static,
+    Storage::Metadata: Metadata,
+    User: UserDetail + 'static,
+{
+    fn drop(&mut self) {
+        fn close<Storage, User>(session: &mut Session<Storage, User>)
+        where
+            Storage: StorageBackend<User>,
+            Storage::Metadata: Metadata,
+            User: UserDetail,
+        {
+            if let Some(accepting) = session.passive_accept.take() {
+                accepting.abort();
+            }
+            session.passive_place = None;
+        }
+        match self.0.try_lock() {
+            Ok(mut session) => close(&mut session),
+            // Locked by a task of the session just now: done as soon as it lets go.
+            Err(_) => {
+                let session = self.0.clone();
+                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                    runtime.spawn(async move { close(&mut *session.lock().await) });
+                }
+            }
+        }
+    }
 }
 
 /// True for a reply that ends what it answers (not `1xx`, and not the absence of a reply).
