@@ -3,16 +3,17 @@
 #   - NOOP ops/s and p99 on every server, and the routed `SITE ADD 2 3` on ftpcalc, at 1, 16,
 #     64, 256 and 1024 connections;
 #   - memory per idle logged-in session: every server at 1,000 sessions, ftpcalc also at 4,000
-#     (the harness, on the running servers), and ftpcalc at 1,000, 2,000 and 4,000 on a fresh
-#     server for each level (`ftpcalc bench idle`: a server that already served 1,024 busy
-#     connections reuses freed memory for new sessions, so the harness's delta understates);
+#     (the harness, on the running servers), and ftpcalc at 1,000, 4,000, 10,000 and 16,000 on a
+#     fresh server for each level (`ftpcalc bench idle`: a server that already served 1,024 busy
+#     connections reuses freed memory for new sessions, so the harness's delta understates; the
+#     sessions counted are those that logged in, which the hard descriptor limit bounds);
 # then bench/plot.py writes the tables (CSV, markdown) and PNG plots (gnuplot) to
 # bench/results/curves-DATE/.
 #
 #   bench/curves.sh            (as root, from the project's root; ~5 min)
 #
 # Knobs: CONNS (1,16,64,256,1024), DURATION (3 s per level), REPS (1), IDLE_ALL (1000),
-# IDLE_OURS (1000,4000), PEERS, QUICK=1; see bench/setup.sh.
+# IDLE_OURS (1000,4000), IDLE_FRESH ("1000 4000 10000 16000"), PEERS, QUICK=1; see bench/setup.sh.
 set -euo pipefail
 REPS=${REPS:-1}
 DURATION=${DURATION:-3}
@@ -32,16 +33,17 @@ run() { # OUT TARGETS... -- OPTIONS...
 fresh_idle() {
     local csv=$1 bin=$ROOT/target/release/ftpcalc
     echo "sessions,kib_per_session" > "$csv"
-    for n in ${IDLE_FRESH:-1000 2000 4000}; do
+    for n in ${IDLE_FRESH:-1000 4000 10000 16000}; do
         rm -rf "$FTPBENCH_WORK/fresh" && mkdir -p "$FTPBENCH_WORK/fresh/ftp"
         XDG_STATE_HOME="$FTPBENCH_WORK/fresh" "$bin" server SV0 "$FTPBENCH_WORK/fresh/ftp" --listen 127.0.0.1:2131 \
             --no-workers --max-connections 100000 --max-connections-per-ip 100000 > /dev/null 2>&1 &
         local pid=$!
         sleep 1
-        local line
-        line=$("$bin" bench --server 127.0.0.1:2131 idle -n "$n" --concurrency 16 --hold 3 --pid "$pid" | grep 'KiB per session')
+        local report logged_in
+        report=$("$bin" bench --server 127.0.0.1:2131 idle -n "$n" --concurrency 16 --hold 3 --pid "$pid")
         kill "$pid"; wait "$pid" 2>/dev/null || true
-        echo "$n,$(echo "$line" | sed -E 's/.* ([0-9.]+) KiB per session/\1/')" >> "$csv"
+        logged_in=$(echo "$report" | sed -nE 's/^idle: ([0-9]+) of .*/\1/p')
+        echo "$logged_in,$(echo "$report" | sed -nE 's/.* ([0-9.]+) KiB per session/\1/p')" >> "$csv"
     done
 }
 base=$OUT_DIR/curves-$stamp
