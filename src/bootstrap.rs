@@ -274,7 +274,7 @@ pub(crate) async fn settings(
         folders,
         secret: cluster_secret,
         telemetry: telemetry.clone(),
-        max_transfers,
+        max_transfers: options.access.limits.max_transfers,
     };
     let settings = ServerSettings {
         policy,

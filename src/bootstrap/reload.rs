@@ -18,7 +18,8 @@ pub struct Reloader {
     pub(crate) folders: FolderSettings,
     pub(crate) secret: Option<ClusterSecret>,
     pub(crate) telemetry: Arc<Telemetry>,
-    /// `max_transfers` as fitted at start: the places for data connections are made once.
+    /// `max_transfers` as configured at start (before fitting the descriptor limit): the places
+    /// for data connections are made once.
     pub(crate) max_transfers: usize,
 }
 

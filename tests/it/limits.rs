@@ -263,3 +263,38 @@ async fn one_place_serves_any_number_of_transfers_in_turn_and_sessions_in_parall
     }
     assert_eq!(total, 8 * 20);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_session_holds_at_most_two_places_and_abor_right_behind_pasv_frees_its_place() {
+    // Review of libunftp patch 61: one session could take every place (`EPSV`, `RETR`, `EPSV`,
+    // `RETR`... runs transfers side by side); a session now holds at most two (a transfer and
+    // the listener for the next). And `ABOR` right behind `EPSV`, handled before the listener's
+    // task ran, left the place taken with no listener.
+    let cluster = with_limits(|limits| limits.max_transfers = 10).await;
+    crate::support::sparse(&cluster, "big.bin", 1 << 30);
+    let mut greedy = RawFtp::login_binary(cluster.main()).await;
+    let mut downloads = Vec::new();
+    for _ in 0..2 {
+        let data = greedy.passive(cluster.main()).await;
+        assert_eq!(greedy.command("RETR big.bin").await.0, 150);
+        downloads.push(data);
+    }
+    let (code, text) = greedy.command("EPSV").await;
+    assert_eq!(code, 425, "a third place for one session: {text}");
+    let mut other = RawFtp::login_binary(cluster.main()).await;
+    assert_eq!(other.command("EPSV").await.0, 229, "the server has places left for others");
+    drop(downloads);
+    drop(greedy);
+
+    let cluster = with_limits(|limits| limits.max_transfers = 1).await;
+    let mut first = RawFtp::login(cluster.main()).await;
+    let mut second = RawFtp::login(cluster.main()).await;
+    for round in 0..20 {
+        first.send_bytes(b"EPSV\r\nABOR\r\n").await;
+        assert_eq!(first.codes::<2>().await, [229, 226], "round {round}");
+        let taken =
+            crate::support::eventually(Duration::from_secs(5), async || second.command("EPSV").await.0 == 229).await;
+        assert!(taken, "round {round}: the place of the passive port ABOR closed");
+        assert_eq!(second.command("ABOR").await.0, 226, "round {round}");
+    }
+}

@@ -968,7 +968,7 @@ pub async fn spawn_processing<Storage, User>(
     logger: slog::Logger,
     session_arc: SharedSession<Storage, User>,
     socket: TcpStream,
-    place: Option<tokio::sync::OwnedSemaphorePermit>,
+    place: Option<crate::server::session::Place>,
 ) where
     Storage: StorageBackend<User> + 'static,
     Storage::Metadata: Metadata,

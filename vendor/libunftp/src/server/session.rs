@@ -61,6 +61,24 @@ pub(crate) struct NoPlaceLeft;
 /// The reply to a `PASV`, `EPSV`, `PORT` or `EPRT` refused for want of a place.
 pub(crate) const NO_PLACE_LEFT: &str = "Too many data connections at once; try again later";
 
+/// Most places one session holds at once: a transfer under way and the listener (or active
+/// connection) set up for the next one. Without it one client could take every place.
+pub(crate) const PLACES_PER_SESSION: usize = 2;
+
+/// A data connection's place (see `ServerBuilder::data_connection_limit`): one of the server's,
+/// counted in its session's too; both come free when it is dropped.
+#[derive(Debug)]
+pub(crate) struct Place {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    held: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        self.held.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 // This is where we keep the state for an ftp session.
 #[derive(Debug)]
 pub struct Session<Storage, User>
@@ -134,7 +152,9 @@ where
     /// The place of the passive listener opened last, held here until its task takes a transfer
     /// command (a newer `PASV`, `EPSV` or `PORT` reuses it for the listener or connection that
     /// replaces it; the task takes it for the transfer).
-    pub passive_place: Option<tokio::sync::OwnedSemaphorePermit>,
+    pub passive_place: Option<Place>,
+    /// The places this session holds (see `PLACES_PER_SESSION`).
+    pub places_held: Arc<std::sync::atomic::AtomicUsize>,
     /// The accept task of the passive listener opened last (one per session: a new PASV or
     /// EPSV, a PORT or the end of the session closes it).
     pub passive_accept: Option<tokio::task::AbortHandle>,
@@ -182,6 +202,7 @@ where
             idle_session_timeout: std::time::Duration::from_secs(crate::options::DEFAULT_IDLE_SESSION_TIMEOUT_SECS),
             data_connections: None,
             passive_place: None,
+            places_held: Arc::default(),
             passive_accept: None,
             cert_chain: None,
             failed_logins: None,
@@ -192,14 +213,20 @@ where
     /// A place for a new data connection of this session: the unused passive listener's, which
     /// the new one replaces, or a new one; `Ok(None)` when data connections are not limited,
     /// `Err` when every place is taken.
-    pub(crate) fn data_connection_place(&mut self) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, NoPlaceLeft> {
+    pub(crate) fn data_connection_place(&mut self) -> Result<Option<Place>, NoPlaceLeft> {
         if let Some(place) = self.passive_place.take() {
             return Ok(Some(place));
         }
-        match &self.data_connections {
-            None => Ok(None),
-            Some(places) => places.clone().try_acquire_owned().map(Some).map_err(|_| NoPlaceLeft),
+        let Some(places) = &self.data_connections else { return Ok(None) };
+        if self.places_held.load(std::sync::atomic::Ordering::Relaxed) >= PLACES_PER_SESSION {
+            return Err(NoPlaceLeft);
         }
+        let permit = places.clone().try_acquire_owned().map_err(|_| NoPlaceLeft)?;
+        self.places_held.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(Some(Place {
+            _permit: permit,
+            held: self.places_held.clone(),
+        }))
     }
 
     pub fn ftps(mut self, mode: FtpsConfig) -> Self {

@@ -41,7 +41,12 @@ where
             slog::info!(logger, "ABOR passed to the data channel");
             return Ok(Reply::none());
         }
-        // No data connection yet (or none any more): forget the pending one.
+        // No data connection yet (or none any more): forget the pending one, and close a
+        // passive listener still waiting (with its place, if data connections are limited).
+        if let Some(accepting) = session.passive_accept.take() {
+            accepting.abort();
+        }
+        session.passive_place = None;
         session.data_abort_tx = None;
         session.data_abort_rx = None;
         session.data_cmd_tx = None;

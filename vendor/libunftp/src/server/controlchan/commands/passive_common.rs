@@ -8,7 +8,7 @@ use crate::{
         controlchan::{Reply, ReplyCode, error::ControlChanError, handler::CommandContext},
         data_stream::DataStream,
         datachan,
-        session::{NO_PLACE_LEFT, NoPlaceLeft, SharedSession},
+        session::{NO_PLACE_LEFT, NoPlaceLeft, Place, SharedSession},
     },
     storage::{Metadata, StorageBackend},
 };
@@ -21,7 +21,6 @@ use std::{
     time::Duration,
 };
 use tokio::sync::{
-    OwnedSemaphorePermit,
     mpsc::{Receiver, Sender, channel},
     oneshot,
 };
@@ -155,7 +154,7 @@ where
 
 /// A place taken from the session's unused passive listener (`reused`) goes back to it when the
 /// listener that was to replace it is refused after all (a new place is simply let go).
-async fn give_back<S, U>(session: &SharedSession<S, U>, place: Option<OwnedSemaphorePermit>, reused: bool)
+async fn give_back<S, U>(session: &SharedSession<S, U>, place: Option<Place>, reused: bool)
 where
     U: UserDetail + 'static,
     S: StorageBackend<U> + 'static,
@@ -211,7 +210,12 @@ where
         }
         match (locked.data_cmd_rx.take(), locked.data_abort_rx.take(), locked.control_msg_tx.clone()) {
             (Some(commands), Some(aborts), Some(control_msg_tx)) => (commands, aborts, control_msg_tx),
-            _ => return,
+            // Closed before this task ran (an `ABOR` right behind the `PASV`): so is the listener.
+            _ => {
+                locked.passive_accept = None;
+                locked.passive_place = None;
+                return;
+            }
         }
     };
     // A command and an `ABOR` both waiting: the command came first, and the abort is its.
