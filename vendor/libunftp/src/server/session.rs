@@ -153,8 +153,9 @@ where
     /// command (a newer `PASV`, `EPSV` or `PORT` reuses it for the listener or connection that
     /// replaces it; the task takes it for the transfer).
     pub passive_place: Option<Place>,
-    /// The places this session holds (see `PLACES_PER_SESSION`).
-    pub places_held: Arc<std::sync::atomic::AtomicUsize>,
+    /// The places this session holds (see `PLACES_PER_SESSION`); made at the first one (an
+    /// idle session holds no allocation for it).
+    pub places_held: Option<Arc<std::sync::atomic::AtomicUsize>>,
     /// The accept task of the passive listener opened last (one per session: a new PASV or
     /// EPSV, a PORT or the end of the session closes it).
     pub passive_accept: Option<tokio::task::AbortHandle>,
@@ -202,7 +203,7 @@ where
             idle_session_timeout: std::time::Duration::from_secs(crate::options::DEFAULT_IDLE_SESSION_TIMEOUT_SECS),
             data_connections: None,
             passive_place: None,
-            places_held: Arc::default(),
+            places_held: None,
             passive_accept: None,
             cert_chain: None,
             failed_logins: None,
@@ -218,14 +219,15 @@ where
             return Ok(Some(place));
         }
         let Some(places) = &self.data_connections else { return Ok(None) };
-        if self.places_held.load(std::sync::atomic::Ordering::Relaxed) >= PLACES_PER_SESSION {
+        let held = self.places_held.get_or_insert_with(Arc::default);
+        if held.load(std::sync::atomic::Ordering::Relaxed) >= PLACES_PER_SESSION {
             return Err(NoPlaceLeft);
         }
         let permit = places.clone().try_acquire_owned().map_err(|_| NoPlaceLeft)?;
-        self.places_held.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        held.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(Some(Place {
             _permit: permit,
-            held: self.places_held.clone(),
+            held: held.clone(),
         }))
     }
 
