@@ -298,3 +298,35 @@ async fn one_session_holds_at_most_two_places_and_abor_right_behind_pasv_frees_i
         assert_eq!(second.command("ABOR").await.0, 226, "round {round}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_switching_between_active_and_passive_mode_keeps_one_place() {
+    // Review of libunftp patch 61: an unused active connection kept its place in its own task
+    // until a newer `PASV`/`PORT` replaced it, and the newer one asked for a place first: with
+    // every place taken, `EPRT` then `EPSV` got `425` from the session's own unused connection.
+    // The unused active connection's place is now the session's, as a listener's is, and the
+    // command that replaces it takes it over; `ABOR` frees it.
+    let cluster = with_limits(|limits| limits.max_transfers = 1).await;
+    cluster.write_file("f.txt", b"contents");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    let mut raw = RawFtp::login_binary(cluster.main()).await;
+    for round in 0..10 {
+        assert_eq!(raw.command(&format!("EPRT |1|127.0.0.1|{port}|")).await.0, 200, "round {round}");
+        let _active = listener.accept().await.expect("the server connects");
+        assert_eq!(raw.command("EPSV").await.0, 229, "round {round}: EPSV after EPRT");
+        assert_eq!(raw.command(&format!("EPRT |1|127.0.0.1|{port}|")).await.0, 200, "round {round}: EPRT after EPSV");
+        let (mut data, _) = listener.accept().await.expect("the server connects");
+        assert_eq!(raw.command("RETR f.txt").await.0, 150, "round {round}");
+        let mut bytes = Vec::new();
+        data.read_to_end(&mut bytes).await.expect("the file");
+        assert_eq!(raw.reply().await.0, 226, "round {round}");
+    }
+    // An unused active connection closed by ABOR gives its place to another session.
+    assert_eq!(raw.command(&format!("EPRT |1|127.0.0.1|{port}|")).await.0, 200);
+    let _active = listener.accept().await.expect("the server connects");
+    assert_eq!(raw.command("ABOR").await.0, 226);
+    let mut other = RawFtp::login(cluster.main()).await;
+    let taken = crate::support::eventually(Duration::from_secs(5), async || other.command("EPSV").await.0 == 229).await;
+    assert!(taken, "the place of the aborted active connection");
+}

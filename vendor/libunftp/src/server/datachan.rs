@@ -208,6 +208,9 @@ where
         // that a newer PASV, EPSV or PORT replaced at once (its command channel closes).
         let mut probe = [0u8; 1];
         let mut watching = true;
+        // Ended unused while still the session's data connection (`ABOR`, a timeout): the
+        // session's place for it (see `Session::passive_place`) comes free.
+        let mut unused = false;
         loop {
             // A command and an `ABOR` both waiting: the command came first, and the abort is its.
             tokio::select! {
@@ -222,10 +225,13 @@ where
                         }
                         break;
                     };
+                    // The place is the transfer's until it ends.
+                    let _place = session_arc.lock().await.passive_place.take();
                     self.run(command, &mut data_abort_rx, &session_arc).await;
                     break;
                 },
                 abort = data_abort_rx.recv() => {
+                    unused = true;
                     if abort.is_some() {
                         self.handle_incoming(DataChanMsg::Abort, 0).await;
                         answer_nothing_to_abort(&control_msg_tx).await;
@@ -248,6 +254,7 @@ where
                 },
                 _ = &mut timeout_delay => {
                     slog::warn!(self.logger, "Data channel connection timed out");
+                    unused = true;
                     answer_what_came_before_giving_up(Some(&mut data_cmd_rx), &mut data_abort_rx, &control_msg_tx, "the data connection timed out").await;
                     break;
                 }
@@ -255,6 +262,9 @@ where
         }
         let mut session = session_arc.lock().await;
         session.data_busy = false;
+        if unused {
+            session.passive_place = None;
+        }
     }
 
     /// Runs the transfer `command` asks for, racing it against `ABOR` (`data_abort_rx`).
@@ -964,23 +974,14 @@ where
 /// session_arc: the user session that is also shared with the control channel.
 /// socket: the data socket we'll be working with.
 #[tracing_attributes::instrument]
-pub async fn spawn_processing<Storage, User>(
-    logger: slog::Logger,
-    session_arc: SharedSession<Storage, User>,
-    socket: TcpStream,
-    place: Option<crate::server::session::Place>,
-) where
+pub async fn spawn_processing<Storage, User>(logger: slog::Logger, session_arc: SharedSession<Storage, User>, socket: TcpStream)
+where
     Storage: StorageBackend<User> + 'static,
     Storage::Metadata: Metadata,
     User: UserDetail + 'static,
 {
     if let Some(command_executor) = prepare_executor(logger, &session_arc, socket).await {
-        // The data connection's place (see `ServerBuilder::data_connection_limit`) is held until
-        // the task ends.
-        tokio::spawn(async move {
-            command_executor.execute(session_arc).await;
-            drop(place);
-        });
+        tokio::spawn(command_executor.execute(session_arc));
     }
 }
 

@@ -149,9 +149,10 @@ where
     pub idle_session_timeout: std::time::Duration,
     /// The places for data connections the server's sessions share, if limited.
     pub data_connections: Option<Arc<tokio::sync::Semaphore>>,
-    /// The place of the passive listener opened last, held here until its task takes a transfer
-    /// command (a newer `PASV`, `EPSV` or `PORT` reuses it for the listener or connection that
-    /// replaces it; the task takes it for the transfer).
+    /// The place of the unused data connection set up last (a passive listener, or an active
+    /// connection), held here until its task takes a transfer command (a newer `PASV`, `EPSV` or
+    /// `PORT` reuses it for the listener or connection that replaces it; the task takes it for
+    /// the transfer; `ABOR` or a timeout lets it go).
     pub passive_place: Option<Place>,
     /// The places this session holds (see `PLACES_PER_SESSION`); made at the first one (an
     /// idle session holds no allocation for it).

@@ -69,7 +69,7 @@ where
     pub(crate) async fn dispatch_data_connection(&mut self, mut tcp_stream: tokio::net::TcpStream, connection: SocketAddrPair) {
         match self.switchboard.get_session_by_connection_pair(&connection).await {
             Some(session) => {
-                spawn_processing(self.logger.clone(), session, tcp_stream, None).await;
+                spawn_processing(self.logger.clone(), session, tcp_stream).await;
                 self.switchboard.unregister_by_connection_pair(&connection);
             }
             None => {

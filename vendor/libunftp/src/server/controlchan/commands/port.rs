@@ -166,7 +166,10 @@ where
         };
 
         self.setup_inter_loop_comms(session.clone()).await;
-        datachan::spawn_processing(logger, session, stream, place).await;
+        datachan::spawn_processing(logger, session.clone(), stream).await;
+        // The unused connection's place is the session's, as a passive listener's: a newer
+        // `PASV`, `EPSV` or `PORT` takes it over, the transfer command takes it for its transfer.
+        session.lock().await.passive_place = place;
 
         Ok(Reply::new(ReplyCode::CommandOkay, if self.extended { "EPRT command successful" } else { "PORT command successful" }))
     }
