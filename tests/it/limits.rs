@@ -330,3 +330,25 @@ async fn a_session_switching_between_active_and_passive_mode_keeps_one_place() {
     let taken = crate::support::eventually(Duration::from_secs(5), async || other.command("EPSV").await.0 == 229).await;
     assert!(taken, "the place of the aborted active connection");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unused_active_data_connection_closes_with_its_session() {
+    // Review of libunftp patch 62: an active-mode connection waiting for its transfer command
+    // outlived its session until the data connection timeout (30 s by default); the end of the
+    // session now closes its command channel, and the connection with it.
+    let cluster = TestCluster::start().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    for leaving in ["QUIT", "hang up"] {
+        let mut raw = RawFtp::login(cluster.main()).await;
+        assert_eq!(raw.command(&format!("EPRT |1|127.0.0.1|{port}|")).await.0, 200);
+        let (mut active, _) = listener.accept().await.expect("the server connects");
+        if leaving == "QUIT" {
+            assert_eq!(raw.command("QUIT").await.0, 221);
+        }
+        drop(raw);
+        let mut rest = Vec::new();
+        let closed = tokio::time::timeout(Duration::from_secs(5), active.read_to_end(&mut rest)).await;
+        assert!(closed.is_ok(), "{leaving}: the server still holds its active connection");
+    }
+}

@@ -556,8 +556,9 @@ where
     Ok(jh)
 }
 
-/// Closes the session's passive listener that still waits for a transfer command (one under way
-/// is not touched) and lets go of its place, when dropped: at the end of the control loop.
+/// Closes the session's data connection that still waits for a transfer command (a passive
+/// listener, or an active connection: one under way is not touched) and lets go of its place,
+/// when dropped: at the end of the control loop.
 struct ClosesPassiveOnExit<Storage, User>(SharedSession<Storage, User>)
 where
     Storage: StorageBackend<User> + 'static,
@@ -581,6 +582,8 @@ where
                 accepting.abort();
             }
             session.passive_place = None;
+            // An active connection waiting for its command sees its channel close, and ends.
+            session.data_cmd_tx = None;
         }
         match self.0.try_lock() {
             Ok(mut session) => close(&mut session),
