@@ -256,12 +256,7 @@ async fn one_place_serves_any_number_of_transfers_in_turn_and_sessions_in_parall
             done
         });
     }
-    let mut total = 0;
-    while let Some(result) = tokio::time::timeout(Duration::from_secs(60), sessions.join_next()).await.expect("in time")
-    {
-        total += result.expect("a session failed");
-    }
-    assert_eq!(total, 8 * 20);
+    assert_eq!(crate::support::sum_of(sessions, Duration::from_secs(60)).await, 8 * 20);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1103,16 +1103,10 @@ async fn commands_sent_as_a_data_connection_gives_up_are_all_answered() {
                 drop(connection);
             }
             assert_eq!(raw.command("NOOP").await.0, 200, "session {index}: in step");
+            1
         });
     }
-    let mut done = 0;
-    while let Some(result) =
-        tokio::time::timeout(std::time::Duration::from_secs(60), sessions.join_next()).await.expect("in time")
-    {
-        result.expect("a session failed");
-        done += 1;
-    }
-    assert_eq!(done, 24);
+    assert_eq!(crate::support::sum_of(sessions, std::time::Duration::from_secs(60)).await, 24);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1219,16 +1213,10 @@ async fn abor_sent_as_a_transfer_gives_up_is_answered_after_the_transfers_reply(
                 assert!(replies == [426, 226] || replies == [425, 226], "session {index}, round {round}: {replies:?}");
                 assert_eq!(raw.command("NOOP").await.0, 200, "session {index}, round {round}: in step");
             }
+            1
         });
     }
-    let mut done = 0;
-    while let Some(result) =
-        tokio::time::timeout(std::time::Duration::from_secs(60), sessions.join_next()).await.expect("in time")
-    {
-        result.expect("a session failed");
-        done += 1;
-    }
-    assert_eq!(done, 24);
+    assert_eq!(crate::support::sum_of(sessions, std::time::Duration::from_secs(60)).await, 24);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
