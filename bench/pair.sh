@@ -14,6 +14,7 @@ A=$1 B=$2 PAIRS=${3:-5}
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 HARNESS=$(cd "$ROOT/../shared/bench" && pwd)
 . "$HARNESS/peers/common.sh"
+. "$ROOT/bench/namespace.sh"
 WORK=$FTPBENCH_WORK/pair
 mkdir -p "$WORK/pure" "$WORK/state"
 cat > "$WORK/client.py" <<'PY'
@@ -55,24 +56,13 @@ print(f"{2000 / took:.0f} {(u1 - u0 + s1 - s0) / 2000 * 1e6:.0f} {(u1 - u0) / 20
 c.quit()
 PY
 one() { # BIN TAG
-    local ns=ftpcalc-pair-$$ pid measured
-    ip netns add "$ns"
-    ip netns exec "$ns" ip link set lo up
-    if [ "$1" = pure-ftpd ]; then
-        PASV_MIN=40500 PASV_MAX=40999 ip netns exec "$ns" bash "$HARNESS/peers/pure-ftpd/start.sh" 2144 "$FTPBENCH_DATA" "$WORK/pure" > /dev/null 2>&1 &
-        measured=pure-ftpd
-    else
-        XDG_STATE_HOME=$WORK/state ip netns exec "$ns" "$1" server SV0 "$FTPBENCH_DATA" --listen 127.0.0.1:2144 \
-            --no-workers --passive-ports 40500-40999 > /dev/null 2>&1 &
-    fi
-    pid=$!
-    [ "$1" = pure-ftpd ] || measured=$pid
-    for _ in $(seq 50); do ip netns exec "$ns" bash -c 'echo > /dev/tcp/127.0.0.1/2144' 2>/dev/null && break; sleep 0.1; done
+    local ns=ftpcalc-pair-$$ measured
+    cat "$FTPBENCH_DATA"/small/* > /dev/null  # into the page cache (see bench/compare.sh)
+    serve_in_namespace "$ns" "$1" "$WORK"
+    measured=$SERVER_PID
+    [ "$1" = pure-ftpd ] && measured=pure-ftpd
     echo "$2 $(ip netns exec "$ns" python3 "$WORK/client.py" "$HARNESS" 2144 "$measured")"
-    kill "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-    pkill -x pure-ftpd 2>/dev/null || true
-    ip netns del "$ns"
+    end_namespace "$ns"
 }
 echo "side files/s cpu_us_per_file user_us_per_file switches_per_file {thread: switches}"
 for _ in $(seq "$PAIRS"); do one "$A" A; one "$B" B; done | tee "$WORK/runs.txt"
