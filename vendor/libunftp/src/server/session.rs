@@ -232,6 +232,17 @@ where
         }))
     }
 
+    /// Closes the data connection set up and not yet used (its passive listener's task is
+    /// aborted, an active connection's command channel closed: a transfer under way is not
+    /// touched) and lets go of its place.
+    pub(crate) fn close_unused_data_connection(&mut self) {
+        if let Some(accepting) = self.passive_accept.take() {
+            accepting.abort();
+        }
+        self.passive_place = None;
+        self.data_cmd_tx = None;
+    }
+
     pub fn ftps(mut self, mode: FtpsConfig) -> Self {
         self.ftps_config = mode;
         self

@@ -572,26 +572,13 @@ where
     User: UserDetail + 'static,
 {
     fn drop(&mut self) {
-        fn close<Storage, User>(session: &mut Session<Storage, User>)
-        where
-            Storage: StorageBackend<User>,
-            Storage::Metadata: Metadata,
-            User: UserDetail,
-        {
-            if let Some(accepting) = session.passive_accept.take() {
-                accepting.abort();
-            }
-            session.passive_place = None;
-            // An active connection waiting for its command sees its channel close, and ends.
-            session.data_cmd_tx = None;
-        }
         match self.0.try_lock() {
-            Ok(mut session) => close(&mut session),
+            Ok(mut session) => session.close_unused_data_connection(),
             // Locked by a task of the session just now: done as soon as it lets go.
             Err(_) => {
                 let session = self.0.clone();
                 if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                    runtime.spawn(async move { close(&mut *session.lock().await) });
+                    runtime.spawn(async move { session.lock().await.close_unused_data_connection() });
                 }
             }
         }

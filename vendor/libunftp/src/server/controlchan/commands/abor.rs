@@ -43,13 +43,9 @@ where
         }
         // No data connection yet (or none any more): forget the pending one, and close a
         // passive listener still waiting (with its place, if data connections are limited).
-        if let Some(accepting) = session.passive_accept.take() {
-            accepting.abort();
-        }
-        session.passive_place = None;
+        session.close_unused_data_connection();
         session.data_abort_tx = None;
         session.data_abort_rx = None;
-        session.data_cmd_tx = None;
         // A transfer command already handed to a passive port's task that has not started yet
         // is the transfer this cuts short (the task finds nothing and ends).
         let queued = session.data_cmd_rx.take().and_then(|mut commands| commands.try_recv().ok());
