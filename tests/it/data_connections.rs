@@ -3,16 +3,17 @@
 
 use tokio::io::AsyncReadExt;
 
-use crate::support::{sparse, RawFtp, TestCluster};
+use crate::support::{epsv_port, sparse, RawFtp, TestCluster};
 
 async fn server() -> TestCluster {
     TestCluster::start_config(|config| config.workers(Vec::new()), |cluster| cluster).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_pasv_during_a_download_neither_aborts_it_nor_takes_its_place() {
+async fn a_pasv_during_a_download_neither_aborts_it_nor_takes_its_place_and_is_answered_after_it() {
     // libunftp patch 22: the transfer runs in the passive accept task, whose abort handle a newer
     // PASV uses to close a listener nobody connected to; a running transfer must not be it.
+    // Since patch 63 the `EPSV` waits for the download's final reply (as in vsftpd and proftpd).
     let cluster = server().await;
     let size = 64 << 20;
     sparse(&cluster, "big.bin", size);
@@ -23,11 +24,14 @@ async fn a_pasv_during_a_download_neither_aborts_it_nor_takes_its_place() {
     let mut first = vec![0u8; 1 << 16];
     data.read_exact(&mut first).await.expect("the first bytes");
 
-    let mut next = raw.passive(cluster.main()).await;
+    raw.send("EPSV").await;
     let mut rest = Vec::new();
     data.read_to_end(&mut rest).await.expect("the rest of the download");
     assert_eq!(first.len() + rest.len(), size as usize, "the whole file arrived");
     assert_eq!(raw.reply().await.0, 226, "and the download ended well");
+    let (code, text) = raw.reply().await;
+    assert_eq!(code, 229, "then the EPSV is answered: {text}");
+    let mut next = tokio::net::TcpStream::connect((cluster.main().ip(), epsv_port(&text))).await.expect("connect");
 
     assert_eq!(raw.command("RETR small.txt").await.0, 150, "the newer data connection serves the next command");
     let mut small = Vec::new();

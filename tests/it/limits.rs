@@ -260,25 +260,27 @@ async fn one_place_serves_any_number_of_transfers_in_turn_and_sessions_in_parall
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_session_holds_at_most_two_places_and_abor_right_behind_pasv_frees_its_place() {
+async fn an_epsv_behind_a_transfer_takes_no_place_and_abor_right_behind_pasv_frees_its_place() {
     // Review of libunftp patch 61: one session could take every place (`EPSV`, `RETR`, `EPSV`,
-    // `RETR`... runs transfers side by side); a session now holds at most two (a transfer and
-    // the listener for the next). And `ABOR` right behind `EPSV`, handled before the listener's
-    // task ran, left the place taken with no listener.
-    let cluster = with_limits(|limits| limits.max_transfers = 10).await;
+    // `RETR`... ran transfers side by side), so a session held at most two (a transfer and the
+    // listener for the next). Since patch 63 an `EPSV` during a transfer waits for the
+    // transfer's end, and takes no place meanwhile. And `ABOR` right behind `EPSV`, handled
+    // before the listener's task ran, left the place taken with no listener.
+    let cluster = with_limits(|limits| limits.max_transfers = 2).await;
     crate::support::sparse(&cluster, "big.bin", 1 << 30);
     let mut greedy = RawFtp::login_binary(cluster.main()).await;
-    let mut downloads = Vec::new();
-    for _ in 0..2 {
-        let data = greedy.passive(cluster.main()).await;
-        assert_eq!(greedy.command("RETR big.bin").await.0, 150);
-        downloads.push(data);
-    }
-    let (code, text) = greedy.command("EPSV").await;
-    assert_eq!(code, 425, "a third place for one session: {text}");
+    let download = greedy.passive(cluster.main()).await;
+    assert_eq!(greedy.command("RETR big.bin").await.0, 150);
+    greedy.send("EPSV").await;
     let mut other = RawFtp::login_binary(cluster.main()).await;
-    assert_eq!(other.command("EPSV").await.0, 229, "the server has places left for others");
-    drop(downloads);
+    assert_eq!(other.command("EPSV").await.0, 229, "the EPSV waiting behind the transfer took no place");
+    let mut third = RawFtp::login_binary(cluster.main()).await;
+    let (code, text) = third.command("EPSV").await;
+    assert_eq!(code, 425, "both places taken: {text}");
+    assert_eq!(other.command("ABOR").await.0, 226, "frees the other session's place");
+    greedy.send("ABOR").await;
+    assert_eq!(greedy.codes::<3>().await, [426, 226, 229], "the transfer cut short, then the EPSV");
+    drop(download);
     drop(greedy);
 
     let cluster = with_limits(|limits| limits.max_transfers = 1).await;

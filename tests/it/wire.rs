@@ -3,7 +3,7 @@
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::support::{in_a_big_download, names_in, sparse, RawFtp, TestCluster};
+use crate::support::{epsv_port, in_a_big_download, loopback, names_in, sparse, RawFtp, TestCluster};
 
 /// A cluster with no workers (the wire tests need only the main server).
 async fn server() -> TestCluster {
@@ -235,15 +235,6 @@ async fn impatient_server() -> TestCluster {
         |cluster| cluster,
     )
     .await
-}
-
-/// The port of an `EPSV` reply.
-fn epsv_port(text: &str) -> u16 {
-    text.rsplit("|||")
-        .next()
-        .and_then(|rest| rest.split('|').next())
-        .and_then(|port| port.parse().ok())
-        .expect("EPSV port")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -919,21 +910,24 @@ async fn the_end_of_an_earlier_transfer_does_not_release_a_command_held_behind_t
     // message of the data channel came, so the `226` of a download still under way let `NOOP`
     // overtake the next transfer's `150`: `RETR big` running, then `EPSV`, then `RETR f` +
     // `NOOP` in one write, answered `226` (big), `200`, `150`. The data channel's messages now
-    // carry the number of their transfer command.
+    // carry the number of their transfer command. (Since patch 63 the `EPSV` itself waits for
+    // the download's end, so the next transfer no longer starts beside it.)
     let (cluster, mut raw) = binary_session_with_f_bin().await;
     sparse(&cluster, "big.bin", 16 << 20);
     for (round, next) in ["RETR f.bin", "LIST", "MLSD"].iter().cycle().take(12).enumerate() {
         let mut big = raw.passive(cluster.main()).await;
         assert_eq!(raw.command("RETR big.bin").await.0, 150, "round {round}");
-        // The download waits for the client to read; meanwhile the next transfer is asked for,
-        // and a command behind it.
-        let port = raw.passive_port().await;
-        raw.send_bytes(format!("{next}\r\nNOOP\r\n").as_bytes()).await;
+        // The download waits for the client to read; meanwhile the next transfer is asked for
+        // (its `EPSV` waits for the download's end since patch 63), and a command behind it.
+        raw.send_bytes(format!("EPSV\r\n{next}\r\nNOOP\r\n").as_bytes()).await;
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         let mut bytes = Vec::new();
         big.read_to_end(&mut bytes).await.expect("the big file");
         assert_eq!(bytes.len(), 16 << 20, "round {round}");
         assert_eq!(raw.reply().await.0, 226, "round {round}: the big download ends");
+        let (code, text) = raw.reply().await;
+        assert_eq!(code, 229, "round {round}: then the EPSV is answered: {text}");
+        let port = epsv_port(&text);
         let mut data = tokio::net::TcpStream::connect((cluster.main().ip(), port)).await.expect("data connection");
         let mut listing = Vec::new();
         data.read_to_end(&mut listing).await.expect("the data");
@@ -1235,26 +1229,65 @@ async fn a_second_abor_waits_for_the_first_ones_answer() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn quit_behind_an_upload_whose_command_went_unanswered_waits_no_longer_than_the_data_timeout() {
-    // Review of patch 58: `STOR` answers its own `150`, so a `PASV` pipelined right behind it
-    // is not held, and it closes the passive port whose task had not yet taken the upload
-    // command: that command never gets a final reply (a libunftp race left as it is). A `QUIT`
-    // behind them waited for that reply until the idle timeout (600 s by default); while no
-    // data moves it now waits no longer than the data connection timeout and a margin.
+async fn an_epsv_pipelined_behind_an_upload_waits_for_the_uploads_final_reply() {
+    // libunftp patch 63: `STOR` answers its own `150`, so an `EPSV` pipelined right behind it
+    // was handled at once: it closed the passive port whose task had not yet taken the upload
+    // command, and the upload never got a final reply (nor its data stored). As in vsftpd and
+    // pure-ftpd, a command that sets up a data connection now waits for the final reply of the
+    // transfer under way. Rounds in a row, since the loss depended on the tasks' timing.
     let cluster = impatient_server().await;
     let mut raw = RawFtp::login_binary(cluster.main()).await;
+    for round in 0..20 {
+        let mut data = raw.passive(cluster.main()).await;
+        let name = format!("up{round}.bin");
+        raw.send_bytes(format!("STOR {name}\r\nEPSV\r\n").as_bytes()).await;
+        assert_eq!(raw.reply().await.0, 150, "round {round}");
+        let contents = format!("round {round}");
+        data.write_all(contents.as_bytes()).await.expect("upload");
+        drop(data);
+        assert_eq!(raw.reply().await.0, 226, "round {round}: the upload's final reply comes first");
+        let (code, text) = raw.reply().await;
+        assert_eq!(code, 229, "round {round}: then the EPSV's: {text}");
+        assert_eq!(std::fs::read(cluster.root.path().join(&name)).expect("stored"), contents.as_bytes());
+        // The new port serves the next transfer.
+        let mut next = tokio::net::TcpStream::connect(loopback(epsv_port(&text))).await.expect("connect");
+        assert_eq!(raw.command("RETR up0.bin").await.0, 150, "round {round}");
+        let mut got = Vec::new();
+        next.read_to_end(&mut got).await.expect("download");
+        assert_eq!((raw.reply().await.0, got.as_slice()), (226, &b"round 0"[..]), "round {round}");
+    }
+    // An upload whose data connection never comes: `425` after the data connection timeout
+    // (1 s), then the `EPSV`, then `QUIT`.
     raw.passive_port().await;
     let started = std::time::Instant::now();
-    raw.send_bytes(b"STOR up.bin\r\nEPSV\r\nQUIT\r\n").await;
-    let mut codes = Vec::new();
-    loop {
-        let code = raw.reply().await.0;
-        codes.push(code);
-        if code == 221 {
-            break;
-        }
-    }
-    assert_eq!((codes[0], codes[1]), (150, 229), "{codes:?}");
-    assert!(started.elapsed() < std::time::Duration::from_secs(15), "QUIT answered after {:?}", started.elapsed());
+    raw.send_bytes(b"STOR never.bin\r\nEPSV\r\nQUIT\r\n").await;
+    assert_eq!(raw.codes::<4>().await, [150, 425, 229, 221]);
+    assert!(started.elapsed() < std::time::Duration::from_secs(15), "answered after {:?}", started.elapsed());
     assert!(raw.closed().await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pasv_during_a_download_waits_for_its_end_so_that_abor_still_reaches_the_transfer() {
+    // libunftp patch 63: a `PASV` (or `PORT`) during a transfer took the session's abort
+    // channel for its new port, so a later `ABOR` answered `226` ("no transfer") while the
+    // download ran on. It now waits for the transfer's final reply: `ABOR` cuts the transfer
+    // short (`426`, `226`), then the `PASV` is answered.
+    let cluster = TestCluster::start().await;
+    // Where `PORT` and `EPRT` ask the server to connect.
+    let active = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = active.local_addr().expect("address").port();
+    let port_command = format!("PORT 127,0,0,1,{},{}", port >> 8, port & 0xff);
+    let eprt_command = format!("EPRT |1|127.0.0.1|{port}|");
+    for command in ["PASV", "EPSV", &port_command, &eprt_command] {
+        let (mut raw, data) = in_a_big_download(&cluster, 64 * 1024).await;
+        raw.send(command).await;
+        // Sent apart, so that the command is read while the transfer runs.
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        raw.send("ABOR").await;
+        let codes = raw.codes::<3>().await;
+        assert_eq!(&codes[..2], [426, 226], "{command}: ABOR reached the transfer");
+        assert!(codes[2] == 227 || codes[2] == 229 || codes[2] == 200, "{command}: then its own reply: {codes:?}");
+        drop(data);
+        assert_eq!(raw.command("NOOP").await.0, 200, "{command}");
+    }
 }

@@ -393,12 +393,17 @@ impl RawFtp {
     pub async fn passive_port(&mut self) -> u16 {
         let (code, text) = self.command("EPSV").await;
         assert_eq!(code, 229, "{text}");
-        text.rsplit("|||")
-            .next()
-            .and_then(|rest| rest.split('|').next())
-            .and_then(|port| port.parse().ok())
-            .expect("EPSV port")
+        epsv_port(&text)
     }
+}
+
+/// The port of an `EPSV` reply.
+pub fn epsv_port(text: &str) -> u16 {
+    text.rsplit("|||")
+        .next()
+        .and_then(|rest| rest.split('|').next())
+        .and_then(|port| port.parse().ok())
+        .expect("EPSV port")
 }
 
 /// Creates `name` in the cluster's FTP folder as a sparse file of `size` bytes (zeros).

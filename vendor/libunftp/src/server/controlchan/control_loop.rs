@@ -291,7 +291,9 @@ where
             } else if quit_waiting && transfer_open.is_none() && !transfer_starting {
                 quit_waiting = false;
                 Some(Ok(Event::Command(Command::Quit)))
-            } else if let Some(queue) = held.as_mut().filter(|_| !transfer_starting && !awaiting_reply && !quit_waiting) {
+            } else if let Some(queue) = held.as_mut().filter(|queue| {
+                !transfer_starting && !awaiting_reply && !quit_waiting && (transfer_open.is_none() || !sets_up_a_data_connection(queue.front()))
+            }) {
                 let next = queue.pop_front();
                 if queue.is_empty() {
                     held = None;
@@ -367,7 +369,11 @@ where
                     None => acts_while_a_transfer_starts(&incoming),
                     Some(_) => acts_before_held_commands(&incoming),
                 };
-            if from_client && (transfer_starting || held.is_some()) && !acts_at_once {
+            // A command that sets up a data connection waits for the final reply of the transfer
+            // under way (it would take the session's data channel from it: see
+            // `sets_up_a_data_connection`).
+            let behind_transfer = transfer_open.is_some() && sets_up_a_data_connection(incoming.as_ref());
+            if from_client && (transfer_starting || held.is_some() || behind_transfer) && !acts_at_once {
                 if let Some(incoming) = incoming {
                     // The data channel answers a transfer command within the data connection
                     // timeout (`425` when no connection came); should it ever not, the held
@@ -685,6 +691,19 @@ fn acts_while_a_transfer_starts(incoming: &Option<Result<Event, ControlChanError
     matches!(
         incoming,
         None | Some(Ok(Event::Command(Command::Abor | Command::Stat { .. } | Command::Quit))) | Some(Ok(Event::InternalMsg(ControlChanMsg::ExitControlLoop)))
+    )
+}
+
+/// True for `PASV`, `EPSV`, `PORT` and `EPRT`. Read while a transfer is under way (after its
+/// `150`, or before an upload's data channel took the command), one waits in `held` until the
+/// transfer's final reply, as in vsftpd and pure-ftpd, which read no command but `ABOR` during a
+/// transfer: handled at once, it would close the passive port whose task had not yet taken an
+/// upload's command (which then never got a final reply), or take the abort channel from a
+/// running transfer (so that `ABOR` no longer reached it).
+fn sets_up_a_data_connection(incoming: Option<&Result<Event, ControlChanError>>) -> bool {
+    matches!(
+        incoming,
+        Some(Ok(Event::Command(Command::Pasv | Command::Epsv | Command::Port { .. } | Command::Eprt { .. })))
     )
 }
 
