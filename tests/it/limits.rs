@@ -349,3 +349,31 @@ async fn an_unused_active_data_connection_closes_with_its_session() {
         assert!(closed.is_ok(), "{leaving}: the server still holds its active connection");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_epsv_right_behind_a_transfer_gets_the_place_the_transfer_leaves() {
+    // A guard (it passed before it was written too): a transfer's place comes free when its
+    // task ends, just after its final reply is sent, and an `EPSV` sent behind the transfer
+    // runs once that reply is out (libunftp patch 63). With one place in all, the `EPSV` must
+    // still find it: the data task runs on to its end before the control loop handles its
+    // message (the loop is woken on the same worker). Should that change, this gets `425`.
+    let cluster = with_limits(|limits| limits.max_transfers = 1).await;
+    for file in 0..8 {
+        cluster.write_file(&format!("f{file}.txt"), format!("file {file}").as_bytes());
+    }
+    let mut raw = RawFtp::login_binary(cluster.main()).await;
+    let mut port = raw.passive_port().await;
+    for round in 0..300 {
+        let mut data = tokio::net::TcpStream::connect(crate::support::loopback(port)).await.expect("connect");
+        let file = round % 8;
+        raw.send_bytes(format!("RETR f{file}.txt\r\nEPSV\r\n").as_bytes()).await;
+        assert_eq!(raw.reply().await.0, 150, "round {round}");
+        let mut contents = Vec::new();
+        data.read_to_end(&mut contents).await.expect("download");
+        assert_eq!(contents, format!("file {file}").as_bytes(), "round {round}");
+        assert_eq!(raw.reply().await.0, 226, "round {round}");
+        let (code, text) = raw.reply().await;
+        assert_eq!(code, 229, "round {round}: the EPSV behind the transfer: {text}");
+        port = crate::support::epsv_port(&text);
+    }
+}
