@@ -1291,3 +1291,23 @@ async fn pasv_during_a_download_waits_for_its_end_so_that_abor_still_reaches_the
         assert_eq!(raw.command("NOOP").await.0, 200, "{command}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listing_or_download_whose_data_connection_was_reset_ends_with_426() {
+    // libunftp patch 64: `MLSD` answered a data connection the client had reset with `450
+    // Failed to write file` (a file error, as if the server's storage had failed), where
+    // `LIST`, `NLST` and `RETR` answer `426` (connection closed; transfer aborted).
+    let (cluster, mut raw) = binary_session_with_f_bin().await;
+    for command in ["MLSD", "LIST", "NLST", "RETR f.bin"] {
+        for round in 0..5 {
+            let data = raw.passive(cluster.main()).await;
+            #[allow(deprecated)] // SO_LINGER 0 makes close() send a reset at once; nothing blocks.
+            data.set_linger(Some(std::time::Duration::ZERO)).expect("linger");
+            drop(data);
+            raw.send(command).await;
+            let codes = raw.codes::<2>().await;
+            assert_eq!(codes, [150, 426], "{command}, round {round}");
+            assert_eq!(raw.command("NOOP").await.0, 200, "{command}: the session goes on");
+        }
+    }
+}

@@ -742,7 +742,10 @@ where
                             HumanDuration(duration),
                             err
                         );
-                        if let Err(err) = tx.send(ControlChanMsg::WriteFailed).await {
+                        categorize_and_register_error(&self.logger, &Error::from(err), "mlsd");
+                        // The listing broke off (the data connection, not the storage): `426`,
+                        // as for `LIST` and `NLST`.
+                        if let Err(err) = tx.send(ControlChanMsg::ConnectionReset).await {
                             slog::error!(self.logger, "Could not notify control channel of failed MLSD: {:?}", err);
                         }
                     }
