@@ -272,6 +272,9 @@ async fn an_epsv_behind_a_transfer_takes_no_place_and_abor_right_behind_pasv_fre
     let download = greedy.passive(cluster.main()).await;
     assert_eq!(greedy.command("RETR big.bin").await.0, 150);
     greedy.send("EPSV").await;
+    // Nothing answers the EPSV while the transfer runs; give the server time to read it, so
+    // that the places below are counted with it waiting.
+    tokio::time::sleep(Duration::from_millis(200)).await;
     let mut other = RawFtp::login_binary(cluster.main()).await;
     assert_eq!(other.command("EPSV").await.0, 229, "the EPSV waiting behind the transfer took no place");
     let mut third = RawFtp::login_binary(cluster.main()).await;
