@@ -280,6 +280,15 @@ where
         // The messages are about this command (numbered by the control loop).
         self.control_msg_tx = self.control_msg_tx.for_transfer(command.number);
         let control_msg_tx = self.control_msg_tx.clone();
+        let session = session_arc.clone();
+        let unfinished = AnswersAnUnfinishedTransfer::new(control_msg_tx.clone(), move || {
+            if let Ok(mut locked) = session.try_lock() {
+                locked.data_busy = false;
+            } else if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                // Locked by another task of the session just now: as soon as it lets go.
+                runtime.spawn(async move { session.lock().await.data_busy = false });
+            }
+        });
         let transfer = self.handle_incoming(DataChanMsg::ExternalCommand(command.command), start_pos);
         tokio::select! {
             () = transfer => {
@@ -297,6 +306,7 @@ where
                 answer_aborted(&control_msg_tx).await;
             }
         }
+        unfinished.done();
     }
 
     #[tracing_attributes::instrument]
@@ -848,6 +858,43 @@ pub(crate) fn answer_nothing_to_abort_from_the_control_loop(tx: TransferSender) 
     queue_from_the_control_loop(&tx, [TransferSender::abor_answer(nothing_to_abort())]);
 }
 
+/// Answers a transfer that its task left without a final reply, when dropped before [`Self::done`]:
+/// a panic (in the storage back-end, or a bug here) unwinds through the transfer, or the
+/// runtime shuts down. The client gets `451` about the transfer, so the control loop stops
+/// waiting for it (the commands held behind it run, a `QUIT` goes through), and `not_busy` runs
+/// (the session is no longer marked busy, so its idle timeout applies again). Without it such a
+/// session waited for ever.
+struct AnswersAnUnfinishedTransfer<F: FnOnce()> {
+    tx: TransferSender,
+    not_busy: Option<F>,
+}
+
+impl<F: FnOnce()> AnswersAnUnfinishedTransfer<F> {
+    fn new(tx: TransferSender, not_busy: F) -> Self {
+        AnswersAnUnfinishedTransfer { tx, not_busy: Some(not_busy) }
+    }
+
+    /// The transfer sent its final reply: nothing to do.
+    fn done(mut self) {
+        self.not_busy = None;
+    }
+}
+
+impl<F: FnOnce()> Drop for AnswersAnUnfinishedTransfer<F> {
+    fn drop(&mut self) {
+        let Some(not_busy) = self.not_busy.take() else { return };
+        not_busy();
+        let reply = Reply::new(ReplyCode::LocalError, "The transfer ended unexpectedly: local error in processing");
+        let delivered = self.tx.about_the_transfer(ControlChanMsg::CommandChannelReply(reply));
+        if let Err(delivered) = self.tx.try_deliver(delivered) {
+            let tx = self.tx.clone();
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move { tx.deliver(delivered).await });
+            }
+        }
+    }
+}
+
 /// Queues `replies` on the control loop's channel without waiting; should the channel be full,
 /// a task sends what did not fit, in order.
 fn queue_from_the_control_loop<const N: usize>(tx: &TransferSender, replies: [Box<Delivered>; N]) {
@@ -1245,6 +1292,52 @@ mod tests {
             ControlChanMsg::CommandChannelReply(Reply::CodeAndMsg { code, .. }) => code,
             other => panic!("not a reply: {other:?}"),
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_transfer_left_without_a_final_reply_is_answered_451_and_its_session_no_longer_busy() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let (tx, mut rx) = control_chan();
+        let busy = Arc::new(AtomicBool::new(true));
+        let not_busy = || {
+            let busy = busy.clone();
+            move || busy.store(false, Ordering::SeqCst)
+        };
+        let next = async |rx: &mut crate::server::chancomms::ControlChanReceiver| {
+            let delivered = tokio::time::timeout(std::time::Duration::from_secs(5), rx.recv())
+                .await
+                .expect("in time")
+                .expect("a message");
+            (code_of(delivered.msg), delivered.about)
+        };
+        // Done: nothing happens.
+        AnswersAnUnfinishedTransfer::new(tx.for_transfers().for_transfer(1), not_busy()).done();
+        assert!(rx.try_recv().is_none());
+        assert!(busy.load(Ordering::SeqCst));
+        // A panic in the transfer's task (a bug in a storage back-end): 451 about the transfer.
+        let transfer = tx.for_transfers().for_transfer(2);
+        let guard = not_busy();
+        let task = tokio::spawn(async move {
+            let _unfinished = AnswersAnUnfinishedTransfer::new(transfer, guard);
+            tokio::task::yield_now().await;
+            panic!("a bug in a storage back-end");
+        });
+        assert!(task.await.expect_err("the task panicked").is_panic());
+        assert_eq!(next(&mut rx).await, (ReplyCode::LocalError, About::Transfer(2)));
+        assert!(!busy.load(Ordering::SeqCst), "no longer busy");
+        // With the channel full, the answer comes once there is room, after what was queued.
+        busy.store(true, Ordering::SeqCst);
+        for _ in 0..4 {
+            tx.send(ControlChanMsg::CommandChannelReply(Reply::new(ReplyCode::CommandOkay, "queued")))
+                .await
+                .expect("room");
+        }
+        drop(AnswersAnUnfinishedTransfer::new(tx.for_transfers().for_transfer(3), not_busy()));
+        for _ in 0..4 {
+            assert_eq!(next(&mut rx).await, (ReplyCode::CommandOkay, About::Command));
+        }
+        assert_eq!(next(&mut rx).await, (ReplyCode::LocalError, About::Transfer(3)));
+        assert!(!busy.load(Ordering::SeqCst));
     }
 
     #[tokio::test]
