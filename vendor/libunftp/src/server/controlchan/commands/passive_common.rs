@@ -141,7 +141,9 @@ where
             proxy_ip: locked.proxy,
         };
         let timeout = locked.data_connection_timeout;
-        let serving = tokio::spawn(serve_passive(listener, args.session, args.logger, timeout, client));
+        // Boxed: the task's future is kilobytes (see `serve_passive`), and spawning moves it
+        // into place several times; a box is moved as a pointer.
+        let serving = tokio::spawn(Box::pin(serve_passive(listener, args.session, args.logger, timeout, client)));
         // One passive listener per session: the previous one (if its client never came) closes.
         if let Some(previous) = locked.passive_accept.replace(serving.abort_handle()) {
             previous.abort();
