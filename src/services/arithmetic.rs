@@ -84,6 +84,26 @@ impl Arithmetic {
             .map_err(|_| ServiceError::usage(self, format!("operand {position} ({}) is not an integer", excerpt(word))))
     }
 
+    /// The answer in machine integers, when the request is valid, every operand fits an `i64`
+    /// and nothing overflows an `i128` (the usual request: no big integer is allocated); `None`
+    /// otherwise, and [`Arithmetic::operands`] and [`Arithmetic::compute`] give the answer or
+    /// the refusal. Agrees with them (property-tested).
+    fn small_answer<'a>(&self, words: impl Iterator<Item = &'a str> + Clone) -> Option<i128> {
+        let (min, max) = self.operand_bounds();
+        let count = words.clone().count();
+        if count < min || count > max {
+            return None;
+        }
+        let mut values = words.map(small_operand);
+        let first = i128::from(values.next()??);
+        match self.operation {
+            Operation::Inc => first.checked_add(1),
+            Operation::Add => values.try_fold(first, |sum, value| sum.checked_add(i128::from(value?))),
+            Operation::Sub => values.try_fold(first, |difference, value| difference.checked_sub(i128::from(value?))),
+            Operation::Mul => values.try_fold(first, |product, value| product.checked_mul(i128::from(value?))),
+        }
+    }
+
     /// Computes the answer for checked operands.
     pub fn compute(&self, operands: &[BigInt]) -> BigInt {
         let mut rest = operands.iter();
@@ -118,10 +138,22 @@ impl Service for Arithmetic {
     }
 
     fn parse(&self, arguments: &str) -> Result<Vec<String>, ServiceError> {
+        // Operands that fit a machine word are written back without a big integer.
+        if arguments.len() <= MAX_ARGUMENT_BYTES {
+            let (min, max) = self.operand_bounds();
+            let small: Option<Vec<String>> =
+                arguments.split_whitespace().map(|word| small_operand(word).map(|value| value.to_string())).collect();
+            if let Some(words) = small.filter(|words| (min..=max).contains(&words.len())) {
+                return Ok(words);
+            }
+        }
         Ok(self.operands(arguments)?.iter().map(decimal).collect())
     }
 
     async fn call(&self, words: &[String]) -> Result<String, ServiceError> {
+        if let Some(answer) = self.small_answer(words.iter().map(String::as_str)) {
+            return Ok(answer.to_string());
+        }
         let operands = self.operands(&words.join(" "))?;
         Ok(decimal(&self.compute(&operands)))
     }
@@ -139,6 +171,16 @@ impl Service for Arithmetic {
 
 /// `number` in decimal (through a machine word when it fits one: num-bigint's general
 /// formatter costs several times more).
+/// `word` as an `i64` when it is an operand of at most 18 digits (with an optional sign), which
+/// always fits; `None` for anything else (longer operands, or what is not an operand at all).
+fn small_operand(word: &str) -> Option<i64> {
+    let digits = word.strip_prefix(['+', '-']).unwrap_or(word);
+    if digits.is_empty() || digits.len() > 18 || !digits.bytes().all(|byte| byte.is_ascii_digit()) {
+        return None;
+    }
+    word.parse().ok()
+}
+
 fn decimal(number: &BigInt) -> String {
     match i64::try_from(number) {
         Ok(small) => small.to_string(),
@@ -150,6 +192,7 @@ fn decimal(number: &BigInt) -> String {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use std::future::Future;
 
     #[track_caller]
     fn check(operation: Operation, arguments: &str, expected: Result<&str, &str>) {
@@ -222,6 +265,35 @@ mod tests {
             prop_assert_eq!(service.operands(&word).expect("operand"), vec![general.clone()]);
             prop_assert_eq!(decimal(&general), general.to_string());
             prop_assert_eq!(decimal(&(general.clone() * 1_000_000_000_000i64)), (general * 1_000_000_000_000i64).to_string());
+        }
+
+        #[test]
+        fn the_machine_integer_answers_agree_with_num_bigint(
+            operands in proptest::collection::vec(
+                prop_oneof![6 => "[+-]?[0-9]{1,19}", 3 => "[+-]?9{17,19}", 1 => "x|"],
+                0..70,
+            ),
+            operation in 0..4usize,
+        ) {
+            let operation = [Operation::Add, Operation::Sub, Operation::Mul, Operation::Inc][operation];
+            let service = Arithmetic::new(operation);
+            let arguments = operands.join(" ");
+            let general = service.operands(&arguments).map(|operands| decimal(&service.compute(&operands)));
+            if let Some(small) = service.small_answer(arguments.split_whitespace()) {
+                prop_assert_eq!(Ok(small.to_string()), general.clone().map_err(|error| error.to_string()));
+            }
+            let words: Vec<String> = arguments.split_whitespace().map(str::to_string).collect();
+            // `call` never waits: one poll answers it.
+            let mut call = std::pin::pin!(service.call(&words));
+            let std::task::Poll::Ready(called) =
+                call.as_mut().poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
+            else {
+                panic!("the call waited");
+            };
+            prop_assert_eq!(called.map_err(|error| error.to_string()), general.map_err(|error| error.to_string()));
+            let parsed = service.parse(&arguments).map_err(|error| error.to_string());
+            let expected = service.operands(&arguments).map(|operands| operands.iter().map(decimal).collect::<Vec<_>>());
+            prop_assert_eq!(parsed, expected.map_err(|error| error.to_string()));
         }
 
         #[test]
