@@ -169,8 +169,6 @@ impl Service for Arithmetic {
     }
 }
 
-/// `number` in decimal (through a machine word when it fits one: num-bigint's general
-/// formatter costs several times more).
 /// `word` as an `i64` when it is an operand of at most 18 digits (with an optional sign), which
 /// always fits; `None` for anything else (longer operands, or what is not an operand at all).
 fn small_operand(word: &str) -> Option<i64> {
@@ -181,6 +179,8 @@ fn small_operand(word: &str) -> Option<i64> {
     word.parse().ok()
 }
 
+/// `number` in decimal (through a machine word when it fits one: num-bigint's general
+/// formatter costs several times more).
 fn decimal(number: &BigInt) -> String {
     match i64::try_from(number) {
         Ok(small) => small.to_string(),

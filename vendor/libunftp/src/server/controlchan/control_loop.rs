@@ -696,8 +696,8 @@ fn acts_while_a_transfer_starts(incoming: &Option<Result<Event, ControlChanError
 
 /// True for `PASV`, `EPSV`, `PORT` and `EPRT`. Read while a transfer is under way (after its
 /// `150`, or before an upload's data channel took the command), one waits in `held` until the
-/// transfer's final reply, as in vsftpd and pure-ftpd, which read no command but `ABOR` during a
-/// transfer: handled at once, it would close the passive port whose task had not yet taken an
+/// transfer's final reply, as vsftpd and proftpd answer it after the transfer's `226`
+/// (pure-ftpd refuses it with `500`): handled at once, it would close the passive port whose task had not yet taken an
 /// upload's command (which then never got a final reply), or take the abort channel from a
 /// running transfer (so that `ABOR` no longer reached it).
 fn sets_up_a_data_connection(incoming: Option<&Result<Event, ControlChanError>>) -> bool {
