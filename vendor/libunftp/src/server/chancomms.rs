@@ -198,7 +198,7 @@ impl ControlChanReceiver {
 /// the data and `226` without waiting (a small file; the loop then writes both at once) nor a
 /// handler that sends from inside the loop (`CWD`, `RMD`, `RNTO`, `QUIT`) ever waits for room:
 /// the loop that would make it is the one waiting.
-const CONTROL_CHAN_CAPACITY: usize = 32;
+pub(crate) const CONTROL_CHAN_CAPACITY: usize = 32;
 
 pub fn control_chan() -> (ControlChanSender, ControlChanReceiver) {
     let (tx, rx) = tokio::sync::mpsc::channel(CONTROL_CHAN_CAPACITY);

@@ -281,7 +281,7 @@ where
         self.control_msg_tx = self.control_msg_tx.for_transfer(command.number);
         let control_msg_tx = self.control_msg_tx.clone();
         let session = session_arc.clone();
-        let unfinished = AnswersAnUnfinishedTransfer::new(control_msg_tx.clone(), move || {
+        let unfinished = AnswersAnUnfinishedTransfer::new(control_msg_tx.clone(), data_abort_rx, move || {
             if let Ok(mut locked) = session.try_lock() {
                 locked.data_busy = false;
             } else if let Ok(runtime) = tokio::runtime::Handle::try_current() {
@@ -293,13 +293,13 @@ where
         tokio::select! {
             () = transfer => {
                 // An ABOR that raced with the end of the transfer still gets its answer.
-                data_abort_rx.close();
-                if data_abort_rx.try_recv().is_ok() {
+                unfinished.aborts.close();
+                if unfinished.aborts.try_recv().is_ok() {
                     let reply = Reply::new(ReplyCode::ClosingDataConnection, "Transfer complete; nothing to abort");
                     let _ = control_msg_tx.answer_abor(ControlChanMsg::CommandChannelReply(reply)).await;
                 }
             }
-            Some(()) = data_abort_rx.recv() => {
+            Some(()) = unfinished.aborts.recv() => {
                 // Dropping the transfer closes the data connection and cancels the storage
                 // back-end's get or put before it finishes: nothing of an aborted upload is
                 // committed, whatever the client does with the data connection next.
@@ -860,18 +860,24 @@ pub(crate) fn answer_nothing_to_abort_from_the_control_loop(tx: TransferSender) 
 
 /// Answers a transfer that its task left without a final reply, when dropped before [`Self::done`]:
 /// a panic (in the storage back-end, or a bug here) unwinds through the transfer, or the
-/// runtime shuts down. The client gets `451` about the transfer, so the control loop stops
-/// waiting for it (the commands held behind it run, a `QUIT` goes through), and `not_busy` runs
-/// (the session is no longer marked busy, so its idle timeout applies again). Without it such a
-/// session waited for ever.
-struct AnswersAnUnfinishedTransfer<F: FnOnce()> {
+/// runtime shuts down. The client gets `451` about the transfer (and `226` for an `ABOR` that
+/// was waiting for it), so the control loop stops waiting for them (the commands held behind
+/// them run, a `QUIT` goes through), and `not_busy` runs (the session is no longer marked busy,
+/// so its idle timeout applies again). Without it such a session waited for ever.
+struct AnswersAnUnfinishedTransfer<'a, F: FnOnce()> {
     tx: TransferSender,
+    /// The transfer's `ABOR`s (the transfer races them while it runs).
+    aborts: &'a mut Receiver<()>,
     not_busy: Option<F>,
 }
 
-impl<F: FnOnce()> AnswersAnUnfinishedTransfer<F> {
-    fn new(tx: TransferSender, not_busy: F) -> Self {
-        AnswersAnUnfinishedTransfer { tx, not_busy: Some(not_busy) }
+impl<'a, F: FnOnce()> AnswersAnUnfinishedTransfer<'a, F> {
+    fn new(tx: TransferSender, aborts: &'a mut Receiver<()>, not_busy: F) -> Self {
+        AnswersAnUnfinishedTransfer {
+            tx,
+            aborts,
+            not_busy: Some(not_busy),
+        }
     }
 
     /// The transfer sent its final reply: nothing to do.
@@ -880,17 +886,15 @@ impl<F: FnOnce()> AnswersAnUnfinishedTransfer<F> {
     }
 }
 
-impl<F: FnOnce()> Drop for AnswersAnUnfinishedTransfer<F> {
+impl<F: FnOnce()> Drop for AnswersAnUnfinishedTransfer<'_, F> {
     fn drop(&mut self) {
         let Some(not_busy) = self.not_busy.take() else { return };
         not_busy();
         let reply = Reply::new(ReplyCode::LocalError, "The transfer ended unexpectedly: local error in processing");
-        let delivered = self.tx.about_the_transfer(ControlChanMsg::CommandChannelReply(reply));
-        if let Err(delivered) = self.tx.try_deliver(delivered) {
-            let tx = self.tx.clone();
-            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                runtime.spawn(async move { tx.deliver(delivered).await });
-            }
+        let failed = self.tx.about_the_transfer(ControlChanMsg::CommandChannelReply(reply));
+        match self.aborts.try_recv() {
+            Ok(()) => queue_from_the_control_loop(&self.tx, [failed, TransferSender::abor_answer(nothing_to_abort())]),
+            Err(_) => queue_from_the_control_loop(&self.tx, [failed]),
         }
     }
 }
@@ -903,7 +907,10 @@ fn queue_from_the_control_loop<const N: usize>(tx: &TransferSender, replies: [Bo
         if let Err(delivered) = tx.try_deliver(delivered) {
             let rest: Vec<Box<Delivered>> = std::iter::once(delivered).chain(replies).collect();
             let tx = tx.clone();
-            tokio::spawn(async move {
+            // (Outside a runtime, as when a transfer is dropped at its shutdown, there is nobody
+            // left to answer.)
+            let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+            runtime.spawn(async move {
                 for delivered in rest {
                     let _ = tx.deliver(delivered).await;
                 }
@@ -1296,6 +1303,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_transfer_left_without_a_final_reply_is_answered_451_and_its_session_no_longer_busy() {
+        use crate::server::chancomms::CONTROL_CHAN_CAPACITY;
         use std::sync::atomic::{AtomicBool, Ordering};
         let (tx, mut rx) = control_chan();
         let busy = Arc::new(AtomicBool::new(true));
@@ -1311,40 +1319,53 @@ mod tests {
             (code_of(delivered.msg), delivered.about)
         };
         // Done: nothing happens.
-        AnswersAnUnfinishedTransfer::new(tx.for_transfers().for_transfer(1), not_busy()).done();
+        let (_abort_tx, mut aborts) = tokio::sync::mpsc::channel::<()>(1);
+        AnswersAnUnfinishedTransfer::new(tx.for_transfers().for_transfer(1), &mut aborts, not_busy()).done();
         assert!(rx.try_recv().is_none());
         assert!(busy.load(Ordering::SeqCst));
         // A panic in the transfer's task (a bug in a storage back-end): 451 about the transfer.
         let transfer = tx.for_transfers().for_transfer(2);
         let guard = not_busy();
         let task = tokio::spawn(async move {
-            let _unfinished = AnswersAnUnfinishedTransfer::new(transfer, guard);
+            let (_abort_tx, mut aborts) = tokio::sync::mpsc::channel::<()>(1);
+            let _unfinished = AnswersAnUnfinishedTransfer::new(transfer, &mut aborts, guard);
             tokio::task::yield_now().await;
             panic!("a bug in a storage back-end");
         });
         assert!(task.await.expect_err("the task panicked").is_panic());
         assert_eq!(next(&mut rx).await, (ReplyCode::LocalError, About::Transfer(2)));
         assert!(!busy.load(Ordering::SeqCst), "no longer busy");
+        assert!(rx.try_recv().is_none(), "nothing more");
+        // An `ABOR` was waiting for the transfer: its `226` comes too, after the `451`.
+        busy.store(true, Ordering::SeqCst);
+        let (abort_tx, mut aborts) = tokio::sync::mpsc::channel::<()>(1);
+        abort_tx.send(()).await.expect("room");
+        drop(AnswersAnUnfinishedTransfer::new(tx.for_transfers().for_transfer(3), &mut aborts, not_busy()));
+        assert_eq!(next(&mut rx).await, (ReplyCode::LocalError, About::Transfer(3)));
+        assert_eq!(next(&mut rx).await, (ReplyCode::ClosingDataConnection, About::Abor));
+        assert!(!busy.load(Ordering::SeqCst));
         // With the channel full, the answer comes once there is room, after what was queued.
         busy.store(true, Ordering::SeqCst);
-        for _ in 0..4 {
+        for _ in 0..CONTROL_CHAN_CAPACITY {
             tx.send(ControlChanMsg::CommandChannelReply(Reply::new(ReplyCode::CommandOkay, "queued")))
                 .await
                 .expect("room");
         }
-        drop(AnswersAnUnfinishedTransfer::new(tx.for_transfers().for_transfer(3), not_busy()));
-        for _ in 0..4 {
+        let (_abort_tx, mut aborts) = tokio::sync::mpsc::channel::<()>(1);
+        drop(AnswersAnUnfinishedTransfer::new(tx.for_transfers().for_transfer(4), &mut aborts, not_busy()));
+        for _ in 0..CONTROL_CHAN_CAPACITY {
             assert_eq!(next(&mut rx).await, (ReplyCode::CommandOkay, About::Command));
         }
-        assert_eq!(next(&mut rx).await, (ReplyCode::LocalError, About::Transfer(3)));
+        assert_eq!(next(&mut rx).await, (ReplyCode::LocalError, About::Transfer(4)));
         assert!(!busy.load(Ordering::SeqCst));
     }
 
     #[tokio::test]
     async fn abor_answers_from_the_control_loop_never_wait_for_room_and_keep_their_order() {
-        // Queued ahead of them: none (both fit at once), three (one fits), four (the channel
-        // is full: a task sends both once the loop makes room).
-        for queued in [0, 3, 4] {
+        // Queued ahead of them: none (both fit at once), all but one place (one fits), the
+        // channel full (a task sends both once the loop makes room).
+        let capacity = crate::server::chancomms::CONTROL_CHAN_CAPACITY;
+        for queued in [0, capacity - 1, capacity] {
             let (tx, mut rx) = control_chan();
             for _ in 0..queued {
                 tx.send(ControlChanMsg::CommandChannelReply(Reply::new(ReplyCode::CommandOkay, "queued")))
