@@ -20,7 +20,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use libunftp::options::{Reply, ReplyCode, SiteCommandContext, SiteCommandHandler};
-use tracing::Instrument;
 
 use crate::access::gate::Gate;
 use crate::access::SharedPolicy;
@@ -218,12 +217,17 @@ impl Site {
 impl SiteCommandHandler<FtpBackend, User> for Site {
     async fn handle(&self, context: &SiteCommandContext<FtpBackend, User>) -> Reply {
         let user = context.user.as_ref().as_ref();
-        // Runs in libunftp's task, outside our session span: enter it for the log lines.
-        let span = context.storage.tag().span.clone();
-        self.answer(user, &context.arguments, &context.storage)
-            .instrument(span)
-            .await
-            .unwrap_or_else(|error| error.to_reply())
+        // Runs in libunftp's task, outside our session span: enter it for the log lines, at
+        // each poll, by reference (`Instrument` would clone the span, and enter it again to drop
+        // the future: ~1.3k instructions of a routed request's ~45k).
+        let span = &context.storage.tag().span;
+        let mut answer = std::pin::pin!(self.answer(user, &context.arguments, &context.storage));
+        std::future::poll_fn(|cx| {
+            let _entered = span.enter();
+            std::future::Future::poll(answer.as_mut(), cx)
+        })
+        .await
+        .unwrap_or_else(|error| error.to_reply())
     }
 }
 

@@ -102,6 +102,10 @@ async fn routed_requests_are_logged_at_info_only_when_no_worker_answered() {
     assert_eq!(site(&mut ftp, "ADD 2 3").await.0, 451);
     let line = "routed service=\"ADD\" worker=\"none\" result=\"transient\"";
     assert!(log_shows(&lonely_log, line).await, "{}", read(&lonely_log));
+    // In the session's span (the SITE handler enters it at each poll): who asked.
+    let text = read(&lonely_log);
+    let routed = text.lines().find(|logged| logged.contains(line)).expect("the line");
+    assert!(routed.contains("session{id=") && routed.contains("user=\"counter\""), "{routed}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
