@@ -56,8 +56,9 @@ while (( $(date +%s) < deadline )); do
 done
 up=$(date +%s.%N)
 holding=$(rss_sum)
-echo "sessions established at once: $peak of $TOTAL, after $(echo "$up - $started" | bc) s"
-echo "servers' RSS: $before KiB before, $holding KiB holding, $(echo "scale=2; ($holding - $before) / $peak" | bc) KiB per session"
+echo "sessions established at once: $peak of $TOTAL, after $(awk "BEGIN {printf \"%.1f\", $up - $started}") s"
+echo "servers' RSS: $before KiB before, $holding KiB holding," \
+    "$(awk "BEGIN {printf \"%.2f\", ($holding - $before) / ($peak > 0 ? $peak : 1)}") KiB per session"
 # A normal client meanwhile: a listing, and 1 MiB compared byte for byte.
 served=$(date +%s%N)
 listing=$(curl -sS --max-time 20 "ftp://127.0.0.1:2151/")
