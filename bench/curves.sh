@@ -6,20 +6,25 @@
 #     (the harness, on the running servers), and ftpcalc at 1,000, 4,000, 10,000 and 16,000 on a
 #     fresh server for each level (`ftpcalc bench idle`: a server that already served 1,024 busy
 #     connections reuses freed memory for new sessions, so the harness's delta understates; the
-#     sessions counted are those that logged in, which the hard descriptor limit bounds);
+#     sessions counted are those that logged in, which the hard descriptor limit bounds), and
+#     100,000 at once over 8 fresh servers (`bench/idle-spread.sh`: one process cannot hold
+#     more sessions than its descriptor limit allows);
 # then bench/plot.py writes the tables (CSV, markdown) and PNG plots (gnuplot) to
 # bench/results/curves-DATE/.
 #
-#   bench/curves.sh            (as root, from the project's root; ~5 min)
+#   bench/curves.sh            (as root, from the project's root; ~6 min)
 #
 # Knobs: CONNS (1,16,64,256,1024), DURATION (3 s per level), REPS (1), IDLE_ALL (1000),
-# IDLE_OURS (1000,4000), IDLE_FRESH ("1000 4000 10000 16000"), PEERS, QUICK=1; see bench/setup.sh.
+# IDLE_OURS (1000,4000), IDLE_FRESH ("1000 4000 10000 16000"), IDLE_SPREAD ("100000 8":
+# sessions and processes; empty: skipped, as with QUICK=1), PEERS, QUICK=1; see bench/setup.sh.
 set -euo pipefail
 REPS=${REPS:-1}
 DURATION=${DURATION:-3}
 CONNS=${CONNS:-1,16,64,256,1024}
 IDLE_ALL=${IDLE_ALL:-1000}
 IDLE_OURS=${IDLE_OURS:-1000,4000}
+IDLE_SPREAD=${IDLE_SPREAD-100000 8}
+[ "${QUICK:-0}" = 1 ] && IDLE_SPREAD=""
 . "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 command -v gnuplot >/dev/null || { apt-get update -qq && apt-get install -y -qq gnuplot-nox >/dev/null; }
 
@@ -46,12 +51,27 @@ fresh_idle() {
         echo "$logged_in,$(echo "$report" | sed -nE 's/.* ([0-9.]+) KiB per session/\1/p')" >> "$csv"
     done
 }
+# ftpcalc's memory per idle session beyond what one process can hold, over several fresh
+# servers (bench/idle-spread.sh): sessions,kib_per_session,processes (no row when skipped).
+spread_idle() {
+    local csv=$1 report
+    echo "sessions,kib_per_session,processes" > "$csv"
+    [ -n "$IDLE_SPREAD" ] || return 0
+    # shellcheck disable=SC2086 # two words: sessions and processes
+    report=$(bash "$ROOT/bench/idle-spread.sh" "$ROOT/target/release/ftpcalc" $IDLE_SPREAD 45)
+    echo "$report" > "${csv%.csv}.txt"
+    echo "$(echo "$report" | sed -nE 's/^sessions established at once: ([0-9]+) of .*/\1/p')," \
+        "$(echo "$report" | sed -nE "s/^servers' RSS: .* ([0-9.]+) KiB per session$/\1/p"),${IDLE_SPREAD#* }" \
+        | tr -d ' ' >> "$csv"
+}
 base=$OUT_DIR/curves-$stamp
 run "$base-noop.jsonl" "${ours[@]}" "${targets[@]}" --scenarios cmd_rtt --cmd NOOP --conns "$CONNS" --duration "$DURATION"
 run "$base-site-add.jsonl" "${ours[@]}" --scenarios cmd_rtt --cmd 'SITE ADD 2 3' --conns "$CONNS" --duration "$DURATION"
 run "$base-idle-all.jsonl" "${ours[@]}" "${targets[@]}" --scenarios idle_conns --idle "$IDLE_ALL" --idle-hold 3
 run "$base-idle-ours.jsonl" "${ours[@]}" --scenarios idle_conns --idle "$IDLE_OURS" --idle-hold 3
 fresh_idle "$base-idle-fresh.csv"
+spread_idle "$base-idle-spread.csv"
 python3 "$ROOT/bench/plot.py" --out-dir "$ROOT/bench/results/curves-$stamp" --fresh-idle "$base-idle-fresh.csv" \
+    --spread-idle "$base-idle-spread.csv" \
     "$base-noop.jsonl" "$base-site-add.jsonl" "$base-idle-all.jsonl" "$base-idle-ours.jsonl"
 echo "curves: $ROOT/bench/results/curves-$stamp"

@@ -54,6 +54,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out-dir", required=True)
     parser.add_argument("--fresh-idle", help="CSV sessions,kib_per_session: ftpcalc on a fresh server per level")
+    parser.add_argument("--spread-idle",
+                        help="CSV sessions,kib_per_session,processes: ftpcalc over several fresh servers")
     parser.add_argument("files", nargs="+")
     args = parser.parse_args()
     os.makedirs(args.out_dir, exist_ok=True)
@@ -86,6 +88,12 @@ def main():
         with open(args.fresh_idle) as lines:
             fresh = [tuple(line.strip().split(",")) for line in lines.readlines()[1:] if line.strip()]
         write_csv(os.path.join(args.out_dir, "idle-fresh.csv"), ["sessions", "ftpcalc KiB per session"], fresh)
+    spread = []
+    if args.spread_idle:
+        with open(args.spread_idle) as lines:
+            spread = [tuple(line.strip().split(",")) for line in lines.readlines()[1:] if line.strip()]
+        write_csv(os.path.join(args.out_dir, "idle-spread.csv"),
+                  ["sessions", "ftpcalc KiB per session", "processes"], spread)
 
     with open(os.path.join(args.out_dir, "README.md"), "w") as out:
         out.write("# Curves\n\n")
@@ -113,6 +121,8 @@ def main():
             out.write("| idle sessions | KiB per session |\n|---|---|\n")
             for sessions, kib in fresh:
                 out.write(f"| {int(sessions):,} | {kib} |\n")
+            for sessions, kib, processes in spread:
+                out.write(f"| {int(sessions):,} over {processes} processes (`bench/idle-spread.sh`) | {kib} |\n")
         out.write("\n![ops/s](ops.png) ![p99](p99.png) ![memory](idle.png)\n")
 
     def plot(output, title, ylabel, column_of, names, data, xlabel, logy=False):
@@ -137,6 +147,9 @@ def main():
              for index, target in enumerate(targets) if target != "ftpcalc"]
     if fresh:
         plots.append("'idle-fresh.csv' using 1:2 with linespoints lw 2 title 'ftpcalc (RSS, fresh server)'")
+    if spread:
+        plots.append("'idle-spread.csv' using 1:2 with points pt 7 ps 2 "
+                     "title 'ftpcalc (RSS, fresh servers, sessions spread over several)'")
     gnuplot(
         "set datafile separator ','\n"
         "set terminal png size 800,480 noenhanced\n"
