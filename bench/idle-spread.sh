@@ -3,7 +3,7 @@
 # servers (one process cannot hold more sessions than its descriptor limit allows: 20,000 here,
 # a hard limit this machine does not let us raise), with a normal client served meanwhile.
 #
-#   bench/idle-spread.sh BIN TOTAL PROCESSES [HOLD_SECONDS]     (e.g. 100000 7 60)
+#   bench/idle-spread.sh BIN TOTAL PROCESSES [HOLD_SECONDS]     (e.g. 100000 8 45)
 #
 # Each server (--no-workers, fresh state and folder, 127.0.0.1:2151...) gets TOTAL/PROCESSES
 # sessions from an `ftpcalc bench idle` client of its own (clients have the same descriptor
@@ -16,6 +16,8 @@ set -euo pipefail
 BIN=$(realpath "$1") TOTAL=$2 PROCESSES=$3 HOLD=${4:-60}
 WORK=${FTPBENCH_WORK:-/var/tmp/ftpbench}/idle-spread
 rm -rf "$WORK" && mkdir -p "$WORK"
+[[ "$TOTAL" =~ ^[1-9][0-9]*$ && "$PROCESSES" =~ ^[1-9][0-9]*$ && "$HOLD" =~ ^[1-9][0-9]*$ ]] ||
+    { echo "usage: $0 BIN TOTAL PROCESSES [HOLD_SECONDS] (positive whole numbers)" >&2; exit 2; }
 EACH=$(( TOTAL / PROCESSES ))
 (( EACH * PROCESSES == TOTAL )) || { echo "TOTAL must be a multiple of PROCESSES" >&2; exit 2; }
 (( PROCESSES <= 40 )) || { echo "at most 40 processes (ports 2151-2190)" >&2; exit 2; }
