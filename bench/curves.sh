@@ -60,9 +60,8 @@ spread_idle() {
     # shellcheck disable=SC2086 # two words: sessions and processes
     report=$(bash "$ROOT/bench/idle-spread.sh" "$ROOT/target/release/ftpcalc" $IDLE_SPREAD 45)
     echo "$report" > "${csv%.csv}.txt"
-    echo "$(echo "$report" | sed -nE 's/^sessions established at once: ([0-9]+) of .*/\1/p')," \
-        "$(echo "$report" | sed -nE "s/^servers' RSS: .* ([0-9.]+) KiB per session$/\1/p"),${IDLE_SPREAD#* }" \
-        | tr -d ' ' >> "$csv"
+    printf '%s,%s,%s\n' "$(sed -nE 's/^sessions established at once: ([0-9]+) of .*/\1/p' <<< "$report")" \
+        "$(sed -nE "s/^servers' RSS: .* ([0-9.]+) KiB per session$/\1/p" <<< "$report")" "${IDLE_SPREAD#* }" >> "$csv"
 }
 base=$OUT_DIR/curves-$stamp
 run "$base-noop.jsonl" "${ours[@]}" "${targets[@]}" --scenarios cmd_rtt --cmd NOOP --conns "$CONNS" --duration "$DURATION"

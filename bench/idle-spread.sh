@@ -14,13 +14,13 @@
 # Bounded: logins time out in the client, and the wait for all sessions ends after HOLD.
 set -euo pipefail
 BIN=$(realpath "$1") TOTAL=$2 PROCESSES=$3 HOLD=${4:-60}
-WORK=${FTPBENCH_WORK:-/var/tmp/ftpbench}/idle-spread
-rm -rf "$WORK" && mkdir -p "$WORK"
 [[ "$TOTAL" =~ ^[1-9][0-9]*$ && "$PROCESSES" =~ ^[1-9][0-9]*$ && "$HOLD" =~ ^[1-9][0-9]*$ ]] ||
     { echo "usage: $0 BIN TOTAL PROCESSES [HOLD_SECONDS] (positive whole numbers)" >&2; exit 2; }
 EACH=$(( TOTAL / PROCESSES ))
 (( EACH * PROCESSES == TOTAL )) || { echo "TOTAL must be a multiple of PROCESSES" >&2; exit 2; }
 (( PROCESSES <= 40 )) || { echo "at most 40 processes (ports 2151-2190)" >&2; exit 2; }
+WORK=${FTPBENCH_WORK:-/var/tmp/ftpbench}/idle-spread
+rm -rf "$WORK" && mkdir -p "$WORK"
 servers=() clients=()
 cleanup() {
     for pid in "${clients[@]}" "${servers[@]}"; do kill "$pid" 2>/dev/null || true; done
