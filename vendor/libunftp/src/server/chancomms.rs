@@ -2,6 +2,7 @@
 #![cfg_attr(not(feature = "proxy_protocol"), allow(dead_code, unused_imports))]
 
 use super::session::SharedSession;
+use crate::server::controlchan::control_socket::ControlSocket;
 use crate::{
     auth::UserDetail,
     server::controlchan::Reply,
@@ -9,6 +10,7 @@ use crate::{
     storage::{self, StorageBackend},
 };
 use std::fmt;
+use std::sync::Weak;
 use thiserror::Error;
 use tokio::sync::mpsc::{Receiver, Sender};
 use tokio::sync::oneshot;
@@ -91,6 +93,9 @@ pub enum About {
 pub struct Delivered {
     pub msg: ControlChanMsg,
     pub about: About,
+    /// The reply in `msg` is out already (written straight to the control connection: see
+    /// [`TransferSender::reply_first`]): the loop takes note of it and writes nothing.
+    pub written: bool,
 }
 
 /// The sending end of the control loop's channel, for command handlers. Messages travel boxed:
@@ -103,7 +108,7 @@ impl ControlChanSender {
     /// Sends a message to the control loop, waiting for room.
     pub async fn send(&self, msg: ControlChanMsg) -> Result<(), tokio::sync::mpsc::error::SendError<ControlChanMsg>> {
         let about = About::Command;
-        self.0.send(Box::new(Delivered { msg, about })).await.map_err(unboxed)
+        self.0.send(Box::new(Delivered { msg, about, written: false })).await.map_err(unboxed)
     }
 
     /// A sender to the same control loop for the data channel, whose messages are marked so.
@@ -111,6 +116,7 @@ impl ControlChanSender {
         TransferSender {
             sender: self.clone(),
             transfer: 0,
+            socket: Weak::new(),
         }
     }
 }
@@ -127,12 +133,32 @@ fn unboxed(error: tokio::sync::mpsc::error::SendError<Box<Delivered>>) -> tokio:
 pub struct TransferSender {
     sender: ControlChanSender,
     transfer: u32,
+    /// The control connection, for a transfer's first reply (see [`Self::reply_first`]).
+    socket: Weak<ControlSocket>,
 }
 
 impl TransferSender {
     /// Sends a message about this sender's transfer command, waiting for room.
     pub async fn send(&self, msg: ControlChanMsg) -> Result<(), tokio::sync::mpsc::error::SendError<ControlChanMsg>> {
         self.deliver(self.about_the_transfer(msg)).await
+    }
+
+    /// This sender, writing a transfer's first reply straight to `socket` when it can.
+    pub fn writing_to(mut self, socket: Weak<ControlSocket>) -> Self {
+        self.socket = socket;
+        self
+    }
+
+    /// Sends a transfer's first reply (its `150`): written straight to the control connection
+    /// when the control loop waits with nothing to write, so that it leaves before the data
+    /// rather than after the transfer (a small file's transfer never pauses, and the loop, on
+    /// the same worker thread, would write the `150` together with the `226`); the loop is told
+    /// either way, as for any reply.
+    pub async fn reply_first(&self, reply: Reply) -> Result<(), tokio::sync::mpsc::error::SendError<ControlChanMsg>> {
+        let written = self.socket.upgrade().is_some_and(|socket| socket.write_now(&reply));
+        let mut delivered = self.about_the_transfer(ControlChanMsg::CommandChannelReply(reply));
+        delivered.written = written;
+        self.deliver(delivered).await
     }
 
     /// Sends the answer to `ABOR` (its last reply), waiting for room.
@@ -157,12 +183,17 @@ impl TransferSender {
         Box::new(Delivered {
             msg,
             about: About::Transfer(self.transfer),
+            written: false,
         })
     }
 
     /// `msg` as the answer to `ABOR`.
     pub fn abor_answer(msg: ControlChanMsg) -> Box<Delivered> {
-        Box::new(Delivered { msg, about: About::Abor })
+        Box::new(Delivered {
+            msg,
+            about: About::Abor,
+            written: false,
+        })
     }
 
     /// This sender, its messages about the transfer command numbered `transfer`.
@@ -170,6 +201,7 @@ impl TransferSender {
         TransferSender {
             sender: self.sender.clone(),
             transfer,
+            socket: self.socket.clone(),
         }
     }
 }

@@ -347,6 +347,11 @@ where
         }
     }
 
+    /// Sends a transfer's `150` (see [`TransferSender::reply_first`]).
+    async fn reply_first(&self, text: String) {
+        let _ = self.control_msg_tx.reply_first(Reply::new_with_string(ReplyCode::FileStatusOkay, text)).await;
+    }
+
     /// Sends a reply on the control channel.
     async fn reply(&self, code: ReplyCode, text: String) {
         let _ = self
@@ -372,11 +377,8 @@ where
             }
             Ok(metadata) => {
                 let size = metadata.len().saturating_sub(start_pos);
-                self.reply(
-                    ReplyCode::FileStatusOkay,
-                    format!("Opening data connection for {} ({} bytes)", printable(&path), size),
-                )
-                .await;
+                self.reply_first(format!("Opening data connection for {} ({} bytes)", printable(&path), size))
+                    .await;
             }
         }
         let mut output = match Self::writer(self.socket, self.ftps_mode, "retr", self.stall_limit).await {
@@ -601,7 +603,7 @@ where
         match list_result {
             Ok(cursor) => {
                 // `150` only once there is a listing to send.
-                self.reply(ReplyCode::FileStatusOkay, "Sending directory list".to_string()).await;
+                self.reply_first("Sending directory list".to_string()).await;
                 let mut output = match Self::writer(self.socket, self.ftps_mode.clone(), command.as_lower_str(), self.stall_limit).await {
                     Ok(output) => output,
                     Err(error) => return tls_failed(&self.logger, &tx, error).await,
@@ -705,7 +707,7 @@ where
                 }
 
                 // `150` only once there is a listing to send.
-                self.reply(ReplyCode::FileStatusOkay, "Sending directory list".to_string()).await;
+                self.reply_first("Sending directory list".to_string()).await;
                 let mut output = match Self::writer(self.socket, self.ftps_mode.clone(), "mlsd", self.stall_limit).await {
                     Ok(output) => output,
                     Err(error) => return tls_failed(&self.logger, &tx, error).await,

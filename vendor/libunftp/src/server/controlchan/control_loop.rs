@@ -15,6 +15,7 @@ use crate::{
             codecs::FtpCodec,
             command::Command,
             commands,
+            control_socket::{ControlSocket, SharedSocket},
             error::ControlChanError,
             error::ControlChanErrorKind,
             ftps::{FtpsControlChanEnforcerMiddleware, FtpsDataChanEnforcerMiddleware},
@@ -37,10 +38,7 @@ use std::{
     collections::{HashMap, VecDeque},
     net::SocketAddr,
     ops::RangeInclusive,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
+    sync::{Arc, atomic::Ordering},
     time::Duration,
 };
 use tokio::{
@@ -128,12 +126,14 @@ where
     let (control_msg_tx, mut control_msg_rx) = crate::server::chancomms::control_chan();
     let local_addr = tcp_stream.local_addr()?;
     let peer = tcp_stream.peer_addr()?;
+    // Shared with the data channel, which may write a transfer's first reply straight to it.
+    let control_socket = ControlSocket::new(tcp_stream);
     let mut session: Session<Storage, User> = Session::new(Arc::new(storage), client.unwrap_or(peer))
         .ftps(ftps_config.clone())
         .metrics(collect_metrics)
         // The data channel's messages are marked as such: they never end the wait for a command
         // handler's answer (see `awaiting_reply`).
-        .control_msg_tx(control_msg_tx.for_transfers())
+        .control_msg_tx(control_msg_tx.for_transfers().writing_to(Arc::downgrade(&control_socket)))
         .control_connection(control_connection)
         .failed_logins(failed_logins);
     session.data_connection_timeout = data_connection_timeout;
@@ -205,12 +205,10 @@ where
     // the memory an idle session held.
     // Urgent data (Telnet "synch", or Python ftplib's `ABOR\r\n` sent as urgent data) stays in
     // the stream instead of being taken out of it by the kernel.
-    if let Err(err) = nix::sys::socket::setsockopt(&tcp_stream, nix::sys::socket::sockopt::OobInline, &true) {
+    if let Err(err) = nix::sys::socket::setsockopt(control_socket.stream(), nix::sys::socket::sockopt::OobInline, &true) {
         slog::warn!(logger, "Could not read urgent data inline: {}", err);
     }
-    // Set by the socket's reader when a read brought more than one line (see `pipelined` below).
-    let read_more = Arc::new(AtomicBool::new(false));
-    let cmd_and_reply_stream = framed(Box::new(ReadsPastUrgentMark(tcp_stream, read_more.clone())));
+    let cmd_and_reply_stream = framed(Box::new(ReadsPastUrgentMark(SharedSocket(control_socket.clone()))));
     let (mut reply_sink, mut command_source) = cmd_and_reply_stream.split();
 
     reply_sink.send(Reply::new(ReplyCode::ServiceReady, config.greeting)).await?;
@@ -272,7 +270,7 @@ where
             // are flushed, so the replies of pipelined commands leave in one write; after
             // `MAX_IN_A_ROW` of them the loop flushes and waits as usual (messages, shutdown and
             // the idle timer get their turn).
-            let maybe_more = tls || read_more.load(Ordering::Relaxed);
+            let maybe_more = tls || control_socket.read_more.load(Ordering::Relaxed);
             let may_read = !awaiting_reply && !quit_waiting;
             let pipelined = match maybe_more && in_a_row < MAX_IN_A_ROW && ready.is_none() && may_read && held.is_none() && !upgrade_now {
                 true => command_source.next().now_or_never(),
@@ -281,12 +279,15 @@ where
             in_a_row = if pipelined.is_some() { in_a_row + 1 } else { 0 };
             // For a message, what it answers.
             let mut about: Option<About> = None;
+            // The message's reply is out already (see `ControlSocket`).
+            let mut already_written = false;
             let mut from_client = false;
             let incoming = if upgrade_now {
                 upgrade_now = false;
                 Some(Ok(Event::InternalMsg(ControlChanMsg::SecureControlChannel)))
             } else if let Some(delivered) = ready.take() {
                 about = Some(delivered.about);
+                already_written = delivered.written;
                 Some(Ok(Event::InternalMsg(delivered.msg)))
             } else if quit_waiting && transfer_open.is_none() && !transfer_starting {
                 quit_waiting = false;
@@ -314,6 +315,12 @@ where
                 if (held.is_none() || !transfer_starting) && !quit_waiting {
                     timeout_delay.as_mut().reset(tokio::time::Instant::now() + idle_session_timeout);
                 }
+                // Everything fed is written: while the loop waits for a transfer's first reply, the
+                // data channel may write it itself (plain TCP only: under TLS the stream is ours).
+                let gated = transfer_starting && !tls;
+                if gated {
+                    control_socket.open();
+                }
                 // Biased: a message of the data channel already waiting is handled before a
                 // command read at the same time (a `425` of a data connection that gave up as the
                 // client sent `ABOR` comes before ABOR's `226`), and shutdown before commands.
@@ -321,6 +328,7 @@ where
                     biased;
                     Some(delivered) = control_msg_rx.recv() => {
                         about = Some(delivered.about);
+                        already_written = delivered.written;
                         incoming = Some(Ok(Event::InternalMsg(delivered.msg)));
                     },
                     _ = shutdown.listen() => {
@@ -358,6 +366,15 @@ where
                             };
                         }
                     },
+                }
+                // Awake: nothing more is written from outside; the rest of a reply written in
+                // part meanwhile goes before anything the loop writes.
+                if let Some(rest) = gated.then(|| control_socket.close()).flatten()
+                    // (Boxed: that wait would otherwise make every session's loop bigger.)
+                    && let Err(err) = Box::pin(control_socket.write_all(&rest)).await
+                {
+                    slog::warn!(logger, "Could not send replies: {:?}. Closing control connection", err);
+                    return;
                 }
                 incoming
             };
@@ -527,7 +544,10 @@ where
                                 false if hands_over => transfer_open = Some(awaits),
                                 _ => {}
                             }
-                            reply_sink.feed(reply).await
+                            match already_written {
+                                true => Ok(()),
+                                false => reply_sink.feed(reply).await,
+                            }
                         }
                     };
 
@@ -724,9 +744,10 @@ fn input_ended(held: &VecDeque<Result<Event, ControlChanError>>) -> bool {
 /// try again), so the byte at the mark (the LF of ftplib's urgent `ABOR\r\n`) would wait for the
 /// client's next command, which waits for ABOR's reply. After each short read that does not end
 /// a line, what is already there is read too, with one non-blocking `recv` on the socket.
-/// The flag says whether the last read brought more than one line (a line end before its last
-/// byte): only then may a command be waiting in the codec's buffer after the first.
-struct ReadsPastUrgentMark(TcpStream, Arc<AtomicBool>);
+/// The socket's `read_more` says whether the last read brought more than one line (a line end
+/// before its last byte): only then may a command be waiting in the codec's buffer after the
+/// first.
+struct ReadsPastUrgentMark(SharedSocket);
 
 impl tokio::io::AsyncRead for ReadsPastUrgentMark {
     fn poll_read(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>, buf: &mut tokio::io::ReadBuf<'_>) -> std::task::Poll<std::io::Result<()>> {
@@ -742,7 +763,7 @@ impl tokio::io::AsyncRead for ReadsPastUrgentMark {
             && buf.remaining() > 0
             && buf.filled().last() != Some(&b'\n')
             && let Ok(more) = nix::sys::socket::recv(
-                std::os::fd::AsRawFd::as_raw_fd(&this.0),
+                std::os::fd::AsRawFd::as_raw_fd(this.0.0.stream()),
                 buf.initialize_unfilled(),
                 nix::sys::socket::MsgFlags::MSG_DONTWAIT,
             )
@@ -751,7 +772,7 @@ impl tokio::io::AsyncRead for ReadsPastUrgentMark {
         }
         let read = &buf.filled()[before..];
         let more_than_a_line = matches!(polled, std::task::Poll::Ready(Ok(()))) && read.split_last().is_some_and(|(_, head)| head.contains(&b'\n'));
-        this.1.store(more_than_a_line, Ordering::Relaxed);
+        this.0.0.read_more.store(more_than_a_line, Ordering::Relaxed);
         polled
     }
 }

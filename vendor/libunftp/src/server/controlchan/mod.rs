@@ -13,6 +13,7 @@ mod active_passive;
 mod auth;
 mod codecs;
 mod control_loop;
+pub(crate) mod control_socket;
 mod error;
 mod ftps;
 mod line_parser;
