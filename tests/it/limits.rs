@@ -380,3 +380,49 @@ async fn an_epsv_right_behind_a_transfer_gets_the_place_the_transfer_leaves() {
         port = crate::support::epsv_port(&text);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_reads_none_of_its_replies_is_closed_after_the_idle_timeout() {
+    // libunftp patch 68: a client that sent commands and never read their replies held its
+    // session for ever: the control loop waited for room to write them, and the idle timeout
+    // does not run while the loop writes. A write that finds no room for the idle timeout now
+    // ends the session.
+    let cluster = with_limits(|limits| limits.idle_timeout = Duration::from_secs(1)).await;
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("a small receive buffer");
+    let mut stream = socket.connect(cluster.main()).await.expect("connect");
+    stream.write_all(b"USER raw\r\nPASS raw\r\n").await.expect("log in");
+    let mut seen = Vec::new();
+    while !seen.windows(4).any(|four| four == b"230 ") {
+        let mut chunk = [0; 512];
+        let read = tokio::time::timeout(Duration::from_secs(20), stream.read(&mut chunk))
+            .await
+            .expect("in time")
+            .expect("read");
+        assert!(read > 0, "logged in before the end: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&chunk[..read]);
+    }
+    // Commands until the connection takes no more (both sides' buffers full), at most 24 MB.
+    let commands = b"NOOP\r\n".repeat(1000);
+    let mut sent = 0usize;
+    let mut full = false;
+    for _ in 0..4000 {
+        match tokio::time::timeout(Duration::from_millis(500), stream.write_all(&commands)).await {
+            Ok(written) => {
+                written.expect("send");
+                sent += 1000;
+            }
+            Err(_) => {
+                full = true;
+                break;
+            }
+        }
+    }
+    assert!(full, "the connection filled up ({sent} commands sent)");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut replies = Vec::new();
+    let ended = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut replies)).await;
+    let answered = replies.split(|&byte| byte == b'\n').count().saturating_sub(1);
+    assert!(ended.is_ok(), "the server closed the connection ({answered} replies read in 10 s)");
+    assert!(answered < sent / 2, "closed before it answered what it was sent: {answered} of {sent}");
+}

@@ -127,7 +127,7 @@ where
     let local_addr = tcp_stream.local_addr()?;
     let peer = tcp_stream.peer_addr()?;
     // Shared with the data channel, which may write a transfer's first reply straight to it.
-    let control_socket = ControlSocket::new(tcp_stream);
+    let control_socket = ControlSocket::new(tcp_stream, idle_session_timeout);
     let mut session: Session<Storage, User> = Session::new(Arc::new(storage), client.unwrap_or(peer))
         .ftps(ftps_config.clone())
         .metrics(collect_metrics)
@@ -208,7 +208,7 @@ where
     if let Err(err) = nix::sys::socket::setsockopt(control_socket.stream(), nix::sys::socket::sockopt::OobInline, &true) {
         slog::warn!(logger, "Could not read urgent data inline: {}", err);
     }
-    let cmd_and_reply_stream = framed(Box::new(ReadsPastUrgentMark(SharedSocket(control_socket.clone()))));
+    let cmd_and_reply_stream = framed(Box::new(ReadsPastUrgentMark(SharedSocket::new(control_socket.clone()))));
     let (mut reply_sink, mut command_source) = cmd_and_reply_stream.split();
 
     reply_sink.send(Reply::new(ReplyCode::ServiceReady, config.greeting)).await?;
@@ -763,7 +763,7 @@ impl tokio::io::AsyncRead for ReadsPastUrgentMark {
             && buf.remaining() > 0
             && buf.filled().last() != Some(&b'\n')
             && let Ok(more) = nix::sys::socket::recv(
-                std::os::fd::AsRawFd::as_raw_fd(this.0.0.stream()),
+                std::os::fd::AsRawFd::as_raw_fd(this.0.socket.stream()),
                 buf.initialize_unfilled(),
                 nix::sys::socket::MsgFlags::MSG_DONTWAIT,
             )
@@ -772,7 +772,7 @@ impl tokio::io::AsyncRead for ReadsPastUrgentMark {
         }
         let read = &buf.filled()[before..];
         let more_than_a_line = matches!(polled, std::task::Poll::Ready(Ok(()))) && read.split_last().is_some_and(|(_, head)| head.contains(&b'\n'));
-        this.0.0.read_more.store(more_than_a_line, Ordering::Relaxed);
+        this.0.socket.read_more.store(more_than_a_line, Ordering::Relaxed);
         polled
     }
 }

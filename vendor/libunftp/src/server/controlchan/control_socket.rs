@@ -9,10 +9,13 @@ use std::pin::Pin;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use bytes::BytesMut;
+use std::future::Future;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::time::Sleep;
 use tokio_util::codec::Encoder;
 
 use super::codecs::FtpCodec;
@@ -26,6 +29,9 @@ pub struct ControlSocket {
     /// Set by the loop's reader when a read brought more than one line (see `pipelined` in the
     /// control loop).
     pub read_more: AtomicBool,
+    /// How long a write may find no room before it fails (the idle session timeout): a client
+    /// that takes none of its replies is treated as gone, as an idle one is.
+    write_limit: Duration,
 }
 
 /// Whether a reply may be written from outside the control loop now.
@@ -40,11 +46,12 @@ struct Gate {
 }
 
 impl ControlSocket {
-    pub fn new(stream: TcpStream) -> Arc<Self> {
+    pub fn new(stream: TcpStream, write_limit: Duration) -> Arc<Self> {
         Arc::new(ControlSocket {
             stream,
             gate: Mutex::default(),
             read_more: AtomicBool::new(false),
+            write_limit,
         })
     }
 
@@ -92,11 +99,13 @@ impl ControlSocket {
         }
     }
 
-    /// Writes all of `bytes`, waiting for room as needed (the rest of a reply written from
-    /// outside: see [`Self::close`]).
+    /// Writes all of `bytes`, waiting for room as needed, at most the write limit each time (the
+    /// rest of a reply written from outside: see [`Self::close`]).
     pub async fn write_all(&self, mut bytes: &[u8]) -> io::Result<()> {
         while !bytes.is_empty() {
-            self.stream.writable().await?;
+            tokio::time::timeout(self.write_limit, self.stream.writable())
+                .await
+                .map_err(|_| no_reply_taken())??;
             match self.stream.try_write(bytes) {
                 Ok(written) => bytes = &bytes[written..],
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
@@ -107,13 +116,29 @@ impl ControlSocket {
     }
 }
 
+/// The error of a write that found no room for the write limit.
+fn no_reply_taken() -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, "the client took no reply within the idle session timeout")
+}
+
 /// The loop's reading and writing end of a shared [`ControlSocket`].
 #[derive(Debug)]
-pub struct SharedSocket(pub Arc<ControlSocket>);
+pub struct SharedSocket {
+    pub socket: Arc<ControlSocket>,
+    /// Since when a write has found no room (made on the first such write: an allocation only
+    /// for a client that does not read its replies).
+    stalled: Option<Pin<Box<Sleep>>>,
+}
+
+impl SharedSocket {
+    pub fn new(socket: Arc<ControlSocket>) -> Self {
+        SharedSocket { socket, stalled: None }
+    }
+}
 
 impl AsyncRead for SharedSocket {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        let stream = &self.0.stream;
+        let stream = &self.socket.stream;
         loop {
             ready!(stream.poll_read_ready(cx))?;
             match stream.try_read(buf.initialize_unfilled()) {
@@ -130,12 +155,25 @@ impl AsyncRead for SharedSocket {
 
 impl AsyncWrite for SharedSocket {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, bytes: &[u8]) -> Poll<io::Result<usize>> {
-        let stream = &self.0.stream;
+        let this = self.get_mut();
+        let stream = &this.socket.stream;
         loop {
-            ready!(stream.poll_write_ready(cx))?;
-            match stream.try_write(bytes) {
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
-                written => return Poll::Ready(written),
+            match stream.poll_write_ready(cx) {
+                Poll::Ready(Ok(())) => match stream.try_write(bytes) {
+                    Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+                    written => {
+                        this.stalled = None;
+                        return Poll::Ready(written);
+                    }
+                },
+                Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
+                // No room: the client has taken none of the replies sent to it lately. It gets
+                // the write limit to take some, or the session ends.
+                Poll::Pending => {
+                    let limit = this.socket.write_limit;
+                    ready!(this.stalled.get_or_insert_with(|| Box::pin(tokio::time::sleep(limit))).as_mut().poll(cx));
+                    return Poll::Ready(Err(no_reply_taken()));
+                }
             }
         }
     }
@@ -145,7 +183,7 @@ impl AsyncWrite for SharedSocket {
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(socket2::SockRef::from(&self.0.stream).shutdown(std::net::Shutdown::Write))
+        Poll::Ready(socket2::SockRef::from(&self.socket.stream).shutdown(std::net::Shutdown::Write))
     }
 }
 
@@ -161,7 +199,7 @@ mod tests {
         let (server, _) = listener.accept().await.expect("accept");
         // As the loop's greeting does: the runtime then knows the socket is writable.
         server.writable().await.expect("writable");
-        (ControlSocket::new(server), client)
+        (ControlSocket::new(server, std::time::Duration::from_secs(600)), client)
     }
 
     fn reply(text: &str) -> Reply {
@@ -187,7 +225,7 @@ mod tests {
         assert_eq!(socket.close(), None, "all of it was written");
         assert!(!socket.write_now(&reply("closed again")));
         // The loop's own writes go through the same socket, after.
-        let mut shared = SharedSocket(socket.clone());
+        let mut shared = SharedSocket::new(socket.clone());
         shared.write_all(b"226 done\r\n").await.expect("write");
         assert_eq!(read_exactly(&mut client, 10).await, b"226 done\r\n");
         client.write_all(b"NOOP\r\n").await.expect("send");
@@ -248,7 +286,7 @@ mod tests {
             all
         });
         socket.write_all(&rest).await.expect("the rest");
-        SharedSocket(socket.clone()).write_all(b"226 after\r\n").await.expect("write");
+        SharedSocket::new(socket.clone()).write_all(b"226 after\r\n").await.expect("write");
         let all = reader.await.expect("reader");
         let text = &all[queued..];
         assert_eq!(text.len(), 4 + long.len() + 2 + 11, "the reply whole, then the next");
