@@ -50,6 +50,12 @@ def gnuplot(script, cwd):
     subprocess.run(["gnuplot"], input=script, text=True, cwd=cwd, check=True)
 
 
+def csv_rows(path):
+    """The rows of a small CSV file after its header, as tuples of strings."""
+    with open(path) as lines:
+        return [tuple(line.strip().split(",")) for line in lines.readlines()[1:] if line.strip()]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out-dir", required=True)
@@ -85,13 +91,11 @@ def main():
     write_csv(os.path.join(args.out_dir, "idle.csv"), idle_header, idle_rows)
     fresh = []
     if args.fresh_idle:
-        with open(args.fresh_idle) as lines:
-            fresh = [tuple(line.strip().split(",")) for line in lines.readlines()[1:] if line.strip()]
+        fresh = csv_rows(args.fresh_idle)
         write_csv(os.path.join(args.out_dir, "idle-fresh.csv"), ["sessions", "ftpcalc KiB per session"], fresh)
     spread = []
     if args.spread_idle:
-        with open(args.spread_idle) as lines:
-            spread = [tuple(line.strip().split(",")) for line in lines.readlines()[1:] if line.strip()]
+        spread = csv_rows(args.spread_idle)
         write_csv(os.path.join(args.out_dir, "idle-spread.csv"),
                   ["sessions", "ftpcalc KiB per session", "processes"], spread)
 
