@@ -371,7 +371,7 @@ where
                 // part meanwhile goes before anything the loop writes.
                 if let Some(rest) = gated.then(|| control_socket.close()).flatten()
                     // (Boxed: that wait would otherwise make every session's loop bigger.)
-                    && let Err(err) = Box::pin(control_socket.write_all(&rest)).await
+                    && let Err(err) = Box::pin(async { tokio::io::AsyncWriteExt::write_all(&mut SharedSocket::new(control_socket.clone()), &rest).await }).await
                 {
                     slog::warn!(logger, "Could not send replies: {:?}. Closing control connection", err);
                     return;

@@ -69,7 +69,7 @@ impl ControlSocket {
 
     /// The loop is awake: nothing more is written from outside (a write under way finishes
     /// first). Gives what a reply written meanwhile could not write at once, which the loop
-    /// writes before anything else ([`Self::write_all`]).
+    /// writes before anything else (through a [`SharedSocket`], with the same write limit).
     pub fn close(&self) -> Option<Vec<u8>> {
         let mut gate = self.gate.lock().ok()?;
         gate.open = false;
@@ -97,22 +97,6 @@ impl ControlSocket {
             // Nothing written (a full buffer, or a broken connection, which the loop finds).
             Err(_) => false,
         }
-    }
-
-    /// Writes all of `bytes`, waiting for room as needed, at most the write limit each time (the
-    /// rest of a reply written from outside: see [`Self::close`]).
-    pub async fn write_all(&self, mut bytes: &[u8]) -> io::Result<()> {
-        while !bytes.is_empty() {
-            tokio::time::timeout(self.write_limit, self.stream.writable())
-                .await
-                .map_err(|_| no_reply_taken())??;
-            match self.stream.try_write(bytes) {
-                Ok(written) => bytes = &bytes[written..],
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
-                Err(error) => return Err(error),
-            }
-        }
-        Ok(())
     }
 }
 
@@ -285,7 +269,7 @@ mod tests {
             }
             all
         });
-        socket.write_all(&rest).await.expect("the rest");
+        SharedSocket::new(socket.clone()).write_all(&rest).await.expect("the rest");
         SharedSocket::new(socket.clone()).write_all(b"226 after\r\n").await.expect("write");
         let all = reader.await.expect("reader");
         let text = &all[queued..];
