@@ -390,39 +390,23 @@ async fn a_client_that_reads_none_of_its_replies_is_closed_after_the_idle_timeou
     let cluster = with_limits(|limits| limits.idle_timeout = Duration::from_secs(1)).await;
     let socket = tokio::net::TcpSocket::new_v4().expect("socket");
     socket.set_recv_buffer_size(4096).expect("a small receive buffer");
-    let mut stream = socket.connect(cluster.main()).await.expect("connect");
-    stream.write_all(b"USER raw\r\nPASS raw\r\n").await.expect("log in");
-    let mut seen = Vec::new();
-    while !seen.windows(4).any(|four| four == b"230 ") {
-        let mut chunk = [0; 512];
-        let read = tokio::time::timeout(Duration::from_secs(20), stream.read(&mut chunk))
-            .await
-            .expect("in time")
-            .expect("read");
-        assert!(read > 0, "logged in before the end: {}", String::from_utf8_lossy(&seen));
-        seen.extend_from_slice(&chunk[..read]);
-    }
+    let mut raw = RawFtp::over(socket.connect(cluster.main()).await.expect("connect")).await;
+    assert_eq!(raw.log_in_as("raw", "raw").await.0, 230);
     // Commands until the connection takes no more (both sides' buffers full), at most 24 MB.
     let commands = b"NOOP\r\n".repeat(1000);
     let mut sent = 0usize;
     let mut full = false;
     for _ in 0..4000 {
-        match tokio::time::timeout(Duration::from_millis(500), stream.write_all(&commands)).await {
-            Ok(written) => {
-                written.expect("send");
-                sent += 1000;
-            }
-            Err(_) => {
-                full = true;
-                break;
-            }
+        if tokio::time::timeout(Duration::from_millis(500), raw.send_bytes(&commands)).await.is_err() {
+            full = true;
+            break;
         }
+        sent += 1000;
     }
     assert!(full, "the connection filled up ({sent} commands sent)");
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let mut replies = Vec::new();
-    let ended = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut replies)).await;
+    let (replies, ended) = raw.read_rest(Duration::from_secs(10)).await;
     let answered = replies.split(|&byte| byte == b'\n').count().saturating_sub(1);
-    assert!(ended.is_ok(), "the server closed the connection ({answered} replies read in 10 s)");
+    assert!(ended, "the server closed the connection ({answered} replies read in 10 s)");
     assert!(answered < sent / 2, "closed before it answered what it was sent: {answered} of {sent}");
 }

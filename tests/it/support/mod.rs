@@ -325,9 +325,16 @@ impl RawFtp {
 
     /// True when the server closed the connection (reads until the end or a reset, at most 20 s).
     pub async fn closed(&mut self) -> bool {
+        self.read_rest(Duration::from_secs(20)).await.1
+    }
+
+    /// Reads until the server closes the connection (its end, or a reset), at most `within`:
+    /// what came, and whether it was closed in time.
+    pub async fn read_rest(&mut self, within: Duration) -> (Vec<u8>, bool) {
         use tokio::io::AsyncReadExt;
         let mut rest = Vec::new();
-        tokio::time::timeout(Duration::from_secs(20), self.reader.read_to_end(&mut rest)).await.is_ok()
+        let ended = tokio::time::timeout(within, self.reader.read_to_end(&mut rest)).await.is_ok();
+        (rest, ended)
     }
 
     /// Reads one (possibly multi-line) reply.
