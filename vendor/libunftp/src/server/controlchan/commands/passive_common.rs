@@ -43,8 +43,6 @@ pub(crate) fn try_port_range(local_addr: SocketAddr, passive_ports: RangeInclusi
     let ip = local_addr.ip();
     let rng_length = passive_ports.end() - passive_ports.start() + 1;
 
-    let mut socket: io::Result<std::net::TcpListener> = Err(io::Error::new(io::ErrorKind::InvalidInput, "Bind retries cannot be 0"));
-
     for _ in 1..BIND_RETRIES {
         let random_u32 = {
             let mut data = [0; 4];
@@ -57,12 +55,11 @@ pub(crate) fn try_port_range(local_addr: SocketAddr, passive_ports: RangeInclusi
         s.set_reuse_address(true)?;
         if s.bind(&std::net::SocketAddr::new(ip, port as u16).into()).is_ok() {
             s.listen(PASSIVE_BACKLOG)?;
-            socket = Ok(s.into());
-            break;
+            return Ok(s.into());
         }
     }
-
-    socket
+    // (Made only here: it used to be made, and dropped, by every `PASV`, two allocations.)
+    Err(io::Error::new(io::ErrorKind::AddrInUse, "no free port in the passive port range"))
 }
 
 /// The listen queue of a passive port: the client's data connection needs one place; the rest
@@ -377,5 +374,22 @@ where
         Ok(Ok(reply)) => Ok(reply),
         Ok(Err(_)) => Ok(Reply::new(ReplyCode::CantOpenDataConnection, "Could not allocate passive port")),
         Err(_) => Ok(Reply::new(ReplyCode::CantOpenDataConnection, "Internal error: Channel closed")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_port_of_the_range_is_bound_or_an_error_says_none_was_free() {
+        let local: SocketAddr = "127.0.0.1:21".parse().unwrap();
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = taken.local_addr().unwrap().port();
+        let error = try_port_range(local, port..=port).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::AddrInUse, "{error}");
+        drop(taken);
+        let listener = try_port_range(local, port..=port).unwrap();
+        assert_eq!(listener.local_addr().unwrap(), SocketAddr::new(local.ip(), port));
     }
 }
