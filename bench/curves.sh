@@ -36,7 +36,7 @@ run() { # OUT TARGETS... -- OPTIONS...
 }
 # ftpcalc's memory per idle session on a fresh server for each level: sessions,KiB per session.
 fresh_idle() {
-    local csv=$1 bin=$ROOT/target/release/ftpcalc
+    local csv=$1 bin=$OURS_BIN
     echo "sessions,kib_per_session" > "$csv"
     for n in ${IDLE_FRESH:-1000 4000 10000 16000}; do
         rm -rf "$FTPBENCH_WORK/fresh" && mkdir -p "$FTPBENCH_WORK/fresh/ftp"
@@ -58,7 +58,7 @@ spread_idle() {
     echo "sessions,kib_per_session,processes" > "$csv"
     [ -n "$IDLE_SPREAD" ] || return 0
     # shellcheck disable=SC2086 # two words: sessions and processes
-    report=$(bash "$ROOT/bench/idle-spread.sh" "$ROOT/target/release/ftpcalc" $IDLE_SPREAD 45)
+    report=$(bash "$ROOT/bench/idle-spread.sh" "$OURS_BIN" $IDLE_SPREAD 45)
     echo "$report" > "${csv%.csv}.txt"
     printf '%s,%s,%s\n' "$(sed -nE 's/^sessions established at once: ([0-9]+) of .*/\1/p' <<< "$report")" \
         "$(sed -nE "s/^servers' RSS: .* ([0-9.]+) KiB per session$/\1/p" <<< "$report")" "${IDLE_SPREAD#* }" >> "$csv"

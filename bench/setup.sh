@@ -3,7 +3,7 @@
 # (default: vsftpd pure-ftpd) and `ftpcalc server` on 127.0.0.1:2121 (workers on 2122-2125),
 # and stops them all on exit. Leaves: $ROOT, $HARNESS, $OUT_DIR, $stamp, and the arrays
 # `ours` and `targets` (ftpbench.py --target options) and `labels` (--meta options).
-# Knobs: PEERS, BIG_MIB, SMALL_COUNT, QUICK=1 (64 MiB, 200 files), OUT_DIR.
+# Knobs: PEERS, BIG_MIB, SMALL_COUNT, QUICK=1 (64 MiB, 200 files), OUT_DIR, FTPCALC_BIN.
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 HARNESS=$(cd "$ROOT/../shared/bench" && pwd)
 . "$HARNESS/peers/common.sh"
@@ -24,7 +24,10 @@ stamp=$(date +%F-%H%M)
 ulimit -n "$(ulimit -Hn)"
 
 [ -d "$PEERS_ROOT/vsftpd/usr" ] && id "$FTPBENCH_USER" >/dev/null 2>&1 || "$HARNESS/peers/install_peers.sh"
-(cd "$ROOT" && cargo build --release --quiet)
+# FTPCALC_BIN: measure that binary (a build of bench/pgo.sh) instead of the release build.
+OURS_BIN=${FTPCALC_BIN:-$ROOT/target/release/ftpcalc}
+OURS_BUILD=release
+if [ -n "${FTPCALC_BIN:-}" ]; then OURS_BUILD=FTPCALC_BIN; else (cd "$ROOT" && cargo build --release --quiet); fi
 python3 "$HARNESS/ftpbench.py" prepare --data-dir "$FTPBENCH_DATA" --big-mib "$BIG_MIB" \
     --small-count "$SMALL_COUNT" --owner "$FTPBENCH_USER"
 find "$FTPBENCH_DATA/upload" -mindepth 1 -delete
@@ -48,7 +51,7 @@ for name in $PEERS; do
 done
 # Every benchmark client comes from 127.0.0.1: the per-address limit (50 by default, a
 # product safety default) is lifted for the run, as an operator would for a load balancer.
-"$ROOT/target/release/ftpcalc" server SV0 "$FTPBENCH_DATA" --listen "127.0.0.1:$OURS_PORT" \
+"$OURS_BIN" server SV0 "$FTPBENCH_DATA" --listen "127.0.0.1:$OURS_PORT" \
     --passive-ports 40500-40999 --secret bench-secret-0123456789 \
     --max-connections 100000 --max-connections-per-ip 100000 \
     > "$FTPBENCH_WORK/ours/console.log" 2> "$FTPBENCH_WORK/ours/stderr.log" &
@@ -56,4 +59,4 @@ ours_pid=$!
 echo "$ours_pid" > "$FTPBENCH_WORK/ours/pid"
 for _ in $(seq 100); do grep -q '^SV4' "$FTPBENCH_WORK/ours/console.log" 2>/dev/null && break; sleep 0.1; done
 ours=(--target "ftpcalc=127.0.0.1:$OURS_PORT,pidfile=$FTPBENCH_WORK/ours/pid")
-labels+=(--meta "ftpcalc=$(git -C "$ROOT" rev-parse --short HEAD) (release build)")
+labels+=(--meta "ftpcalc=$(git -C "$ROOT" rev-parse --short HEAD) ($OURS_BUILD build)")
