@@ -449,8 +449,8 @@ fn split_token_params(vec: &[u8]) -> (&[u8], &[u8]) {
 /// the `NUL` of a `CR NUL` (Telnet's bare carriage return) dropped.
 fn parse_to_eol(line: &[u8]) -> Result<Bytes> {
     // The common line: no `CR` or `LF` but its end, so nothing to drop. Copied at once, in a
-    // buffer of its size (the loop below grows its buffer byte by byte: two allocations for a
-    // file name, one of them a reallocation, and a third to make `Bytes` of it).
+    // buffer of its size (the loop below copies byte by byte; its buffer used to grow as it
+    // went: two allocations for a file name, one of them a reallocation).
     if let Some(text) = line.strip_suffix(b"\r\n").or_else(|| line.strip_suffix(b"\n"))
         && !text.iter().any(|&byte| byte == b'\r' || byte == b'\n')
     {
