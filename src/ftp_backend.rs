@@ -273,7 +273,6 @@ impl StorageBackend<User> for FtpBackend {
         visible(&path)?;
         allowed(user, Permission::Download)?;
         let dir = self.folder.dir.clone();
-        let target = relative(&path);
         let full = self.folder.full_path(&path);
         let watch = Watch::start(self.telemetry.clone(), &self.tag, Direction::Download, full.clone(), user, self.peer);
         let opened = Arc::new(AtomicBool::new(false));
@@ -282,8 +281,9 @@ impl StorageBackend<User> for FtpBackend {
         let open = move || {
             let (file, len) = match prepared {
                 Some(kept) => kept,
+                // (The path relative to the folder only here: most downloads have their file.)
                 None => {
-                    let file = dir.open(&target)?.into_std();
+                    let file = dir.open(relative(&path))?.into_std();
                     let metadata = file.metadata()?;
                     if metadata.is_dir() {
                         return Err(io::Error::new(io::ErrorKind::NotFound, "a directory"));

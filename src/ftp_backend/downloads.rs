@@ -243,9 +243,28 @@ pub fn normalize(path: &Path) -> String {
     normalize_joined(Path::new(""), path)
 }
 
+/// `path` without its leading `/` when every part of it is a plain name (UTF-8, not empty, not
+/// `.` or `..`): then that is already what its components would give back, joined by `/`.
+pub fn plain_parts(path: &Path) -> Option<&str> {
+    let text = path.to_str()?;
+    let rest = text.strip_prefix('/').unwrap_or(text);
+    // (Bytes, not `str::split`, whose pattern searcher cost more than the rest of this.)
+    rest.as_bytes().split(|&byte| byte == b'/').all(|part| !matches!(part, b"" | b"." | b"..")).then_some(rest)
+}
+
 /// [`normalize`] of `path` taken below `prefix` (whether `path` is absolute or not), in one
 /// pass and one allocation.
 pub fn normalize_joined(prefix: &Path, path: &Path) -> String {
+    // The usual paths (no home or a plain one, a plain path) need no walk through components.
+    let plain_prefix = if prefix.as_os_str().is_empty() { Some("") } else { plain_parts(prefix) };
+    if let (Some(prefix), Some(path)) = (plain_prefix, plain_parts(path)) {
+        let mut normal = String::with_capacity(prefix.len() + path.len() + 2);
+        for part in [prefix, path].into_iter().filter(|part| !part.is_empty()) {
+            normal.push('/');
+            normal.push_str(part);
+        }
+        return normal;
+    }
     let mut normal = String::with_capacity(prefix.as_os_str().len() + path.as_os_str().len() + 2);
     for component in prefix.components().chain(path.components()) {
         match component {

@@ -35,6 +35,10 @@ pub fn is_internal(path: &Path) -> bool {
 
 /// A client path made relative to the FTP folder (`/a/b` → `a/b`).
 pub fn relative(path: &Path) -> PathBuf {
+    // The usual path needs no walk through its components.
+    if let Some(plain) = super::downloads::plain_parts(path) {
+        return PathBuf::from(plain);
+    }
     // Room for all of it at once: collecting grew the buffer component by component.
     let mut relative = PathBuf::with_capacity(path.as_os_str().len());
     for component in path.components() {
@@ -316,5 +320,18 @@ mod tests {
         assert_eq!(relative(Path::new("//a/./b/../c/")), Path::new("a/b/../c"));
         assert_eq!(relative(Path::new("/")), Path::new(""));
         assert_eq!(relative(Path::new("a")), Path::new("a"));
+    }
+
+    /// [`relative`] by its definition: every component but the root, pushed in turn.
+    fn relative_by_components(path: &Path) -> PathBuf {
+        path.components().filter(|component| !matches!(component, Component::RootDir | Component::Prefix(_))).collect()
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn relative_paths_agree_with_their_components(path in "/{0,2}(a|é|\\.|\\.\\.|x y|)(/{1,2}(a|é|\\.|\\.\\.|x y|)){0,4}/?") {
+            let path = Path::new(&path);
+            proptest::prop_assert_eq!(relative(path).into_os_string(), relative_by_components(path).into_os_string());
+        }
     }
 }
