@@ -245,7 +245,7 @@ pub fn normalize(path: &Path) -> String {
 
 /// `path` without its leading `/` when every part of it is a plain name (UTF-8, not empty, not
 /// `.` or `..`): then that is already what its components would give back, joined by `/`.
-pub fn plain_parts(path: &Path) -> Option<&str> {
+pub(crate) fn plain_parts(path: &Path) -> Option<&str> {
     let text = path.to_str()?;
     let rest = text.strip_prefix('/').unwrap_or(text);
     // (Bytes, not `str::split`, whose pattern searcher cost more than the rest of this.)
