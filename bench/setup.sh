@@ -24,10 +24,11 @@ stamp=$(date +%F-%H%M)
 ulimit -n "$(ulimit -Hn)"
 
 [ -d "$PEERS_ROOT/vsftpd/usr" ] && id "$FTPBENCH_USER" >/dev/null 2>&1 || "$HARNESS/peers/install_peers.sh"
-# FTPCALC_BIN: measure that binary (a build of bench/pgo.sh) instead of the release build.
+# FTPCALC_BIN: measure that binary (a build of bench/pgo.sh, or bench/floor's server) instead of
+# the release build; the results name it.
 OURS_BIN=${FTPCALC_BIN:-$ROOT/target/release/ftpcalc}
 OURS_BUILD=release
-if [ -n "${FTPCALC_BIN:-}" ]; then OURS_BUILD=FTPCALC_BIN; else (cd "$ROOT" && cargo build --release --quiet); fi
+if [ -n "${FTPCALC_BIN:-}" ]; then OURS_BUILD="FTPCALC_BIN=$(basename "$FTPCALC_BIN")"; else (cd "$ROOT" && cargo build --release --quiet); fi
 python3 "$HARNESS/ftpbench.py" prepare --data-dir "$FTPBENCH_DATA" --big-mib "$BIG_MIB" \
     --small-count "$SMALL_COUNT" --owner "$FTPBENCH_USER"
 find "$FTPBENCH_DATA/upload" -mindepth 1 -delete
