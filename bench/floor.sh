@@ -18,6 +18,6 @@ cargo build --quiet --release --manifest-path "$ROOT/bench/floor/Cargo.toml" --t
 FLOOR=$ROOT/target/floor/release/ftpcalc-floor
 OURS=$ROOT/target/release/ftpcalc
 echo "== A: the floor, B: pure-ftpd"
-bash "$ROOT/bench/pair.sh" "$FLOOR" pure-ftpd "$PAIRS" | tail -2
+bash "$ROOT/bench/pair.sh" "$FLOOR" pure-ftpd "$PAIRS" | tail -3
 echo "== A: ftpcalc, B: the floor"
-bash "$ROOT/bench/pair.sh" "$OURS" "$FLOOR" "$PAIRS" | tail -2
+bash "$ROOT/bench/pair.sh" "$OURS" "$FLOOR" "$PAIRS" | tail -3

@@ -7,8 +7,9 @@
 #
 # Each run downloads the harness's 2,000 files of 4 KiB over one session (PASV + RETR each) and
 # prints files/s, the server's CPU per file (user and system, from /proc), and the server's
-# context switches per file by thread; then the medians per side. Needs the harness's data set
-# and peers (bench/compare.sh prepares both).
+# context switches per file by thread; then the medians per side, and the median ratio of the
+# pairs with a bootstrap 95% interval. Needs the harness's data set and peers (bench/compare.sh
+# prepares both).
 set -euo pipefail
 A=$1 B=$2 PAIRS=${3:-5}
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -68,10 +69,25 @@ echo "side files/s cpu_us_per_file user_us_per_file switches_per_file {thread: s
 for _ in $(seq "$PAIRS"); do one "$A" A; one "$B" B; done | tee "$WORK/runs.txt"
 python3 - "$WORK/runs.txt" <<'PY'
 import statistics, sys
-rows = [line.split(maxsplit=5) for line in open(sys.argv[1]) if line[:2] in ("A ", "B ")]
+runs = [line.split(maxsplit=5) for line in open(sys.argv[1]) if line[:2] in ("A ", "B ")]
+rows = [run for run in runs if len(run) >= 5]  # a run whose client failed printed only its side
+if len(rows) < len(runs):
+    print(f"{len(runs) - len(rows)} run(s) failed and are left out")
 for side in "AB":
+    if not any(row[0] == side for row in rows):
+        continue
     mine = [row for row in rows if row[0] == side]
     median = lambda column: statistics.median(float(row[column]) for row in mine)
     print(f"{side}: files/s {median(1):.0f} (range {min(int(r[1]) for r in mine)}-{max(int(r[1]) for r in mine)}), "
           f"CPU {median(2):.0f} us/file (user {median(3):.0f}), {median(4):.1f} context switches/file")
+# The two runs of a pair are adjacent, so their ratio cancels the machine's slow drift; the
+# interval is a bootstrap of the median of those ratios (fixed seed: the same runs give the
+# same interval). An interval that contains 1.00 does not tell the two apart.
+ratios = sorted(float(a[1]) / float(b[1]) for a, b in zip(runs[0::2], runs[1::2]) if len(a) >= 5 and len(b) >= 5)
+if ratios:
+    import random
+    draw = random.Random(14)
+    medians = sorted(statistics.median(draw.choices(ratios, k=len(ratios))) for _ in range(2000))
+    print(f"A/B per pair: median {statistics.median(ratios):.3f}, 95% interval {medians[50]:.3f}-{medians[1949]:.3f} "
+          f"({len(ratios)} pairs; range {ratios[0]:.3f}-{ratios[-1]:.3f})")
 PY
