@@ -99,8 +99,11 @@ impl LineWriter {
         for part in parts {
             state.pending.extend_from_slice(part);
         }
-        if state.asleep {
-            state.asleep = false;
+        let wake = std::mem::replace(&mut state.asleep, false);
+        // Woken with the lock still held, the thread would block on it at once and need a
+        // second wake-up when it is released.
+        drop(state);
+        if wake {
             self.shared.wake.notify_one();
         }
     }
