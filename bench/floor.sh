@@ -4,7 +4,7 @@
 # machine, against pure-ftpd and against ftpcalc, in paired runs (bench/pair.sh: a fresh server
 # in a fresh network namespace per run, the harness's client, 2,000 x 4 KiB RETR).
 #
-#   bench/floor.sh [PAIRS]     (as root; default 8 pairs per comparison; ~2 min per 8 pairs)
+#   bench/floor.sh [PAIRS]     (as root; default 8 pairs per comparison; about a minute per 16 pairs)
 #
 # Then the floor in the harness itself (it stands in the "ftpcalc" column; ~1 min a run):
 #   FTPCALC_BIN=target/floor/release/ftpcalc-floor PEERS=pure-ftpd REPS=3 \
