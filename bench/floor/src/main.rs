@@ -1,14 +1,15 @@
 //! The floor: the least a tokio server does per small download, to measure ftpcalc and the
 //! peers against on the same machine (`bench/floor.sh`, BENCHMARKS.md). One task per session,
-//! no channels, no locks, no logs: it answers the harness's small-file client (`USER`, `PASS`,
-//! `TYPE`, `PASV`, `EPSV`, `RETR`, `NOOP`, `QUIT`) with the system calls every server makes for
-//! it (the passive listener bound per `PASV`; on `RETR` the client's connection accepted, the
-//! file opened and its size read, `150`, the data, `shutdown`, `226`) and nothing else.
+//! no channels, no locks, no logs. It answers the harness's small-file client (`USER`, `PASS`,
+//! `TYPE`, `PASV`, `EPSV`, `RETR`, `NOOP`, `QUIT`, and `MKD` and `STOR` for the uploads that
+//! follow the downloads) with the system calls every server makes for it (the passive listener
+//! bound per `PASV`; on `RETR` the client's connection accepted, the file opened and its size
+//! read, `150`, the data, `shutdown`, `226`) and nothing else.
 //!
 //! It takes ftpcalc's command line, so the benchmark scripts start it as they start ftpcalc:
 //! `ftpcalc-floor server NAME FOLDER --listen ADDR --passive-ports FIRST-LAST [ignored...]`.
 //! `FLOOR_THREADS=1` runs it on a current-thread runtime (default: tokio's multi-thread one, as
-//! ftpcalc). A benchmark tool for loopback only: no accounts, no TLS, no limits.
+//! ftpcalc). A benchmark tool for loopback only: no accounts (anyone may upload), no TLS.
 
 use std::io::{self, Read};
 use std::net::SocketAddr;
@@ -139,6 +140,14 @@ impl Session {
                     Some(listener) => self.retr(listener, argument).await?,
                     None => self.reply("425 PASV or EPSV first").await?,
                 },
+                "STOR" => match passive.take() {
+                    Some(listener) => self.stor(listener, argument).await?,
+                    None => self.reply("425 PASV or EPSV first").await?,
+                },
+                "MKD" => match plain(argument).map(|relative| std::fs::create_dir(self.folder.join(relative))) {
+                    Some(Ok(())) => self.reply("257 created").await?,
+                    _ => self.reply("550 not created").await?,
+                },
                 _ => self.reply("502 not in the floor").await?,
             }
         }
@@ -175,24 +184,32 @@ impl Session {
         Err(io::Error::new(io::ErrorKind::AddrInUse, "no free passive port"))
     }
 
-    async fn retr(&mut self, listener: std::net::TcpListener, name: &str) -> io::Result<()> {
+    /// The client's data connection on `listener` (non-blocking), or `None` after a `425`.
+    async fn accept(&mut self, listener: std::net::TcpListener) -> io::Result<Option<std::net::TcpStream>> {
         let data = match listener.accept() {
             Ok((data, _)) => data,
             Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
                 let waiting = TcpListener::from_std(listener.try_clone()?)?;
                 match tokio::time::timeout(std::time::Duration::from_secs(30), waiting.accept()).await {
                     Ok(accepted) => accepted?.0.into_std()?,
-                    Err(_) => return self.reply("425 no data connection").await,
+                    Err(_) => {
+                        self.reply("425 no data connection").await?;
+                        return Ok(None);
+                    }
                 }
             }
             Err(error) => return Err(error),
         };
         drop(listener);
         data.set_nonblocking(true)?;
-        let relative = Path::new(name);
-        if !relative.components().all(|part| matches!(part, Component::Normal(_))) {
+        Ok(Some(data))
+    }
+
+    async fn retr(&mut self, listener: std::net::TcpListener, name: &str) -> io::Result<()> {
+        let Some(data) = self.accept(listener).await? else { return Ok(()) };
+        let Some(relative) = plain(name) else {
             return self.reply("550 not a plain relative path").await;
-        }
+        };
         let mut file = match std::fs::File::open(self.folder.join(relative)) {
             Ok(file) => file,
             Err(_) => return self.reply("550 no such file").await,
@@ -208,4 +225,49 @@ impl Session {
         drop(data);
         self.reply("226 Successfully sent").await
     }
+
+    /// An upload as the harness's small-file client makes it (so that every target runs the
+    /// same sequence): written in place, not atomically as ftpcalc does, and at most
+    /// [`UPLOAD_LIMIT`] bytes.
+    async fn stor(&mut self, listener: std::net::TcpListener, name: &str) -> io::Result<()> {
+        let Some(data) = self.accept(listener).await? else { return Ok(()) };
+        let Some(relative) = plain(name) else {
+            return self.reply("550 not a plain relative path").await;
+        };
+        let path = self.folder.join(relative);
+        let mut file = match std::fs::File::create(&path) {
+            Ok(file) => file,
+            Err(_) => return self.reply("550 not created").await,
+        };
+        self.reply("150 Ok to send data").await?;
+        let mut data = TcpStream::from_std(data)?;
+        let mut contents = Vec::new();
+        let mut chunk = vec![0u8; 64 << 10];
+        loop {
+            let read = data.read(&mut chunk).await?;
+            if read == 0 {
+                break;
+            }
+            if contents.len() + read > UPLOAD_LIMIT {
+                drop(file);
+                let _ = std::fs::remove_file(&path);
+                return self.reply("552 larger than the floor takes").await;
+            }
+            contents.extend_from_slice(&chunk[..read]);
+        }
+        drop(data);
+        std::io::Write::write_all(&mut file, &contents)?;
+        drop(file);
+        self.reply("226 Transfer complete").await
+    }
+}
+
+/// The largest upload taken.
+const UPLOAD_LIMIT: usize = 16 << 20;
+
+/// `name` as a path of plain components under the folder, or `None`.
+fn plain(name: &str) -> Option<&Path> {
+    let relative = Path::new(name);
+    let plain = !name.is_empty() && relative.components().all(|part| matches!(part, Component::Normal(_)));
+    plain.then_some(relative)
 }
