@@ -215,9 +215,13 @@ impl Session {
             Err(_) => return self.reply("550 no such file").await,
         };
         let size = file.metadata()?.len();
+        // Read whole into memory: only files the size of uploads it takes.
+        if size > UPLOAD_LIMIT as u64 {
+            return self.reply("550 larger than the floor sends").await;
+        }
         self.reply(&format!("150 Opening data connection for {name} ({size} bytes)")).await?;
-        let mut contents = Vec::with_capacity(usize::try_from(size).unwrap_or(0).min(1 << 20));
-        file.read_to_end(&mut contents)?;
+        let mut contents = Vec::with_capacity(size as usize);
+        Read::by_ref(&mut file).take(size).read_to_end(&mut contents)?;
         drop(file);
         let mut data = TcpStream::from_std(data)?;
         data.write_all(&contents).await?;
@@ -262,7 +266,7 @@ impl Session {
     }
 }
 
-/// The largest upload taken.
+/// The largest file sent or upload taken (both are held in memory whole).
 const UPLOAD_LIMIT: usize = 16 << 20;
 
 /// `name` as a path of plain components under the folder, or `None`.
