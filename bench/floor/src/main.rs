@@ -161,18 +161,15 @@ impl Session {
     }
 
     /// A listener on the next free port of the range, not watched by the runtime (as
-    /// ftpcalc's: a client connecting wakes nobody; `RETR` accepts).
+    /// ftpcalc's: a client connecting wakes nobody; `RETR` or `STOR` accepts).
     fn bind_passive(&mut self) -> io::Result<(std::net::TcpListener, u16)> {
         let ip = self.control.local_addr()?.ip();
+        let domain = socket2::Domain::for_address(SocketAddr::new(ip, 0));
         let count = u32::from(self.ports.1 - self.ports.0) + 1;
         for _ in 0..count {
             let port = self.port;
             self.port = if self.port >= self.ports.1 { self.ports.0 } else { self.port + 1 };
-            let socket = socket2::Socket::new(
-                socket2::Domain::for_address(SocketAddr::new(ip, port)),
-                socket2::Type::STREAM,
-                None,
-            )?;
+            let socket = socket2::Socket::new(domain, socket2::Type::STREAM, None)?;
             socket.set_reuse_address(true)?;
             socket.set_nonblocking(true)?;
             if socket.bind(&SocketAddr::new(ip, port).into()).is_err() {
@@ -187,9 +184,13 @@ impl Session {
     /// The client's data connection on `listener` (non-blocking), or `None` after a `425`.
     async fn accept(&mut self, listener: std::net::TcpListener) -> io::Result<Option<std::net::TcpStream>> {
         let data = match listener.accept() {
-            Ok((data, _)) => data,
+            Ok((data, _)) => {
+                drop(listener);
+                data
+            }
             Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                let waiting = TcpListener::from_std(listener.try_clone()?)?;
+                // Not there yet: the runtime watches the listener from now on.
+                let waiting = TcpListener::from_std(listener)?;
                 match tokio::time::timeout(std::time::Duration::from_secs(30), waiting.accept()).await {
                     Ok(accepted) => accepted?.0.into_std()?,
                     Err(_) => {
@@ -200,7 +201,7 @@ impl Session {
             }
             Err(error) => return Err(error),
         };
-        drop(listener);
+        // (The listener is closed by now, before the file is opened, as other servers do.)
         data.set_nonblocking(true)?;
         Ok(Some(data))
     }
