@@ -3,16 +3,19 @@
 #   serve_in_namespace NS BIN WORK    BIN: an ftpcalc binary or "pure-ftpd"; WORK: a folder for
 #                                     its state. Starts it on 127.0.0.1:2144 (passive ports
 #                                     40500-40999) serving $FTPBENCH_DATA and waits until it
-#                                     answers; sets SERVER_PID (the process started).
+#                                     answers; sets SERVER_PID (the process started). With
+#                                     SERVER_CPUS set (a taskset list), the server and every
+#                                     process it forks run only on those CPUs.
 #   end_namespace NS                  stops the server and removes the namespace.
 serve_in_namespace() {
-    local ns=$1 bin=$2 work=$3
+    local ns=$1 bin=$2 work=$3 pin=()
+    [ -n "${SERVER_CPUS:-}" ] && pin=(taskset -c "$SERVER_CPUS")
     ip netns add "$ns"
     ip netns exec "$ns" ip link set lo up
     if [ "$bin" = pure-ftpd ]; then
-        PASV_MIN=40500 PASV_MAX=40999 ip netns exec "$ns" bash "$HARNESS/peers/pure-ftpd/start.sh" 2144 "$FTPBENCH_DATA" "$work/pure" > /dev/null 2>&1 &
+        PASV_MIN=40500 PASV_MAX=40999 ip netns exec "$ns" "${pin[@]}" bash "$HARNESS/peers/pure-ftpd/start.sh" 2144 "$FTPBENCH_DATA" "$work/pure" > /dev/null 2>&1 &
     else
-        XDG_STATE_HOME=$work/state ip netns exec "$ns" "$bin" server SV0 "$FTPBENCH_DATA" --listen 127.0.0.1:2144 \
+        XDG_STATE_HOME=$work/state ip netns exec "$ns" "${pin[@]}" "$bin" server SV0 "$FTPBENCH_DATA" --listen 127.0.0.1:2144 \
             --no-workers --passive-ports 40500-40999 > /dev/null 2>&1 &
     fi
     SERVER_PID=$!

@@ -4,6 +4,13 @@
 # which slowed later runs by up to 2x on this machine), with the harness's own client.
 #
 #   bench/pair.sh BIN_A BIN_B [PAIRS]      (as root; BIN is an ftpcalc binary or "pure-ftpd")
+#   PIN=apart bench/pair.sh ...            the server on CPU 0, the client on CPU 1
+#   PIN=same bench/pair.sh ...             both on CPU 0
+#
+# Unpinned (the default, as in the harness), where the scheduler places the client against the
+# server moves a run by up to 1.6x: a download's four hand-offs cost a context switch each on
+# one CPU, and a wake-up of an idle vCPU (an interrupt between vCPUs) each on two. Pinning takes
+# that lottery out of a comparison; `apart` is the harness's usual case.
 #
 # Each run downloads the harness's 2,000 files of 4 KiB over one session (PASV + RETR each) and
 # prints files/s, the server's CPU per file (user and system, from /proc), and the server's
@@ -12,6 +19,12 @@
 # prepares both).
 set -euo pipefail
 A=$1 B=$2 PAIRS=${3:-5}
+case ${PIN:-} in
+    apart) export SERVER_CPUS=0; client_cpus=1 ;;
+    same) export SERVER_CPUS=0; client_cpus=0 ;;
+    "") client_cpus=$(taskset -pc $$ | sed 's/.*: //') ;;
+    *) echo "PIN is apart or same" >&2; exit 2 ;;
+esac
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 HARNESS=$(cd "$ROOT/../shared/bench" && pwd)
 . "$HARNESS/peers/common.sh"
@@ -62,7 +75,7 @@ one() { # BIN TAG
     serve_in_namespace "$ns" "$1" "$WORK"
     measured=$SERVER_PID
     [ "$1" = pure-ftpd ] && measured=pure-ftpd
-    echo "$2 $(ip netns exec "$ns" python3 "$WORK/client.py" "$HARNESS" 2144 "$measured")"
+    echo "$2 $(ip netns exec "$ns" taskset -c "$client_cpus" python3 "$WORK/client.py" "$HARNESS" 2144 "$measured")"
     end_namespace "$ns"
 }
 echo "side files/s cpu_us_per_file user_us_per_file switches_per_file {thread: switches}"

@@ -3,10 +3,13 @@
 //!
 //! A line never waits for the terminal, the pipe or the disk: it is appended to a bounded buffer
 //! (at most [`LIMIT`] bytes; a line that does not fit is dropped and counted). The thread sleeps
-//! until a line arrives, then gathers for [`GATHER`] before it writes everything in one go, so a
-//! busy server wakes it about 200 times a second instead of once per line: with a queue per line
-//! (tracing-appender's, and our own channels before), every download of a small file woke two
-//! threads, and those wake-ups were a tenth of the server's CPU per file (BENCHMARKS.md).
+//! until a line arrives, then gathers for [`GATHER`] before it writes everything in one go, and
+//! writes at most one batch every [`BUSY_GATHER`]. So a line after a quiet spell is out within
+//! milliseconds, any line within [`BUSY_GATHER`], and a busy server wakes the thread about 20
+//! times a second instead of once per line: with a queue per line (tracing-appender's,
+//! and our own channels before), every download of a small file woke two threads, and those
+//! wake-ups were a tenth of the server's CPU per file; at 5 ms for every batch, the threads'
+//! 400 wake-ups a second still cost small downloads 3.5% (BENCHMARKS.md, fourteenth round).
 
 use std::io::{self, Write};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -14,6 +17,9 @@ use std::time::{Duration, Instant};
 
 /// How long the thread gathers lines after the first one wakes it.
 pub const GATHER: Duration = Duration::from_millis(5);
+
+/// The least time between two batches (a line waits at most this long).
+pub const BUSY_GATHER: Duration = Duration::from_millis(50);
 
 /// The most bytes waiting to be written; lines beyond it are dropped and counted.
 pub const LIMIT: usize = 4 << 20;
@@ -180,6 +186,7 @@ fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
 /// The writer thread: sleeps until there are lines, gathers, writes them in one go.
 fn run(shared: &Shared, mut sink: Sink, report: &dyn Fn(Report)) {
     let mut batch = Vec::new();
+    let mut last_batch: Option<Instant> = None;
     loop {
         let mut state = lock(&shared.state);
         while state.pending.is_empty() && state.replacement.is_none() && !state.closing {
@@ -187,11 +194,13 @@ fn run(shared: &Shared, mut sink: Sink, report: &dyn Fn(Report)) {
             state = shared.wake.wait(state).unwrap_or_else(|poisoned| poisoned.into_inner());
         }
         state.asleep = false;
-        if !state.closing {
-            drop(state);
-            std::thread::sleep(GATHER);
-            state = lock(&shared.state);
-        }
+        let now = Instant::now();
+        let until = last_batch.map_or(now + GATHER, |last| (last + BUSY_GATHER).max(now + GATHER));
+        // Lines appended meanwhile do not wake the thread (it is not `asleep`); closing does.
+        state = match shared.wake.wait_timeout_while(state, until - now, |state| !state.closing) {
+            Ok((state, _)) => state,
+            Err(poisoned) => poisoned.into_inner().0,
+        };
         std::mem::swap(&mut batch, &mut state.pending);
         let dropped = std::mem::take(&mut state.dropped);
         let replacement = state.replacement.take();
@@ -202,6 +211,7 @@ fn run(shared: &Shared, mut sink: Sink, report: &dyn Fn(Report)) {
             if let Err(error) = sink.write_all(&batch).and_then(|()| sink.flush()) {
                 report(Report::Failed(error));
             }
+            last_batch = Some(Instant::now());
         }
         if dropped > 0 {
             report(Report::Dropped(dropped));
@@ -297,6 +307,31 @@ mod tests {
             assert_eq!(lines, (0..2_000).collect::<Vec<_>>(), "thread {thread}: every line, in order");
         }
         assert!(writes < 1_000, "8,000 lines in {writes} writes");
+        assert!(seen.lock().expect("lock").is_empty(), "nothing dropped or failed");
+    }
+
+    #[test]
+    fn lines_that_keep_coming_are_written_at_most_once_per_busy_gather() {
+        let kept = Kept::default();
+        let (seen, report) = reports();
+        let writer = LineWriter::spawn("test-busy", Box::new(kept.clone()), report).expect("spawn");
+        // A line every millisecond or so for 300 ms: at 5 ms per batch, 60 writes.
+        let started = Instant::now();
+        let mut sent = 0;
+        while started.elapsed() < BUSY_GATHER * 6 {
+            writer.write_line(format!("{sent}\n").as_bytes());
+            sent += 1;
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let took = started.elapsed();
+        writer.close();
+        let (bytes, writes) = kept.0.lock().expect("lock").clone();
+        let lines: Vec<usize> =
+            String::from_utf8(bytes).expect("UTF-8").lines().map(|line| line.parse().expect("number")).collect();
+        assert_eq!(lines, (0..sent).collect::<Vec<_>>(), "every line, in order");
+        // One batch GATHER after the first line, then one per BUSY_GATHER, and the one `close` writes.
+        let most = (took.as_millis() / BUSY_GATHER.as_millis()) as usize + 2;
+        assert!(writes <= most, "{sent} lines in {writes} writes over {took:?}: at most {most}");
         assert!(seen.lock().expect("lock").is_empty(), "nothing dropped or failed");
     }
 
