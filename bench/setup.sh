@@ -1,8 +1,9 @@
 # Sourced by bench/compare.sh and bench/curves.sh (as root, from anywhere): builds ftpcalc
-# (release), prepares the harness's data set in ../shared/bench, starts the peers named in $PEERS
-# (default: vsftpd pure-ftpd) and `ftpcalc server` on 127.0.0.1:2121 (workers on 2122-2125),
-# and stops them all on exit. Leaves: $ROOT, $HARNESS, $OUT_DIR, $stamp, and the arrays
-# `ours` and `targets` (ftpbench.py --target options) and `labels` (--meta options).
+# (release), prepares the harness's data set in ../shared/bench, waits for an earlier run's
+# TIME_WAIT sockets to go, starts the peers named in $PEERS (default: vsftpd pure-ftpd) and
+# `ftpcalc server` on 127.0.0.1:2121 (workers on 2122-2125), and stops them all on exit.
+# Leaves: $ROOT, $HARNESS, $OUT_DIR, $stamp, and the arrays `ours` and `targets` (ftpbench.py
+# --target options) and `labels` (--meta options).
 # Knobs: PEERS, BIG_MIB, SMALL_COUNT, QUICK=1 (64 MiB, 200 files), OUT_DIR, FTPCALC_BIN.
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 HARNESS=$(cd "$ROOT/../shared/bench" && pwd)
@@ -32,6 +33,17 @@ if [ -n "${FTPCALC_BIN:-}" ]; then OURS_BUILD="FTPCALC_BIN=$(basename "$FTPCALC_
 python3 "$HARNESS/ftpbench.py" prepare --data-dir "$FTPBENCH_DATA" --big-mib "$BIG_MIB" \
     --small-count "$SMALL_COUNT" --owner "$FTPBENCH_USER"
 find "$FTPBENCH_DATA/upload" -mindepth 1 -delete
+
+# An earlier run's connections linger in TIME_WAIT for a minute (some 12,000 per small-file
+# scenario), and so many slow the connections of the next run (BENCHMARKS.md, eleventh and
+# thirteenth rounds): wait, at most 70 s, until fewer than 1,000 are left.
+for waited in $(seq 0 70); do
+    lingering=$(ss -Htan state time-wait | wc -l)
+    [ "$lingering" -lt 1000 ] && break
+    [ "$waited" = 0 ] && echo "waiting for $lingering sockets in TIME_WAIT to go (at most 70 s)" >&2
+    sleep 1
+done
+[ "$waited" -gt 0 ] && echo "waited ${waited} s for TIME_WAIT sockets ($lingering left)" >&2
 
 started=() ours_pid=
 cleanup() {
