@@ -315,7 +315,7 @@ mod tests {
         let kept = Kept::default();
         let (seen, report) = reports();
         let writer = LineWriter::spawn("test-busy", Box::new(kept.clone()), report).expect("spawn");
-        // A line every millisecond or so for 300 ms: at 5 ms per batch, 60 writes.
+        // A line every millisecond or so for 300 ms: at 5 ms per batch, some 56 writes.
         let started = Instant::now();
         let mut sent = 0;
         while started.elapsed() < BUSY_GATHER * 6 {
