@@ -8,7 +8,7 @@
 #   PIN=same bench/pair.sh ...             both on CPU 0
 #
 # Unpinned (the default, as in the harness), where the scheduler places the client against the
-# server moves a run by up to 1.6x: a download's four hand-offs cost a context switch each on
+# server moves a run by 1.3-1.4x: a download's four hand-offs cost a context switch each on
 # one CPU, and a wake-up of an idle vCPU (an interrupt between vCPUs) each on two. Pinning takes
 # that lottery out of a comparison; `apart` is the harness's usual case.
 #
