@@ -1,4 +1,5 @@
-# Sourced by bench/pair.sh and bench/handoff.sh: one server in a fresh network namespace.
+# Sourced by bench/pair.sh, bench/handoff.sh and bench/syscall-profile.sh: one server in a fresh
+# network namespace.
 #
 #   serve_in_namespace NS BIN WORK    BIN: an ftpcalc binary or "pure-ftpd"; WORK: a folder for
 #                                     its state. Starts it on 127.0.0.1:2144 (passive ports
@@ -7,6 +8,9 @@
 #                                     SERVER_CPUS set (a taskset list), the server and every
 #                                     process it forks run only on those CPUs.
 #   end_namespace NS                  stops the server and removes the namespace.
+#   pin_placement PIN                 "apart" (server on CPU 0, client on CPU 1), "same" (both
+#                                     on CPU 0) or "" (neither pinned): exports SERVER_CPUS and
+#                                     sets CLIENT_CPUS, a taskset list for the client.
 serve_in_namespace() {
     local ns=$1 bin=$2 work=$3 pin=()
     [ -n "${SERVER_CPUS:-}" ] && pin=(taskset -c "$SERVER_CPUS")
@@ -27,4 +31,13 @@ end_namespace() {
     wait "$SERVER_PID" 2>/dev/null || true
     pkill -x pure-ftpd 2>/dev/null || true
     ip netns del "$1"
+}
+
+pin_placement() {
+    case $1 in
+        apart) export SERVER_CPUS=0; CLIENT_CPUS=1 ;;
+        same) export SERVER_CPUS=0; CLIENT_CPUS=0 ;;
+        "") CLIENT_CPUS=$(taskset -pc $$ | sed 's/.*: //') ;;
+        *) echo "PIN is apart or same" >&2; exit 2 ;;
+    esac
 }

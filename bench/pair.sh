@@ -19,16 +19,11 @@
 # prepares both).
 set -euo pipefail
 A=$1 B=$2 PAIRS=${3:-5}
-case ${PIN:-} in
-    apart) export SERVER_CPUS=0; client_cpus=1 ;;
-    same) export SERVER_CPUS=0; client_cpus=0 ;;
-    "") client_cpus=$(taskset -pc $$ | sed 's/.*: //') ;;
-    *) echo "PIN is apart or same" >&2; exit 2 ;;
-esac
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 HARNESS=$(cd "$ROOT/../shared/bench" && pwd)
 . "$HARNESS/peers/common.sh"
 . "$ROOT/bench/namespace.sh"
+pin_placement "${PIN:-}"
 WORK=$FTPBENCH_WORK/pair
 mkdir -p "$WORK/pure" "$WORK/state"
 cat > "$WORK/client.py" <<'PY'
@@ -75,7 +70,7 @@ one() { # BIN TAG
     serve_in_namespace "$ns" "$1" "$WORK"
     measured=$SERVER_PID
     [ "$1" = pure-ftpd ] && measured=pure-ftpd
-    echo "$2 $(ip netns exec "$ns" taskset -c "$client_cpus" python3 "$WORK/client.py" "$HARNESS" 2144 "$measured")"
+    echo "$2 $(ip netns exec "$ns" taskset -c "$CLIENT_CPUS" python3 "$WORK/client.py" "$HARNESS" 2144 "$measured")"
     end_namespace "$ns"
 }
 echo "side files/s cpu_us_per_file user_us_per_file switches_per_file {thread: switches}"

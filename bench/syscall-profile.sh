@@ -19,12 +19,7 @@ HARNESS=$(cd "$ROOT/../shared/bench" && pwd)
 . "$HARNESS/peers/common.sh"
 . "$ROOT/bench/namespace.sh"
 command -v perf > /dev/null || { echo "syscall-profile.sh needs perf (apt-get install linux-perf)" >&2; exit 1; }
-case $PIN in
-    apart) export SERVER_CPUS=0; client_cpus=1 ;;
-    same) export SERVER_CPUS=0; client_cpus=0 ;;
-    "") client_cpus=$(taskset -pc $$ | sed 's/.*: //') ;;
-    *) echo "PIN is apart or same" >&2; exit 2 ;;
-esac
+pin_placement "$PIN"
 WORK=$FTPBENCH_WORK/syscall-profile
 mkdir -p "$WORK/pure" "$WORK/state"
 HZ=4999 FILES=2000
@@ -36,7 +31,7 @@ measured=$SERVER_PID
 [ "$BIN" = pure-ftpd ] && measured=""
 rm -f "$WORK/ready" "$WORK/perf.data"
 # The client logs in and warms up, then waits for perf to start before the measured downloads.
-ip netns exec "$ns" taskset -c "$client_cpus" python3 - "$HARNESS" "$WORK" "$FILES" <<'PY' &
+ip netns exec "$ns" taskset -c "$CLIENT_CPUS" python3 - "$HARNESS" "$WORK" "$FILES" <<'PY' &
 import os, sys, time
 sys.path.insert(0, sys.argv[1])
 import ftpbench
