@@ -44,11 +44,7 @@ pub(crate) fn try_port_range(local_addr: SocketAddr, passive_ports: RangeInclusi
     let rng_length = passive_ports.end() - passive_ports.start() + 1;
 
     for _ in 1..BIND_RETRIES {
-        let random_u32 = {
-            let mut data = [0; 4];
-            getrandom::fill(&mut data).expect("Error generating random port");
-            u32::from_ne_bytes(data)
-        };
+        let random_u32 = random_u32();
 
         let port = random_u32 % rng_length as u32 + *passive_ports.start() as u32;
         let s = socket2::Socket::new(socket2::Domain::for_address(local_addr), socket2::Type::STREAM.nonblocking().cloexec(), None)?;
@@ -65,6 +61,32 @@ pub(crate) fn try_port_range(local_addr: SocketAddr, passive_ports: RangeInclusi
 /// The listen queue of a passive port: the client's data connection needs one place; the rest
 /// bounds what strangers can queue there before the transfer command comes.
 const PASSIVE_BACKLOG: i32 = 64;
+
+/// Random bytes from the operating system, taken 4 at a time for passive ports.
+const RANDOM_POOL: usize = 256;
+
+thread_local! {
+    /// This thread's random bytes not yet used, and how many of them are used.
+    static RANDOM: std::cell::RefCell<([u8; RANDOM_POOL], usize)> = const { std::cell::RefCell::new(([0; RANDOM_POOL], RANDOM_POOL)) };
+}
+
+/// A random number from the operating system's generator, as unpredictable as one asked for
+/// alone: the bytes are fetched 256 at a time (one `getrandom` call per 64 passive ports
+/// instead of one per port) and each is used once.
+fn random_u32() -> u32 {
+    RANDOM.with(|pool| {
+        let mut pool = pool.borrow_mut();
+        let (bytes, used) = &mut *pool;
+        if *used + 4 > RANDOM_POOL {
+            getrandom::fill(bytes).expect("Error generating random port");
+            *used = 0;
+        }
+        let drawn = u32::from_ne_bytes([bytes[*used], bytes[*used + 1], bytes[*used + 2], bytes[*used + 3]]);
+        bytes[*used..*used + 4].fill(0);
+        *used += 4;
+        drawn
+    })
+}
 
 // modifies the session by adding channels that are used to communicate with the data connection
 // processing loop (which answers on the session's own `control_msg_tx`, the control loop's
@@ -391,5 +413,14 @@ mod tests {
         drop(taken);
         let listener = try_port_range(local, port..=port).unwrap();
         assert_eq!(listener.local_addr().unwrap(), SocketAddr::new(local.ip(), port));
+    }
+
+    #[test]
+    fn random_numbers_for_passive_ports_differ_across_pool_refills() {
+        // Five pools' worth: every refill gives fresh bytes, never the used (zeroed) ones again.
+        let drawn: Vec<u32> = (0..5 * RANDOM_POOL / 4).map(|_| random_u32()).collect();
+        let distinct: std::collections::HashSet<u32> = drawn.iter().copied().collect();
+        // 320 draws of 32 bits: a repeat has a chance of about 1 in 84,000.
+        assert!(distinct.len() >= drawn.len() - 1, "{} distinct of {}", distinct.len(), drawn.len());
     }
 }
