@@ -13,7 +13,7 @@ use crate::{
 };
 
 use crate::server::chancomms::DataChanCmd;
-use crate::server::controlchan::reply_text::{printable, storage_error};
+use crate::server::controlchan::reply_text::{opening_download, printable, storage_error};
 use crate::server::{Reply, ReplyCode};
 use std::{path::PathBuf, sync::Arc};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
@@ -377,8 +377,7 @@ where
             }
             Ok(metadata) => {
                 let size = metadata.len().saturating_sub(start_pos);
-                self.reply_first(format!("Opening data connection for {} ({} bytes)", printable(&path), size))
-                    .await;
+                self.reply_first(opening_download(&path, size)).await;
             }
         }
         let mut output = match Self::writer(self.socket, self.ftps_mode, "retr", self.stall_limit).await {

@@ -10,11 +10,45 @@ use std::path::Path;
 /// `path` for a reply text: control characters (TAB, C0, C1), which could break the reply's
 /// framing or fool the client's display, become `?`.
 pub(crate) fn printable(path: &Path) -> String {
-    let text = path.to_string_lossy();
-    if !text.chars().any(char::is_control) {
-        return text.into_owned();
+    let mut text = String::new();
+    push_printable(&mut text, path);
+    text
+}
+
+/// Appends [`printable`] of `path` to `text`.
+fn push_printable(text: &mut String, path: &Path) {
+    let lossy = path.to_string_lossy();
+    // Printable ASCII, the usual path, is taken whole without decoding it character by character.
+    if lossy.bytes().all(|byte| (b' '..=b'~').contains(&byte)) || !lossy.chars().any(char::is_control) {
+        text.push_str(&lossy);
+    } else {
+        text.extend(lossy.chars().map(|c| if c.is_control() { '?' } else { c }));
     }
-    text.chars().map(|c| if c.is_control() { '?' } else { c }).collect()
+}
+
+/// The `150` text of a download: `Opening data connection for PATH (SIZE bytes)`, built in one
+/// allocation (a `format!` of [`printable`] made two and went through the formatting machinery;
+/// this text is written for every download).
+pub(crate) fn opening_download(path: &Path, size: u64) -> String {
+    const START: &str = "Opening data connection for ";
+    let mut text = String::with_capacity(START.len() + path.as_os_str().len() + 30);
+    text.push_str(START);
+    push_printable(&mut text, path);
+    text.push_str(" (");
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    let mut rest = size;
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    text.extend(digits[start..].iter().map(|&digit| char::from(digit)));
+    text.push_str(" bytes)");
+    text
 }
 
 /// `"path"` as RFC 959 quotes it in `257` replies (appendix II): embedded quotes doubled.
@@ -70,7 +104,7 @@ pub(crate) fn storage_error(error: &Error, path: Option<&Path>) -> Reply {
 
 #[cfg(test)]
 mod tests {
-    use super::printable;
+    use super::{opening_download, printable};
     use std::path::Path;
 
     #[test]
@@ -78,5 +112,18 @@ mod tests {
         assert_eq!(printable(Path::new("/a b/été.txt")), "/a b/été.txt");
         assert_eq!(printable(Path::new("/a\r\nb\x1b[31m\tc")), "/a??b?[31m?c");
         assert_eq!(printable(Path::new("")), "");
+    }
+
+    #[test]
+    fn a_download_s_opening_text_names_the_printable_path_and_the_size() {
+        for path in ["/small/f0001.bin", "/a b/été.txt", "/a\r\nb\x1b[31m\tc", "", "/x\u{7f}y\u{85}z"] {
+            for size in [0u64, 7, 10, 4096, 1 << 40, u64::MAX] {
+                assert_eq!(
+                    opening_download(Path::new(path), size),
+                    format!("Opening data connection for {} ({} bytes)", printable(Path::new(path)), size)
+                );
+            }
+        }
+        assert_eq!(printable(Path::new("/x\u{7f}y\u{85}z")), "/x?y?z");
     }
 }
