@@ -274,7 +274,7 @@ impl StorageBackend<User> for FtpBackend {
         allowed(user, Permission::Download)?;
         let dir = self.folder.dir.clone();
         let full = self.folder.full_path(&path);
-        let watch = Watch::start(self.telemetry.clone(), &self.tag, Direction::Download, full.clone(), user, self.peer);
+        let watch = Watch::start(self.telemetry.as_deref(), &self.tag, Direction::Download, &*full, user, self.peer);
         let opened = Arc::new(AtomicBool::new(false));
         let opened_here = opened.clone();
         // Opening and one fstat are cheap path operations; `send_file` runs them in place.
@@ -341,7 +341,7 @@ impl StorageBackend<User> for FtpBackend {
         let replaces = upload.target_exists() && (start_pos > 0 || !no_clobber);
         allowed(user, if replaces { Permission::Overwrite } else { Permission::Upload })?;
         let full = self.folder.full_path(path.as_ref());
-        let mut watch = Watch::start(self.telemetry.clone(), &self.tag, Direction::Upload, full, user, self.peer);
+        let mut watch = Watch::start(self.telemetry.as_deref(), &self.tag, Direction::Upload, full, user, self.peer);
         let mut input = Counted::new(input, watch.counter());
         // If this future is dropped or fails before the commit, `upload` removes the temporary
         // file, and `watch` records an incomplete upload.
