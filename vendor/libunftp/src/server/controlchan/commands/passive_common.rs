@@ -8,7 +8,7 @@ use crate::{
         controlchan::{Reply, ReplyCode, error::ControlChanError, handler::CommandContext},
         data_stream::DataStream,
         datachan,
-        session::{NO_PLACE_LEFT, NoPlaceLeft, Place, SharedSession},
+        session::{NO_PLACE_LEFT, NoPlaceLeft, Place, Session, SharedSession},
     },
     storage::{Metadata, StorageBackend},
 };
@@ -98,10 +98,17 @@ where
     S: StorageBackend<U> + 'static,
     S::Metadata: Metadata,
 {
+    install_inter_loop_comms(&mut *session.lock().await);
+}
+
+/// The channels between the control loop and the next data connection's task, made new.
+fn install_inter_loop_comms<S, U>(session: &mut Session<S, U>)
+where
+    U: UserDetail + 'static,
+    S: StorageBackend<U> + 'static,
+{
     let (cmd_tx, cmd_rx): (Sender<TransferCmd>, Receiver<TransferCmd>) = channel(1);
     let (data_abort_tx, data_abort_rx): (Sender<()>, Receiver<()>) = channel(1);
-
-    let mut session = session.lock().await;
     session.data_cmd_tx = Some(cmd_tx);
     session.data_cmd_rx = Some(cmd_rx);
     session.data_abort_tx = Some(data_abort_tx);
@@ -110,6 +117,11 @@ where
 
 // For legacy mode we choose a data port here and start listening on it while letting the control
 // channel know (via method return) what the address is that the client should connect to.
+//
+// The session is locked twice: for the place and the listener, and for the channels and the
+// passive task (four times before: each lock and unlock of the session's mutex cost about 230
+// instructions, and the channels were visible to the session's other tasks before the task
+// that serves them was recorded). Not across `build_reply`, which may resolve a host name.
 #[tracing_attributes::instrument]
 pub(crate) async fn handle_legacy_mode<S, U, T>(cmd: &T, args: CommandContext<S, U>) -> Result<Reply, ControlChanError>
 where
@@ -119,29 +131,32 @@ where
     T: LegacyReplyProducer<S, U>,
 {
     // A place for the listener (if data connections are limited): the unused listener's it
-    // replaces, or a new one.
-    let (place, reused) = {
+    // replaces, or a new one; then the listener.
+    let (place, reused, listener) = {
         let mut session = args.session.lock().await;
         let reused = session.passive_place.is_some();
-        match session.data_connection_place() {
-            Ok(place) => (place, reused),
+        let place = match session.data_connection_place() {
+            Ok(place) => place,
             Err(NoPlaceLeft) => return Ok(Reply::new(ReplyCode::CantOpenDataConnection, NO_PLACE_LEFT)),
+        };
+        let listener = match session.binder {
+            Some(ref mut binder) => match binder.bind(args.local_addr.ip(), args.passive_ports.clone()).await {
+                // The runtime is not to watch the listener (see `serve_passive`).
+                Ok(socket) => socket.listen(PASSIVE_BACKLOG as u32).and_then(|listener| listener.into_std()),
+                Err(err) => Err(err),
+            },
+            _ => try_port_range(args.local_addr, args.passive_ports.clone()),
+        };
+        match listener {
+            Ok(listener) => (place, reused, listener),
+            Err(_) => {
+                // A place taken from the session's unused listener stays its own (see `give_back`).
+                if reused {
+                    session.passive_place = place;
+                }
+                return Ok(Reply::new(ReplyCode::CantOpenDataConnection, "No data connection established"));
+            }
         }
-    };
-    let listener = match args.session.lock().await.binder {
-        Some(ref mut binder) => match binder.bind(args.local_addr.ip(), args.passive_ports.clone()).await {
-            // The runtime is not to watch the listener (see `serve_passive`).
-            Ok(socket) => socket.listen(PASSIVE_BACKLOG as u32).and_then(|listener| listener.into_std()),
-            Err(err) => Err(err),
-        },
-        _ => try_port_range(args.local_addr, args.passive_ports.clone()),
-    };
-    let listener = match listener {
-        Err(_) => {
-            give_back(&args.session, place, reused).await;
-            return Ok(Reply::new(ReplyCode::CantOpenDataConnection, "No data connection established"));
-        }
-        Ok(l) => l,
     };
 
     let port = listener.local_addr()?.port();
@@ -150,11 +165,11 @@ where
     if !reply.is_positive() {
         give_back(&args.session, place, reused).await;
     } else {
-        setup_inter_loop_comms(args.session.clone()).await;
         let session = args.session.clone();
         // The session stays locked until the new task's abort handle is in it: the task checks
         // that it is the session's passive task before it takes the channels.
         let mut locked = session.lock().await;
+        install_inter_loop_comms(&mut locked);
         let client = PassiveClient {
             control_ip: locked.source.ip().to_canonical(),
             proxy_ip: locked.proxy,
