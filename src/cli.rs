@@ -123,8 +123,10 @@ fn with_runtime(format: LogFormat, job: impl std::future::Future<Output = anyhow
 /// guard writes the last ones at exit.
 fn init_logging(format: LogFormat) -> LogGuard {
     use std::io::{IsTerminal, Write};
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| "info,libunftp=warn,unftp_sbe_fs=warn,rustls=error".into());
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        ftpcalc::telemetry::libunftp_log::only_warnings();
+        "info,libunftp=warn,unftp_sbe_fs=warn,rustls=error".into()
+    });
     // The count of dropped lines is written straight to stderr: logging it would need room in
     // the very buffer that was full.
     let report = |report: Report| {

@@ -120,7 +120,8 @@ pub fn build_server(
         .sitemd5(SiteMd5::None)
         .idle_session_timeout(policy.limits.idle_timeout.as_secs())
         .data_connection_timeout(policy.limits.data_timeout)
-        .data_connection_limit(context.settings.gate.transfers.clone());
+        .data_connection_limit(context.settings.gate.transfers.clone())
+        .logger(crate::telemetry::libunftp_log::logger());
     if let Some(tls) = &policy.tls {
         // One configuration built at start-up for every connection (the `ftps(cert, key)`
         // builder would read and parse the PEM files again for each one).

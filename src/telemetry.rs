@@ -8,6 +8,7 @@
 //! it can refuse or slow a client (its queues drop and count instead of blocking).
 
 pub mod http;
+pub mod libunftp_log;
 pub mod line_writer;
 pub mod metrics;
 pub mod text_format;
