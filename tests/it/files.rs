@@ -212,6 +212,29 @@ async fn downloads_resume_with_rest() {
     assert!(head == contents, "resumed download differs");
 }
 
+/// `REST` applies to the next transfer command only, whether it succeeds or not: a `RETR` that
+/// failed (the file was gone) or a listing used to leave the offset for the next download,
+/// which then came short of its first bytes with a `226`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rest_offset_is_used_by_the_next_transfer_command_only() {
+    let cluster = TestCluster::start().await;
+    let contents = payload(5, 4_096);
+    cluster.write_file("whole.bin", &contents);
+    let mut ftp = connect(cluster.main()).await;
+    ftp.resume_transfer(100).await.expect("REST");
+    let missing = ftp.retr_as_stream("missing.bin").await.err().expect("RETR of a missing file fails");
+    assert!(missing.to_string().contains("550"), "{missing}");
+    assert!(download(&mut ftp, "whole.bin").await == contents, "the download after a failed one kept its offset");
+
+    ftp.resume_transfer(100).await.expect("REST");
+    ftp.nlst(None).await.expect("NLST");
+    assert!(download(&mut ftp, "whole.bin").await == contents, "the download after a listing kept its offset");
+
+    ftp.resume_transfer(100).await.expect("REST");
+    assert!(download(&mut ftp, "whole.bin").await == contents[100..], "REST then RETR starts at the offset");
+    assert!(download(&mut ftp, "whole.bin").await == contents, "the next RETR starts at 0 again");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn uploads_resume_with_rest_and_appe() {
     let cluster = TestCluster::start().await;

@@ -73,6 +73,9 @@ impl DataChanCmd {
 pub struct TransferCmd {
     pub number: u32,
     pub command: DataChanCmd,
+    /// The offset `REST` set, taken from the session by the command's handler: it applies to
+    /// this transfer only, whether it succeeds or not.
+    pub start_pos: u64,
 }
 
 /// What a message on the control loop's channel answers, for the loop's waits.

@@ -271,12 +271,10 @@ where
     async fn run(mut self, command: TransferCmd, data_abort_rx: &mut Receiver<()>, session_arc: &SharedSession<Storage, User>) {
         // The session is not kept locked during the transfer: the control channel must go on
         // answering (ABOR above all, but also STAT, NOOP, QUIT). What the commands before this
-        // one chose counts (an executor made at `PORT` time predates a later `OPTS MLST`).
-        let start_pos = {
-            let session = session_arc.lock().await;
-            self.mlst_facts = session.mlst_facts;
-            session.start_pos
-        };
+        // one chose counts (an executor made at `PORT` time predates a later `OPTS MLST`); the
+        // `REST` offset came with the command.
+        self.mlst_facts = session_arc.lock().await.mlst_facts;
+        let start_pos = command.start_pos;
         // The messages are about this command (numbered by the control loop).
         self.control_msg_tx = self.control_msg_tx.for_transfer(command.number);
         let control_msg_tx = self.control_msg_tx.clone();

@@ -51,6 +51,7 @@ where
         let cmd = TransferCmd {
             number: session.transfer_number,
             command: cmd,
+            start_pos: std::mem::take(&mut session.start_pos),
         };
         let logger = args.logger;
         match session.data_cmd_tx.take() {

@@ -45,6 +45,7 @@ where
         let cmd = TransferCmd {
             number: session.transfer_number,
             command: cmd,
+            start_pos: std::mem::take(&mut session.start_pos),
         };
 
         let logger = args.logger;

@@ -47,6 +47,7 @@ where
             Some(tx) => match tx.try_send(TransferCmd {
                 number,
                 command: DataChanCmd::Stor { path },
+                start_pos: std::mem::take(&mut session.start_pos),
             }) {
                 // RFC 1123 §4.1.2.9: the reply names the file, as `150 FILE: name`.
                 Ok(()) => Ok(Reply::new_with_string(ReplyCode::FileStatusOkay, format!("FILE: {}", filename.to_string_lossy()))),
