@@ -8,6 +8,7 @@ use crate::server::{
 };
 
 use bytes::Bytes;
+use std::borrow::Cow;
 use std::str;
 
 /// Parse the given bytes into a [`Command`].
@@ -420,7 +421,7 @@ where
                 _ => {
                     let params = parse_to_eol(cmd_params)?;
                     Command::Site {
-                        command: cmd_token,
+                        command: cmd_token.into_owned(),
                         arguments: String::from_utf8_lossy(&params).to_string(),
                     }
                 }
@@ -429,7 +430,7 @@ where
         _ => {
             let params = parse_to_eol(cmd_params)?;
             Command::Other {
-                command_name: cmd_token,
+                command_name: cmd_token.into_owned(),
                 arguments: String::from_utf8_lossy(&params).to_string(),
             }
         }
@@ -504,13 +505,31 @@ fn parse_to_eol_escaped(line: &[u8]) -> Result<Bytes> {
     Err(ParseErrorKind::InvalidEol.into())
 }
 
-fn normalize(token: &[u8]) -> Result<String> {
-    Ok(str::from_utf8(token).map(|t| t.to_uppercase())?)
+/// The command (or SITE subcommand) name in upper case: borrowed when it is already (`PASV`,
+/// `RETR`: what clients send), instead of a new `String` for every command line.
+fn normalize(token: &[u8]) -> Result<Cow<'_, str>> {
+    let token = str::from_utf8(token)?;
+    Ok(match token.bytes().any(|byte| byte.is_ascii_lowercase() || !byte.is_ascii()) {
+        false => Cow::Borrowed(token),
+        true => Cow::Owned(token.to_uppercase()),
+    })
 }
 
 #[cfg(test)]
 mod eol_tests {
     use super::*;
+
+    #[test]
+    fn a_command_name_is_upper_case_whatever_the_client_wrote() {
+        for (token, upper) in [("RETR", "RETR"), ("retr", "RETR"), ("ReTr", "RETR"), ("", ""), ("süß", "SÜSS"), ("X-Y1", "X-Y1")] {
+            let normal = normalize(token.as_bytes()).unwrap();
+            assert_eq!(normal, token.to_uppercase(), "{token:?}");
+            assert_eq!(normal, upper);
+            // Borrowed when it is ASCII in upper case already.
+            assert_eq!(matches!(normal, Cow::Borrowed(_)), token.is_ascii() && token == upper, "{token:?}");
+        }
+        assert!(normalize(b"\xff").is_err());
+    }
 
     /// Every line of up to six bytes over `a`, `CR`, `LF` and `NUL`.
     fn lines() -> Vec<Vec<u8>> {
