@@ -314,8 +314,8 @@ where
                 slog::info!(self.logger, "Data channel abort received");
             }
             DataChanMsg::ExternalCommand(command) => {
-                let p = command.path().unwrap_or_default();
-                slog::debug!(self.logger, "Data channel command received: {:?}", command; "path" => p);
+                // (The path is copied inside the macro: only when debug lines are built in.)
+                slog::debug!(self.logger, "Data channel command received: {:?}", command; "path" => command.path().unwrap_or_default());
                 self.execute_command(command, start_pos).await;
             }
         }

@@ -34,11 +34,9 @@ where
     #[tracing_attributes::instrument]
     async fn handle(&self, args: CommandContext<Storage, User>) -> Result<Reply, ControlChanError> {
         let mut session = args.session.lock().await;
-        let (cmd, path): (DataChanCmd, String) = match args.parsed_command.clone() {
-            Command::Retr { path } => {
-                let path_clone = path.clone();
-                (DataChanCmd::Retr { path }, path_clone)
-            }
+        // The path moves from the parsed command to the data channel's (it was copied twice).
+        let cmd = match args.parsed_command {
+            Command::Retr { path } => DataChanCmd::Retr { path },
             _ => panic!("Programmer error, expected command to be RETR"),
         };
         // Numbered by the control loop (`Session::transfer_number`) before this handler ran.
@@ -60,7 +58,7 @@ where
                 }
             },
             None => {
-                slog::warn!(logger, "RETR: no data connection established for RETRing {:?}", path);
+                slog::warn!(logger, "RETR: no data connection established for RETRing {:?}", cmd.command.path().unwrap_or_default());
 
                 Ok(Reply::new(ReplyCode::CantOpenDataConnection, "No data connection established"))
             }
