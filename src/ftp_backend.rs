@@ -24,7 +24,7 @@ use std::fmt::Debug;
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
@@ -274,9 +274,11 @@ impl StorageBackend<User> for FtpBackend {
         allowed(user, Permission::Download)?;
         let dir = self.folder.dir.clone();
         let full = self.folder.full_path(&path);
-        let watch = Watch::start(self.telemetry.as_deref(), &self.tag, Direction::Download, &*full, user, self.peer);
-        let opened = Arc::new(AtomicBool::new(false));
-        let opened_here = opened.clone();
+        let bytes = AtomicU64::new(0);
+        let watch =
+            Watch::start(self.telemetry.as_deref(), &self.tag, Direction::Download, &*full, user, self.peer, &bytes);
+        let mut opened = false;
+        let opened_here = &mut opened;
         // Opening and one fstat are cheap path operations; `send_file` runs them in place.
         let open = move || {
             let (file, len) = match prepared {
@@ -291,12 +293,12 @@ impl StorageBackend<User> for FtpBackend {
                     (file, metadata.len())
                 }
             };
-            opened_here.store(true, Ordering::Relaxed);
+            *opened_here = true;
             Ok((file, len))
         };
-        let mut counted = Counted::new(output, watch.counter());
+        let mut counted = Counted::new(output, &bytes);
         let sent = sending::send_file(open, start_pos, &mut counted).await;
-        match (&sent, opened.load(Ordering::Relaxed)) {
+        match (&sent, opened) {
             (_, false) => watch.forget(),
             (outcome, true) => watch.finish(outcome.is_ok()),
         }
@@ -341,8 +343,10 @@ impl StorageBackend<User> for FtpBackend {
         let replaces = upload.target_exists() && (start_pos > 0 || !no_clobber);
         allowed(user, if replaces { Permission::Overwrite } else { Permission::Upload })?;
         let full = self.folder.full_path(path.as_ref());
-        let mut watch = Watch::start(self.telemetry.as_deref(), &self.tag, Direction::Upload, full, user, self.peer);
-        let mut input = Counted::new(input, watch.counter());
+        let bytes = AtomicU64::new(0);
+        let mut watch =
+            Watch::start(self.telemetry.as_deref(), &self.tag, Direction::Upload, full, user, self.peer, &bytes);
+        let mut input = Counted::new(input, &bytes);
         // If this future is dropped or fails before the commit, `upload` removes the temporary
         // file, and `watch` records an incomplete upload.
         let (file, written) = receiving::receive_file(&mut input, file).await?;

@@ -38,7 +38,7 @@ pub const INLINE_LIMIT: u64 = 64 * 1024;
 /// it was when opened (the size `150` announced): it stops there, or earlier if the file
 /// shrank, and needs no read that finds the end.
 pub async fn send_file<W>(
-    open: impl FnOnce() -> io::Result<(File, u64)> + Send + 'static,
+    open: impl FnOnce() -> io::Result<(File, u64)> + Send,
     start_pos: u64,
     output: &mut W,
 ) -> io::Result<u64>

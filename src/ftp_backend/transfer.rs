@@ -8,7 +8,6 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -30,12 +29,13 @@ pub struct Watch<'a> {
     user: &'a User,
     peer: SocketAddr,
     started: Instant,
-    bytes: Arc<AtomicU64>,
+    bytes: &'a AtomicU64,
     finished: bool,
 }
 
 impl<'a> Watch<'a> {
-    /// Starts watching a transfer of `path` (from the FTP folder's root) by `user`.
+    /// Starts watching a transfer of `path` (from the FTP folder's root) by `user`, whose
+    /// [`Counted`] stream adds its bytes to `bytes`.
     pub fn start(
         telemetry: Option<&'a Telemetry>,
         tag: &'a SessionTag,
@@ -43,6 +43,7 @@ impl<'a> Watch<'a> {
         path: impl Into<Cow<'a, str>>,
         user: &'a User,
         peer: SocketAddr,
+        bytes: &'a AtomicU64,
     ) -> Self {
         Watch {
             telemetry,
@@ -52,14 +53,9 @@ impl<'a> Watch<'a> {
             user,
             peer,
             started: Instant::now(),
-            bytes: Arc::new(AtomicU64::new(0)),
+            bytes,
             finished: false,
         }
-    }
-
-    /// The counter the transfer's [`Counted`] stream adds to.
-    pub fn counter(&self) -> Arc<AtomicU64> {
-        self.bytes.clone()
     }
 
     /// The file's path changed (a no-clobber upload stored it under another name).
@@ -117,19 +113,19 @@ impl Drop for Watch<'_> {
 }
 
 /// A stream that adds every byte read or written to a counter.
-pub struct Counted<S> {
+pub struct Counted<'a, S> {
     inner: S,
-    count: Arc<AtomicU64>,
+    count: &'a AtomicU64,
 }
 
-impl<S> Counted<S> {
+impl<'a, S> Counted<'a, S> {
     /// `inner`, counted into `count`.
-    pub fn new(inner: S, count: Arc<AtomicU64>) -> Self {
+    pub fn new(inner: S, count: &'a AtomicU64) -> Self {
         Counted { inner, count }
     }
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
+impl<S: AsyncRead + Unpin> AsyncRead for Counted<'_, S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         context: &mut Context<'_>,
@@ -143,7 +139,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<'_, S> {
     fn poll_write(mut self: Pin<&mut Self>, context: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
         let polled = Pin::new(&mut self.inner).poll_write(context, data);
         if let Poll::Ready(Ok(written)) = &polled {
