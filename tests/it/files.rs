@@ -222,7 +222,7 @@ async fn a_rest_offset_is_used_by_the_next_transfer_command_only() {
     cluster.write_file("whole.bin", &contents);
     let mut ftp = connect(cluster.main()).await;
     ftp.resume_transfer(100).await.expect("REST");
-    let missing = ftp.retr_as_stream("missing.bin").await.err().expect("RETR of a missing file fails");
+    let Err(missing) = ftp.retr_as_stream("missing.bin").await else { panic!("RETR of a missing file succeeded") };
     assert!(missing.to_string().contains("550"), "{missing}");
     assert!(download(&mut ftp, "whole.bin").await == contents, "the download after a failed one kept its offset");
 
