@@ -266,14 +266,14 @@ impl StorageBackend<User> for FtpBackend {
         W: tokio::io::AsyncWrite + Unpin + Sync + Send,
         P: AsRef<Path> + Send + Debug,
     {
-        let path = path.as_ref().to_path_buf();
+        let path = path.as_ref();
         // Usually opened already, for the metadata before `150` (`metadata_for_download`);
         // taken first, so that a refusal below does not leave it open.
-        let prepared = self.prepared.take(&path);
-        visible(&path)?;
+        let prepared = self.prepared.take(path);
+        visible(path)?;
         allowed(user, Permission::Download)?;
-        let dir = self.folder.dir.clone();
-        let full = self.folder.full_path(&path);
+        let dir = &self.folder.dir;
+        let full = self.folder.full_path(path);
         let bytes = AtomicU64::new(0);
         let watch =
             Watch::start(self.telemetry.as_deref(), &self.tag, Direction::Download, &*full, user, self.peer, &bytes);
@@ -285,7 +285,7 @@ impl StorageBackend<User> for FtpBackend {
                 Some(kept) => kept,
                 // (The path relative to the folder only here: most downloads have their file.)
                 None => {
-                    let file = dir.open(relative(&path))?.into_std();
+                    let file = dir.open(relative(path))?.into_std();
                     let metadata = file.metadata()?;
                     if metadata.is_dir() {
                         return Err(io::Error::new(io::ErrorKind::NotFound, "a directory"));
