@@ -1,4 +1,4 @@
-//! The slog logger every libunftp server of the process writes through ([`logger`]).
+//! The slog logger each of libunftp's servers writes through ([`logger`]).
 //!
 //! libunftp's records go through slog-stdlog to the `log` facade and from there to our tracing
 //! subscriber, whose default filter keeps libunftp at `warn`: a record below that was built,
@@ -23,8 +23,8 @@ pub fn only_warnings() {
     let _ = LEVEL.set(slog::Level::Warning);
 }
 
-/// A new logger for one of libunftp's servers: to the `log` facade, from the level [`only_warnings`] set
-/// if it did.
+/// A new logger for one of libunftp's servers: to the `log` facade, from the level
+/// [`only_warnings`] set if it did.
 pub fn logger() -> slog::Logger {
     filtered(slog_stdlog::StdLog, LEVEL.get().copied().unwrap_or(slog::Level::Trace))
 }
