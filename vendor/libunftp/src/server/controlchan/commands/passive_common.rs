@@ -43,19 +43,36 @@ pub(crate) fn try_port_range(local_addr: SocketAddr, passive_ports: RangeInclusi
     let ip = local_addr.ip();
     let rng_length = passive_ports.end() - passive_ports.start() + 1;
 
-    for _ in 1..BIND_RETRIES {
-        let random_u32 = random_u32();
+    first_that_listens(BIND_RETRIES - 1, || {
+        let port = random_u32() % rng_length as u32 + *passive_ports.start() as u32;
+        listen_on(local_addr, SocketAddr::new(ip, port as u16))
+    })
+}
 
-        let port = random_u32 % rng_length as u32 + *passive_ports.start() as u32;
-        let s = socket2::Socket::new(socket2::Domain::for_address(local_addr), socket2::Type::STREAM.nonblocking().cloexec(), None)?;
-        s.set_reuse_address(true)?;
-        if s.bind(&std::net::SocketAddr::new(ip, port as u16).into()).is_ok() {
-            s.listen(PASSIVE_BACKLOG)?;
-            return Ok(s.into());
+/// The first listener `attempt` gives in at most `tries` attempts. `attempt` says `Ok(None)`
+/// for a port that is taken, whether it did not bind or bound and could not listen: two
+/// passive ports' sockets (`SO_REUSEADDR`, as ours are) that pick the same port at the same
+/// instant both bind, and the second `listen` fails with `EADDRINUSE`; that `PASV` used to be
+/// answered `425` at once. An error (no socket could be made) ends the attempts.
+fn first_that_listens(tries: u8, mut attempt: impl FnMut() -> io::Result<Option<std::net::TcpListener>>) -> io::Result<std::net::TcpListener> {
+    for _ in 0..tries {
+        if let Some(listener) = attempt()? {
+            return Ok(listener);
         }
     }
     // (Made only here: it used to be made, and dropped, by every `PASV`, two allocations.)
     Err(io::Error::new(io::ErrorKind::AddrInUse, "no free port in the passive port range"))
+}
+
+/// A passive port's listener on `address`, or `None` when the port is taken (see
+/// [`first_that_listens`]).
+fn listen_on(local_addr: SocketAddr, address: SocketAddr) -> io::Result<Option<std::net::TcpListener>> {
+    let s = socket2::Socket::new(socket2::Domain::for_address(local_addr), socket2::Type::STREAM.nonblocking().cloexec(), None)?;
+    s.set_reuse_address(true)?;
+    match s.bind(&address.into()).and_then(|()| s.listen(PASSIVE_BACKLOG)) {
+        Ok(()) => Ok(Some(s.into())),
+        Err(_) => Ok(None),
+    }
 }
 
 /// The listen queue of a passive port: the client's data connection needs one place; the rest
@@ -428,6 +445,57 @@ mod tests {
         drop(taken);
         let listener = try_port_range(local, port..=port).unwrap();
         assert_eq!(listener.local_addr().unwrap(), SocketAddr::new(local.ip(), port));
+    }
+
+    #[test]
+    fn a_port_that_is_taken_is_passed_over_and_a_failed_socket_ends_the_attempts() {
+        let listener = || std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        // Taken twice (did not bind, or bound and could not listen), then a listener.
+        let mut calls = 0;
+        let found = first_that_listens(9, || {
+            calls += 1;
+            Ok((calls == 3).then(listener))
+        });
+        assert!(found.is_ok());
+        assert_eq!(calls, 3);
+        // Always taken: every try, then `AddrInUse`.
+        let mut calls = 0;
+        let error = first_that_listens(9, || {
+            calls += 1;
+            Ok(None)
+        })
+        .unwrap_err();
+        assert_eq!((calls, error.kind()), (9, io::ErrorKind::AddrInUse));
+        // No socket (say, no descriptor left): that error, at once.
+        let mut calls = 0;
+        let error = first_that_listens(9, || {
+            calls += 1;
+            Err(io::Error::from_raw_os_error(24))
+        })
+        .unwrap_err();
+        assert_eq!((calls, error.raw_os_error()), (1, Some(24)));
+    }
+
+    /// Why a port that binds may still be taken: two sockets with `SO_REUSEADDR` bind one port
+    /// while neither listens, and only the first `listen` succeeds.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn two_passive_sockets_bind_one_port_and_only_the_first_listens() {
+        let socket = || {
+            let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+            s.set_reuse_address(true).unwrap();
+            s
+        };
+        let first = socket();
+        first.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into()).unwrap();
+        let port = first.local_addr().unwrap().as_socket().unwrap();
+        let second = socket();
+        second.bind(&port.into()).unwrap();
+        first.listen(PASSIVE_BACKLOG).unwrap();
+        assert_eq!(second.listen(PASSIVE_BACKLOG).unwrap_err().kind(), io::ErrorKind::AddrInUse);
+        // `listen_on` reports a port another socket listens on as taken, not as an error.
+        drop(second);
+        assert!(listen_on(port, port).unwrap().is_none());
     }
 
     #[test]
