@@ -3,7 +3,7 @@
 
 use super::tls::FtpsConfig;
 use crate::metrics;
-use crate::server::chancomms::TransferCmd;
+use crate::server::chancomms::{DataChanCmd, TransferCmd};
 use crate::server::chancomms::TransferSender;
 use crate::server::failed_logins::FailedLoginsCache;
 use crate::server::switchboard::SocketAddrPair;
@@ -209,6 +209,18 @@ where
             cert_chain: None,
             failed_logins: None,
             binder: None,
+        }
+    }
+
+    /// `command` as it is handed to the data channel: numbered by the control loop (as
+    /// `transfer_number` is now, set before the command's handler ran) and with the `REST`
+    /// offset, taken from the session (leaving 0): it applies to this transfer only, whether it
+    /// succeeds or not.
+    pub(crate) fn transfer_cmd(&mut self, command: DataChanCmd) -> TransferCmd {
+        TransferCmd {
+            number: self.transfer_number,
+            command,
+            start_pos: std::mem::take(&mut self.start_pos),
         }
     }
 

@@ -6,7 +6,7 @@
 // pathname exists at the server site, the data shall be
 // appended to that file; otherwise the file shall be created.
 
-use crate::server::chancomms::{DataChanCmd, TransferCmd};
+use crate::server::chancomms::DataChanCmd;
 use crate::{
     auth::UserDetail,
     server::controlchan::{
@@ -40,12 +40,7 @@ where
             }
             _ => panic!("Programmer error, expected command to be APPE"),
         };
-        // Numbered by the control loop (`Session::transfer_number`) before this handler ran.
-        let cmd = TransferCmd {
-            number: session.transfer_number,
-            command: cmd,
-            start_pos: std::mem::take(&mut session.start_pos),
-        };
+        let cmd = session.transfer_cmd(cmd);
 
         let logger = args.logger;
         match session.data_cmd_tx.take() {

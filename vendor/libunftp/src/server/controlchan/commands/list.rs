@@ -15,7 +15,7 @@
 // to system, this information may be hard to use automatically
 // in a program, but may be quite useful to a human user.
 
-use crate::server::chancomms::{DataChanCmd, TransferCmd};
+use crate::server::chancomms::DataChanCmd;
 use crate::{
     auth::UserDetail,
     server::controlchan::{
@@ -47,12 +47,7 @@ where
             }
             _ => panic!("Programmer error, expected command to be LIST"),
         };
-        // Numbered by the control loop (`Session::transfer_number`) before this handler ran.
-        let cmd = TransferCmd {
-            number: session.transfer_number,
-            command: cmd,
-            start_pos: std::mem::take(&mut session.start_pos),
-        };
+        let cmd = session.transfer_cmd(cmd);
         let logger = args.logger;
         match session.data_cmd_tx.take() {
             // The data channel answers `150` once it has found what to send, or `550` before any

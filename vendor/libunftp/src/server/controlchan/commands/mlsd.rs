@@ -6,7 +6,7 @@
 // format defined in RFC 3659, making it much easier for FTP clients to parse
 // compared to the traditional LIST command output.
 
-use crate::server::chancomms::{DataChanCmd, TransferCmd};
+use crate::server::chancomms::DataChanCmd;
 use crate::{
     auth::UserDetail,
     server::controlchan::{
@@ -38,12 +38,7 @@ where
             }
             _ => panic!("Programmer error, expected command to be MLSD"),
         };
-        // Numbered by the control loop (`Session::transfer_number`) before this handler ran.
-        let cmd = TransferCmd {
-            number: session.transfer_number,
-            command: cmd,
-            start_pos: std::mem::take(&mut session.start_pos),
-        };
+        let cmd = session.transfer_cmd(cmd);
         let logger = args.logger;
         match session.data_cmd_tx.take() {
             // The data channel answers `150` once it has found what to send, or `550` before any

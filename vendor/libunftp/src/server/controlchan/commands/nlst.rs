@@ -13,7 +13,7 @@
 // further process the files automatically.  For example, in
 // the implementation of a "multiple get" function.
 
-use crate::server::chancomms::{DataChanCmd, TransferCmd};
+use crate::server::chancomms::DataChanCmd;
 use crate::{
     auth::UserDetail,
     server::controlchan::{
@@ -46,12 +46,7 @@ where
             }
             _ => panic!("Programmer error, expected command to be NLST"),
         };
-        // Numbered by the control loop (`Session::transfer_number`) before this handler ran.
-        let cmd = TransferCmd {
-            number: session.transfer_number,
-            command: cmd,
-            start_pos: std::mem::take(&mut session.start_pos),
-        };
+        let cmd = session.transfer_cmd(cmd);
         let logger = args.logger;
         match session.data_cmd_tx.take() {
             // The data channel answers `150` once it has found what to send, or `550` before any

@@ -9,7 +9,7 @@ use crate::{
     auth::UserDetail,
     server::{
         ReplyCode,
-        chancomms::{DataChanCmd, TransferCmd},
+        chancomms::DataChanCmd,
         controlchan::{
             Reply,
             command::Command,
@@ -39,12 +39,7 @@ where
             Command::Retr { path } => DataChanCmd::Retr { path },
             _ => panic!("Programmer error, expected command to be RETR"),
         };
-        // Numbered by the control loop (`Session::transfer_number`) before this handler ran.
-        let cmd = TransferCmd {
-            number: session.transfer_number,
-            command: cmd,
-            start_pos: std::mem::take(&mut session.start_pos),
-        };
+        let cmd = session.transfer_cmd(cmd);
 
         let logger = args.logger;
         match session.data_cmd_tx.take() {

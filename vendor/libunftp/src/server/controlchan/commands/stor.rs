@@ -8,7 +8,7 @@
 // created at the server site if the file specified in the
 // pathname does not already exist.
 
-use crate::server::chancomms::{DataChanCmd, TransferCmd};
+use crate::server::chancomms::DataChanCmd;
 use crate::{
     auth::UserDetail,
     server::controlchan::{
@@ -42,12 +42,7 @@ where
             }
             _ => panic!("Programmer error, expected command to be STOR"),
         };
-        // Numbered by the control loop (`Session::transfer_number`) before this handler ran.
-        let cmd = TransferCmd {
-            number: session.transfer_number,
-            command: cmd,
-            start_pos: std::mem::take(&mut session.start_pos),
-        };
+        let cmd = session.transfer_cmd(cmd);
 
         let logger = args.logger;
         match session.data_cmd_tx.take() {

@@ -1,6 +1,6 @@
 //! The RFC 959 Store File Uniquely (`STOU`) command
 
-use crate::server::chancomms::{DataChanCmd, TransferCmd};
+use crate::server::chancomms::DataChanCmd;
 use crate::{
     auth::UserDetail,
     server::controlchan::{
@@ -39,16 +39,11 @@ where
         let filename: &Path = std::path::Path::new(&unique);
         let path: String = session.cwd.join(filename).to_string_lossy().to_string();
         let logger = args.logger;
-        // Numbered by the control loop (`Session::transfer_number`) before this handler ran.
-        let number = session.transfer_number;
+        let cmd = session.transfer_cmd(DataChanCmd::Stor { path });
         match session.data_cmd_tx.take() {
             // Handed over before the reply (the channel is new and has room for this one
             // command), so that an `ABOR` right behind finds it there.
-            Some(tx) => match tx.try_send(TransferCmd {
-                number,
-                command: DataChanCmd::Stor { path },
-                start_pos: std::mem::take(&mut session.start_pos),
-            }) {
+            Some(tx) => match tx.try_send(cmd) {
                 // RFC 1123 §4.1.2.9: the reply names the file, as `150 FILE: name`.
                 Ok(()) => Ok(Reply::new_with_string(ReplyCode::FileStatusOkay, format!("FILE: {}", filename.to_string_lossy()))),
                 Err(err) => {
@@ -57,7 +52,7 @@ where
                 }
             },
             None => {
-                slog::warn!(logger, "STOU: no data connection established for STOU file {:?}", path);
+                slog::warn!(logger, "STOU: no data connection established for STOU file {:?}", cmd.command.path().unwrap_or_default());
                 Ok(Reply::new(ReplyCode::CantOpenDataConnection, "No data connection established"))
             }
         }
