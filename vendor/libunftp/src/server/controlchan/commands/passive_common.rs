@@ -45,7 +45,7 @@ pub(crate) fn try_port_range(local_addr: SocketAddr, passive_ports: RangeInclusi
 
     first_that_listens(BIND_RETRIES - 1, || {
         let port = random_u32() % rng_length as u32 + *passive_ports.start() as u32;
-        listen_on(local_addr, SocketAddr::new(ip, port as u16))
+        listen_on(SocketAddr::new(ip, port as u16))
     })
 }
 
@@ -66,8 +66,8 @@ fn first_that_listens(tries: u8, mut attempt: impl FnMut() -> io::Result<Option<
 
 /// A passive port's listener on `address`, or `None` when the port is taken (see
 /// [`first_that_listens`]).
-fn listen_on(local_addr: SocketAddr, address: SocketAddr) -> io::Result<Option<std::net::TcpListener>> {
-    let s = socket2::Socket::new(socket2::Domain::for_address(local_addr), socket2::Type::STREAM.nonblocking().cloexec(), None)?;
+fn listen_on(address: SocketAddr) -> io::Result<Option<std::net::TcpListener>> {
+    let s = socket2::Socket::new(socket2::Domain::for_address(address), socket2::Type::STREAM.nonblocking().cloexec(), None)?;
     s.set_reuse_address(true)?;
     match s.bind(&address.into()).and_then(|()| s.listen(PASSIVE_BACKLOG)) {
         Ok(()) => Ok(Some(s.into())),
@@ -495,7 +495,7 @@ mod tests {
         assert_eq!(second.listen(PASSIVE_BACKLOG).unwrap_err().kind(), io::ErrorKind::AddrInUse);
         // `listen_on` reports a port another socket listens on as taken, not as an error.
         drop(second);
-        assert!(listen_on(port, port).unwrap().is_none());
+        assert!(listen_on(port).unwrap().is_none());
     }
 
     #[test]
