@@ -35,9 +35,17 @@ pub(crate) fn opening_download(path: &Path, size: u64) -> String {
     text.push_str(START);
     push_printable(&mut text, path);
     text.push_str(" (");
+    push_decimal(&mut text, size);
+    text.push_str(" bytes)");
+    text
+}
+
+/// Appends `number` in decimal to `text`, without the formatting machinery (which cost more
+/// than the rest of the replies written for every download and every `PASV`).
+pub(crate) fn push_decimal(text: &mut String, number: u64) {
     let mut digits = [0u8; 20];
     let mut start = digits.len();
-    let mut rest = size;
+    let mut rest = number;
     loop {
         start -= 1;
         digits[start] = b'0' + (rest % 10) as u8;
@@ -47,8 +55,6 @@ pub(crate) fn opening_download(path: &Path, size: u64) -> String {
         }
     }
     text.extend(digits[start..].iter().map(|&digit| char::from(digit)));
-    text.push_str(" bytes)");
-    text
 }
 
 /// `"path"` as RFC 959 quotes it in `257` replies (appendix II): embedded quotes doubled.

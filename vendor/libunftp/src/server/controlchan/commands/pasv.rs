@@ -23,6 +23,7 @@ use async_trait::async_trait;
 use std::net::Ipv4Addr;
 
 use super::passive_common::{self, LegacyReplyProducer};
+use crate::server::controlchan::reply_text::push_decimal;
 
 #[derive(Debug)]
 pub struct Pasv {}
@@ -106,18 +107,7 @@ fn entering_passive_mode(octets: [u8; 4], p1: u16, p2: u16) -> String {
         if index > 0 {
             text.push(',');
         }
-        let mut digits = [0u8; 5];
-        let mut start = digits.len();
-        let mut rest = number;
-        loop {
-            start -= 1;
-            digits[start] = b'0' + (rest % 10) as u8;
-            rest /= 10;
-            if rest == 0 {
-                break;
-            }
-        }
-        text.extend(digits[start..].iter().map(|&digit| char::from(digit)));
+        push_decimal(&mut text, u64::from(number));
     }
     text.push(')');
     text
