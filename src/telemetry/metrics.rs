@@ -105,8 +105,9 @@ pub struct Metrics {
     connections_accepted: IntCounterVec,
     connections_refused: IntCounterVec,
     logins: IntCounterVec,
-    /// The transfer series of each [`Direction`], looked up once (index: `Direction as usize`).
-    transfers: [TransferSeries; 2],
+    /// The transfer series of each [`Direction`], looked up once.
+    downloads: TransferSeries,
+    uploads: TransferSeries,
     workers_seen: RwLock<HashSet<String>>,
 }
 
@@ -133,8 +134,9 @@ struct TransferSeries {
 }
 
 impl TransferSeries {
-    /// Registers the transfer metrics' families and returns the series of each direction.
-    fn register(r: &Registry) -> [TransferSeries; 2] {
+    /// Registers the transfer metrics' families and returns the series of downloads and of
+    /// uploads.
+    fn register(r: &Registry) -> (TransferSeries, TransferSeries) {
         let complete =
             counter(r, "ftpcalc_transfers_total", "Files transferred completely, by direction.", &["direction"]);
         let failed = counter(
@@ -156,7 +158,7 @@ impl TransferSeries {
             &["direction"],
             TRANSFER_BUCKETS,
         );
-        [Direction::Download, Direction::Upload].map(|direction| {
+        let series = |direction: Direction| {
             let label = [direction.label()];
             TransferSeries {
                 complete: complete.with_label_values(&label),
@@ -164,7 +166,8 @@ impl TransferSeries {
                 bytes: bytes.with_label_values(&label),
                 duration: duration.with_label_values(&label),
             }
-        })
+        };
+        (series(Direction::Download), series(Direction::Upload))
     }
 }
 
@@ -195,6 +198,7 @@ impl Metrics {
         let registry_servers = IntGauge::new("ftpcalc_registry_servers", "Servers in the main server's registry.")
             .expect("a valid metric definition");
         r.register(Box::new(registry_servers.clone())).expect("each metric registered once");
+        let (downloads, uploads) = TransferSeries::register(r);
         Metrics {
             site_requests: counter(
                 r,
@@ -242,7 +246,8 @@ impl Metrics {
                 "Logins by server and result (ok, failed).",
                 &["server", "result"],
             ),
-            transfers: TransferSeries::register(r),
+            downloads,
+            uploads,
             workers_seen: RwLock::default(),
             registry,
         }
@@ -322,7 +327,10 @@ impl Metrics {
 
     /// A transfer ended after moving `bytes`: complete (`ok`) or not.
     pub fn transfer(&self, direction: Direction, bytes: u64, took: Duration, ok: bool) {
-        let series = &self.transfers[direction as usize];
+        let series = match direction {
+            Direction::Download => &self.downloads,
+            Direction::Upload => &self.uploads,
+        };
         series.bytes.inc_by(bytes);
         if ok {
             series.complete.inc();
