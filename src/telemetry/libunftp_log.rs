@@ -57,26 +57,35 @@ mod tests {
         }
     }
 
+    /// How many of the records `log` writes reach a drain behind [`filtered`] at `level`.
+    fn given(level: slog::Level, log: impl Fn(&slog::Logger)) -> usize {
+        let given = Arc::new(AtomicUsize::new(0));
+        log(&filtered(Counting(given.clone()), level));
+        given.load(Ordering::Relaxed)
+    }
+
     #[test]
     fn records_below_the_level_never_reach_the_drain() {
-        let given = Arc::new(AtomicUsize::new(0));
-        let logger = filtered(Counting(given.clone()), slog::Level::Warning);
-        slog::trace!(logger, "t");
-        slog::debug!(logger, "d");
-        slog::info!(logger, "Listening on passive port {}:{}", "127.0.0.1", 50_000);
-        assert_eq!(given.load(Ordering::Relaxed), 0);
-        slog::warn!(logger, "w");
-        slog::error!(logger, "e");
-        slog::crit!(logger, "c");
-        assert_eq!(given.load(Ordering::Relaxed), 3);
+        let below = given(slog::Level::Warning, |logger| {
+            slog::trace!(logger, "t");
+            slog::debug!(logger, "d");
+            slog::info!(logger, "Listening on passive port {}:{}", "127.0.0.1", 50_000);
+        });
+        assert_eq!(below, 0);
+        let at_or_above = given(slog::Level::Warning, |logger| {
+            slog::warn!(logger, "w");
+            slog::error!(logger, "e");
+            slog::crit!(logger, "c");
+        });
+        assert_eq!(at_or_above, 3);
     }
 
     #[test]
     fn every_record_reaches_the_drain_at_trace() {
-        let given = Arc::new(AtomicUsize::new(0));
-        let logger = filtered(Counting(given.clone()), slog::Level::Trace);
-        slog::info!(logger, "i");
-        slog::warn!(logger, "w");
-        assert_eq!(given.load(Ordering::Relaxed), 2);
+        let all = given(slog::Level::Trace, |logger| {
+            slog::info!(logger, "i");
+            slog::warn!(logger, "w");
+        });
+        assert_eq!(all, 2);
     }
 }
