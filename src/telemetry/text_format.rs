@@ -13,8 +13,12 @@
 //! written directly. [`PlainFields`] writes the fields as the default field formatter does,
 //! with numbers, booleans and plain strings written directly (the default paints every name and
 //! `=` and formats every value through `Debug`: 6.1k instructions for a transfer's six fields).
+//! Each line is gathered on the stack ([`Gathered`]) and goes into the subscriber's buffer in
+//! three writes rather than one per piece (28 for a transfer's line; with the message written
+//! without the default's character-by-character escaping when it has nothing to escape, a
+//! transfer's line went from 4.6k to 3.7k instructions).
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use tracing::field::{Field, Visit};
@@ -35,29 +39,31 @@ where
 {
     fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> fmt::Result {
         let metadata = event.metadata();
-        writer.write_str(timestamp(SystemTime::now(), &mut [0; 27]))?;
-        writer.write_str(level(metadata.level()))?;
+        let mut line = Gathered::new(writer.by_ref());
+        line.write_str(timestamp(SystemTime::now(), &mut [0; 27]))?;
+        line.write_str(level(metadata.level()))?;
         if let Some(scope) = ctx.event_scope() {
             let mut seen = false;
             for span in scope.from_root() {
-                writer.write_str(span.metadata().name())?;
+                line.write_str(span.metadata().name())?;
                 seen = true;
                 let extensions = span.extensions();
                 if let Some(fields) = extensions.get::<FormattedFields<N>>() {
                     if !fields.is_empty() {
-                        writer.write_char('{')?;
-                        writer.write_str(fields)?;
-                        writer.write_char('}')?;
+                        line.write_char('{')?;
+                        line.write_str(fields)?;
+                        line.write_char('}')?;
                     }
                 }
-                writer.write_char(':')?;
+                line.write_char(':')?;
             }
             if seen {
-                writer.write_char(' ')?;
+                line.write_char(' ')?;
             }
         }
-        writer.write_str(metadata.target())?;
-        writer.write_str(": ")?;
+        line.write_str(metadata.target())?;
+        line.write_str(": ")?;
+        line.flush()?;
         ctx.format_fields(writer.by_ref(), event)?;
         writer.write_char('\n')
     }
@@ -72,33 +78,68 @@ pub struct PlainFields;
 
 impl<'writer> FormatFields<'writer> for PlainFields {
     fn format_fields<R: RecordFields>(&self, writer: Writer<'writer>, fields: R) -> fmt::Result {
-        let mut visitor = PlainVisitor { writer, first: true, result: Ok(()) };
+        let mut visitor = PlainVisitor { line: Gathered::new(writer), first: true, result: Ok(()) };
         fields.record(&mut visitor);
-        visitor.result
+        visitor.result.and_then(|()| visitor.line.flush())
     }
 }
 
 /// Writes one event's or span's fields for [`PlainFields`].
 struct PlainVisitor<'a> {
-    writer: Writer<'a>,
+    line: Gathered<'a>,
     /// No field written yet (the next needs no separating space).
     first: bool,
     result: fmt::Result,
 }
 
 impl PlainVisitor<'_> {
-    /// Writes the separator and `name=` and returns true, unless the field is one the default
-    /// visitor treats specially (the message, a raw `r#` name, a `log.` field), or an earlier
-    /// write failed.
-    fn name(&mut self, field: &Field) -> bool {
+    /// The separating space the next field needs.
+    fn space(&self) -> &'static str {
+        if self.first {
+            ""
+        } else {
+            " "
+        }
+    }
+
+    /// Writes the separator, `name=` and the value, returns true, unless the field is one the
+    /// default visitor treats specially (the message, a raw `r#` name, a `log.` field), or an
+    /// earlier write failed.
+    fn field(&mut self, field: &Field, value: impl FnOnce(&mut Gathered<'_>) -> fmt::Result) -> bool {
         let name = field.name();
         if self.result.is_err() || name == "message" || name.starts_with("r#") || name.starts_with("log.") {
             return false;
         }
-        if !std::mem::replace(&mut self.first, false) {
-            self.result = self.writer.write_char(' ');
+        let space = self.space();
+        self.first = false;
+        self.result = self
+            .line
+            .write_str(space)
+            .and_then(|()| self.line.write_str(name))
+            .and_then(|()| self.line.write_char('='))
+            .and_then(|()| value(&mut self.line));
+        true
+    }
+
+    /// Writes an event's message as the default visitor does (after a space unless first,
+    /// without a name, through `Debug`) and returns true, when it fits in what is gathered and
+    /// has nothing the default would escape (it escapes terminal control characters: then, or
+    /// after an earlier failed write, this writes nothing and returns false).
+    fn message(&mut self, value: &dyn fmt::Debug) -> bool {
+        if self.result.is_err() {
+            return false;
         }
-        self.result = self.result.and_then(|()| self.writer.write_str(name)).and_then(|()| self.writer.write_char('='));
+        let piece = &mut self.line.piece;
+        let mark = piece.len;
+        let written = piece.write_str(if self.first { "" } else { " " }).and_then(|()| write!(piece, "{value:?}"));
+        let escaped = |byte: &u8| !byte.is_ascii() || matches!(byte, 0x1b | 0x07 | 0x08 | 0x0c | 0x7f);
+        if written.is_err()
+            || (self.line.writer.sanitizes_ansi_escapes() && piece.bytes[mark..piece.len].iter().any(escaped))
+        {
+            piece.len = mark;
+            return false;
+        }
+        self.first = false;
         true
     }
 
@@ -107,7 +148,11 @@ impl PlainVisitor<'_> {
         if self.result.is_err() {
             return;
         }
-        let mut default = DefaultVisitor::new(self.writer.by_ref(), self.first);
+        if let Err(error) = self.line.flush() {
+            self.result = Err(error);
+            return;
+        }
+        let mut default = DefaultVisitor::new(self.line.writer.by_ref(), self.first);
         record(&mut default);
         self.result = default.finish();
         // The default skips `log.` fields (metadata of records from the `log` crate).
@@ -117,31 +162,84 @@ impl PlainVisitor<'_> {
     }
 }
 
+/// Text for a line gathered in a [`Piece`] and written into the line when the piece is full
+/// or the text done (each write into the line is a call through `dyn fmt::Write`, whatever its
+/// length: a transfer's line made 28 of them). Call [`Gathered::flush`] at the end.
+struct Gathered<'a> {
+    writer: Writer<'a>,
+    piece: Piece,
+}
+
+impl<'a> Gathered<'a> {
+    fn new(writer: Writer<'a>) -> Self {
+        Gathered { writer, piece: Piece { bytes: [0; 256], len: 0 } }
+    }
+
+    /// Puts what is gathered into the line.
+    fn flush(&mut self) -> fmt::Result {
+        let written = self.writer.write_str(self.piece.as_str());
+        self.piece.len = 0;
+        written
+    }
+}
+
+impl fmt::Write for Gathered<'_> {
+    fn write_str(&mut self, text: &str) -> fmt::Result {
+        if self.piece.write_str(text).is_ok() {
+            return Ok(());
+        }
+        self.flush()?;
+        if text.len() > self.piece.bytes.len() {
+            self.writer.write_str(text)
+        } else {
+            self.piece.write_str(text)
+        }
+    }
+}
+
+/// Text on the stack: a `str` that does not fit is not written (nothing of it).
+struct Piece {
+    bytes: [u8; 256],
+    len: usize,
+}
+
+impl Piece {
+    /// What was written (whole `str`s only, so always text).
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.bytes[..self.len]).unwrap_or_default()
+    }
+}
+
+impl fmt::Write for Piece {
+    fn write_str(&mut self, text: &str) -> fmt::Result {
+        let end = self.len + text.len();
+        let place = self.bytes.get_mut(self.len..end).ok_or(fmt::Error)?;
+        place.copy_from_slice(text.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
 impl Visit for PlainVisitor<'_> {
     fn record_u64(&mut self, field: &Field, value: u64) {
-        if self.name(field) {
-            self.result = self.result.and_then(|()| self.writer.write_str(decimal(value, &mut [0; 20])));
-        } else {
+        if !self.field(field, |out| out.write_str(decimal(value, &mut [0; 20]))) {
             self.by_default(field, |default| default.record_u64(field, value));
         }
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        if self.name(field) {
-            let sign = if value < 0 { "-" } else { "" };
-            let mut text = [0; 20];
-            let digits = decimal(value.unsigned_abs(), &mut text);
-            self.result =
-                self.result.and_then(|()| self.writer.write_str(sign)).and_then(|()| self.writer.write_str(digits));
-        } else {
+        let sign = if value < 0 { "-" } else { "" };
+        let write = |out: &mut Gathered<'_>| {
+            out.write_str(sign)?;
+            out.write_str(decimal(value.unsigned_abs(), &mut [0; 20]))
+        };
+        if !self.field(field, write) {
             self.by_default(field, |default| default.record_i64(field, value));
         }
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
-        if self.name(field) {
-            self.result = self.result.and_then(|()| self.writer.write_str(if value { "true" } else { "false" }));
-        } else {
+        if !self.field(field, |out| out.write_str(if value { "true" } else { "false" })) {
             self.by_default(field, |default| default.record_bool(field, value));
         }
     }
@@ -149,21 +247,23 @@ impl Visit for PlainVisitor<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
         // `Debug` of a string escapes quotes, backslashes and anything outside printable ASCII.
         let plain = value.bytes().all(|byte| (b' '..=b'~').contains(&byte) && byte != b'"' && byte != b'\\');
-        if plain && self.name(field) {
-            self.result = self.result.and_then(|()| {
-                self.writer.write_char('"')?;
-                self.writer.write_str(value)?;
-                self.writer.write_char('"')
-            });
-        } else {
+        let quoted = |out: &mut Gathered<'_>| {
+            out.write_char('"')?;
+            out.write_str(value)?;
+            out.write_char('"')
+        };
+        if !(plain && self.field(field, quoted)) {
             self.by_default(field, |default| default.record_str(field, value));
         }
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        if self.name(field) {
-            self.result = self.result.and_then(|()| write!(self.writer, "{value:?}"));
+        let done = if field.name() == "message" {
+            self.message(value)
         } else {
+            self.field(field, |out| write!(out, "{value:?}"))
+        };
+        if !done {
             self.by_default(field, |default| default.record_debug(field, value));
         }
     }
@@ -338,6 +438,13 @@ mod tests {
             tracing::warn!(error = &error as &(dyn std::error::Error + 'static), plain = %error, "outside a span");
             tracing::info!(only = 1u64);
             tracing::info!(message = "message as a field", after = 2i64);
+            // Longer than a `Piece`, a C1 control character, a message after a field.
+            let (long, huge) = ("x".repeat(200), "y".repeat(300));
+            tracing::info!(long = long.as_str(), debugged = ?long, number = 5u64, "{long} long message");
+            tracing::info!(huge = huge.as_str(), number = 6u64, "{huge} huge message");
+            tracing::info_span!("wide", huge = huge.as_str()).in_scope(|| tracing::info!(n = 1u64, "in a wide span"));
+            tracing::info!(ok = true, "c1 \u{85} control");
+            tracing::info!(path = "a/b", "transfer");
         };
         if plain {
             tracing::subscriber::with_default(builder.event_format(PlainText).fmt_fields(PlainFields).finish(), log);
@@ -357,7 +464,8 @@ mod tests {
             plain.contains(" zero=0 max=18446744073709551615 min=-9223372036854775808 minus=-12 no=false "),
             "{plain}"
         );
-        assert_eq!(plain.lines().count(), 6, "{plain}"); // `shown` (Display) keeps its newline
+        assert!(plain.contains(" c1 \\u{85} control ok=true\n"), "{plain}");
+        assert_eq!(plain.lines().count(), 11, "{plain}"); // `shown` (Display) keeps its newline
     }
 
     #[test]
