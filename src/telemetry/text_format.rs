@@ -13,7 +13,7 @@
 //! written directly. [`PlainFields`] writes the fields as the default field formatter does,
 //! with numbers, booleans and plain strings written directly (the default paints every name and
 //! `=` and formats every value through `Debug`: 6.1k instructions for a transfer's six fields).
-//! Each line is gathered on the stack ([`Gathered`]) and goes into the subscriber's buffer in
+//! Each line is gathered on the stack (`Gathered`) and goes into the subscriber's buffer in
 //! three writes rather than one per piece (28 for a transfer's line; with the message written
 //! without the default's character-by-character escaping when it has nothing to escape, a
 //! transfer's line went from 4.6k to 3.7k instructions).
