@@ -8,7 +8,6 @@ use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 
 use crate::telemetry::line_writer::{LineWriter, Report};
-use crate::telemetry::text_format::decimal;
 
 /// `path` with `%`, `|` and control characters percent-encoded (UTF-8 bytes), for the log line
 /// (borrowed when there is nothing to encode, the usual case).
@@ -44,7 +43,7 @@ pub fn console_line(path: &str, peer: SocketAddr, count: u64) -> String {
                 if index > 0 {
                     line.push('.');
                 }
-                line.push_str(decimal(u64::from(octet), &mut [0; 20]));
+                line.push_str(itoa::Buffer::new().format(octet));
             }
         }
         IpAddr::V6(address) => {
@@ -52,9 +51,9 @@ pub fn console_line(path: &str, peer: SocketAddr, count: u64) -> String {
         }
     }
     line.push('|');
-    line.push_str(decimal(u64::from(peer.port()), &mut [0; 20]));
+    line.push_str(itoa::Buffer::new().format(peer.port()));
     line.push('|');
-    line.push_str(decimal(count, &mut [0; 20]));
+    line.push_str(itoa::Buffer::new().format(count));
     line
 }
 

@@ -222,18 +222,13 @@ impl fmt::Write for Piece {
 
 impl Visit for PlainVisitor<'_> {
     fn record_u64(&mut self, field: &Field, value: u64) {
-        if !self.field(field, |out| out.write_str(decimal(value, &mut [0; 20]))) {
+        if !self.field(field, |out| out.write_str(itoa::Buffer::new().format(value))) {
             self.by_default(field, |default| default.record_u64(field, value));
         }
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        let sign = if value < 0 { "-" } else { "" };
-        let write = |out: &mut Gathered<'_>| {
-            out.write_str(sign)?;
-            out.write_str(decimal(value.unsigned_abs(), &mut [0; 20]))
-        };
-        if !self.field(field, write) {
+        if !self.field(field, |out| out.write_str(itoa::Buffer::new().format(value))) {
             self.by_default(field, |default| default.record_i64(field, value));
         }
     }
@@ -287,21 +282,6 @@ impl Visit for PlainVisitor<'_> {
     fn record_bytes(&mut self, field: &Field, value: &[u8]) {
         self.by_default(field, |default| default.record_bytes(field, value));
     }
-}
-
-/// `value` in decimal, written into `text` from its end (without the formatting machinery:
-/// also used for the console line of every download).
-pub fn decimal(mut value: u64, text: &mut [u8; 20]) -> &str {
-    let mut start = text.len();
-    loop {
-        start -= 1;
-        text[start] = b'0' + (value % 10) as u8;
-        value /= 10;
-        if value == 0 {
-            break;
-        }
-    }
-    std::str::from_utf8(&text[start..]).unwrap_or("0")
 }
 
 /// The level as the default format writes it, with the spaces around it.
@@ -466,12 +446,5 @@ mod tests {
         );
         assert!(plain.contains(" c1 \\u{85} control ok=true\n"), "{plain}");
         assert_eq!(plain.lines().count(), 11, "{plain}"); // `shown` (Display) keeps its newline
-    }
-
-    #[test]
-    fn decimals_match_display() {
-        for value in [0, 1, 9, 10, 99, 100, 4096, 1_000_000_007, u64::MAX - 1, u64::MAX] {
-            assert_eq!(decimal(value, &mut [0; 20]), value.to_string());
-        }
     }
 }
