@@ -13,7 +13,7 @@
 //! reader of the console: `%`, `|` and control characters (so a file named `x|10.9.9.9|1|999`
 //! cannot print a line that claims another client).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Component, Path};
@@ -47,7 +47,9 @@ pub trait SharedCounts: Send + Sync {
 
 /// The download counters and where their log lines go.
 pub struct Downloads {
-    counts: Mutex<BTreeMap<String, u64>>,
+    /// Per path (hashed: a download finds its count in one comparison, where a tree of 2,000
+    /// paths took 20; listings sort what they show).
+    counts: Mutex<HashMap<String, u64>>,
     log: LogLine,
     shared: OnceLock<Arc<dyn SharedCounts>>,
     /// Downloads not yet added to the shared counts (it could not be reached), per path;
@@ -92,7 +94,7 @@ impl Downloads {
             if self.shared.get().is_some() {
                 self.keep_pending(path);
             }
-            return self.record_normal(path.to_string(), peer);
+            return self.record_normal(path, peer);
         };
         match store.add(path, 1).await {
             Ok(count) => {
@@ -108,7 +110,7 @@ impl Downloads {
             Err(error) => {
                 tracing::warn!(path, %error, "shared download count unreachable: counted here, added once it answers");
                 self.keep_pending(path);
-                self.record_normal(path.to_string(), peer)
+                self.record_normal(path, peer)
             }
         }
     }
@@ -181,28 +183,35 @@ impl Downloads {
         self.first_under(prefix, limit)
     }
 
-    fn lock_counts(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, u64>> {
+    fn lock_counts(&self) -> std::sync::MutexGuard<'_, HashMap<String, u64>> {
         self.counts.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Counts one completed download of `path` by the client whose control connection comes
     /// from `peer`, logs it, and returns the file's count including this download.
     pub fn record(&self, path: &Path, peer: SocketAddr) -> u64 {
-        self.record_normal(normalize(path), peer)
+        self.record_normal(&normalize(path), peer)
     }
 
     /// [`Downloads::record`] of a path already normalized.
-    fn record_normal(&self, path: String, peer: SocketAddr) -> u64 {
+    fn record_normal(&self, path: &str, peer: SocketAddr) -> u64 {
         let count = {
-            let mut counts = self.counts.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            if counts.len() >= MAX_TRACKED_FILES && !counts.contains_key(&path) {
-                evict_least_downloaded(&mut counts);
+            let mut counts = self.lock_counts();
+            match counts.get_mut(path) {
+                Some(count) => {
+                    *count += 1;
+                    *count
+                }
+                None => {
+                    if counts.len() >= MAX_TRACKED_FILES {
+                        evict_least_downloaded(&mut counts);
+                    }
+                    counts.insert(path.to_string(), 1);
+                    1
+                }
             }
-            let count = counts.entry(path.clone()).or_insert(0);
-            *count += 1;
-            *count
         };
-        (self.log)(&console_line(&path, peer, count));
+        (self.log)(&console_line(path, peer, count));
         count
     }
 
@@ -225,14 +234,21 @@ impl Downloads {
 
     /// Like [`Downloads::first`], for the files below the folder `prefix` (`/alice`) only.
     pub fn first_under(&self, prefix: &str, limit: usize) -> (Vec<(String, u64)>, usize) {
-        let counts = self.counts.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let counts = self.lock_counts();
         let folder = if prefix.ends_with('/') { prefix.to_string() } else { format!("{prefix}/") };
-        let below = || counts.range(folder.clone()..).take_while(|(path, _)| path.starts_with(&folder));
-        (below().take(limit).map(|(path, count)| (path.clone(), *count)).collect(), below().count())
+        let mut below: Vec<(&String, &u64)> = counts.iter().filter(|(path, _)| path.starts_with(&folder)).collect();
+        let total = below.len();
+        // The first `limit` by path, sorted: a partial selection, then a sort of those only.
+        if limit < total {
+            below.select_nth_unstable_by(limit, |a, b| a.0.cmp(b.0));
+            below.truncate(limit);
+        }
+        below.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        (below.into_iter().map(|(path, count)| (path.clone(), *count)).collect(), total)
     }
 }
 
-fn evict_least_downloaded(counts: &mut BTreeMap<String, u64>) {
+fn evict_least_downloaded(counts: &mut HashMap<String, u64>) {
     if let Some(path) = counts.iter().min_by_key(|(_, count)| **count).map(|(path, _)| path.clone()) {
         counts.remove(&path);
     }
@@ -328,6 +344,29 @@ mod tests {
         assert_eq!(lines[1], "/100%25%0Afake%7C1.2.3.4%7C5%7C6%C2%85|127.0.0.1|40001|1");
         assert!(lines.iter().all(|line| line.split('|').count() == 4));
         assert_eq!(escape("plain/ü.txt"), "plain/ü.txt");
+    }
+
+    #[test]
+    fn listings_are_sorted_by_path_limited_and_below_their_folder_only() {
+        let (downloads, _lines) = collecting();
+        let peer: SocketAddr = "127.0.0.1:1".parse().expect("literal");
+        for path in ["/b/2", "/a/9", "/a/1", "/ab/x", "/a/3", "/a/2", "/a/1", "/a", "/a/sub/0"] {
+            downloads.record(Path::new(path), peer);
+        }
+        let names = |listed: Vec<(String, u64)>| {
+            listed.into_iter().map(|(path, count)| format!("{path}={count}")).collect::<Vec<_>>()
+        };
+        let (listed, total) = downloads.first_under("/a", 3);
+        assert_eq!((names(listed), total), (vec!["/a/1=2".to_string(), "/a/2=1".into(), "/a/3=1".into()], 5));
+        let (listed, total) = downloads.first_under("/a/", 10);
+        assert_eq!(
+            (names(listed), total),
+            (vec!["/a/1=2".to_string(), "/a/2=1".into(), "/a/3=1".into(), "/a/9=1".into(), "/a/sub/0=1".into()], 5)
+        );
+        assert_eq!(downloads.first_under("/a", 0), (vec![], 5));
+        assert_eq!(downloads.first_under("/none", 10), (vec![], 0));
+        let all = names(downloads.all());
+        assert_eq!(all, ["/a=1", "/a/1=2", "/a/2=1", "/a/3=1", "/a/9=1", "/a/sub/0=1", "/ab/x=1", "/b/2=1"]);
     }
 
     #[test]
