@@ -1,6 +1,6 @@
 //! Configuration of a cluster: [`ClusterConfig`], [`ServerOptions`] and [`WorkerSpec`], with the
-//! defaults the command line uses; [`access`] for accounts, TLS and limits; [`file`] reads the
-//! TOML configuration file. Only [`file`] does I/O; [`crate::bootstrap`] checks and applies
+//! defaults the command line uses; [`access`] for accounts, TLS and limits; [`file`](mod@file) reads the
+//! TOML configuration file. Only [`file`](mod@file) does I/O; [`crate::bootstrap`] checks and applies
 //! the rest.
 
 pub mod access;

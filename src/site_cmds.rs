@@ -1,4 +1,4 @@
-//! The SITE commands (RFC 959 §4.1.3: "SITE ... services specific to [the] system"): the
+//! The SITE commands (RFC 959 §4.1.3: "SITE ... services specific to \[the\] system"): the
 //! cluster's own verbs and one verb per service.
 //!
 //! Each handler follows parse, act, reply: the arguments become a typed request through a pure

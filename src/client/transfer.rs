@@ -1,6 +1,6 @@
 //! The client's downloads and uploads: `get` through the whole-file cache ([`FileCache`]),
 //! into a partial file kept after a cut-off, placed without replacing a local file
-//! ([`local::place`]); `get -c` and `put -c` continue with `REST` and `APPE`, checked by size;
+//! ([`super::local::place`]); `get -c` and `put -c` continue with `REST` and `APPE`, checked by size;
 //! `put` never replaces a remote file (the server's no-clobber).
 
 use std::fs::{File, OpenOptions};

@@ -1,6 +1,6 @@
 //! What a main server needs from a registry shared with other main servers ([`SharedRegistry`];
 //! the download counts have [`crate::ftp_backend::downloads::SharedCounts`]), and the etcd
-//! endpoints' syntax. The implementation on etcd is [`crate::cluster::etcd`], built with the
+//! endpoints' syntax. The implementation on etcd is `crate::cluster::etcd`, built with the
 //! `etcd` feature.
 
 use std::fmt;

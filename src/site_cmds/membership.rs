@@ -2,7 +2,7 @@
 //! only: `CHALLENGE`, `REGISTER NAME ADDRESS SERVICES PROOF` and `DEREGISTER NAME PROOF`.
 //!
 //! Being logged in is not enough: a request must carry the HMAC of the cluster secret over this
-//! session's last challenge and the request itself (see [`crate::secret`]), or the registry
+//! session's last challenge and the request itself (see [`crate::cluster::secret`]), or the registry
 //! stays as it is.
 
 use std::net::SocketAddr;
