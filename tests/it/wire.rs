@@ -1313,3 +1313,39 @@ async fn a_listing_or_download_whose_data_connection_was_reset_ends_with_426() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_that_are_not_utf8_are_refused_and_never_replace_another_file() {
+    // libunftp patch 79: `caf\xe9.txt` and `caf\xe8.txt` (Latin-1) both became
+    // `caf\u{fffd}.txt`, so the second `STOR` replaced the first one's file, and a `DELE` of
+    // one name removed the other's file.
+    let cluster = server().await;
+    let mut raw = RawFtp::login_binary(cluster.main()).await;
+    for name in [&b"caf\xe9.txt"[..], b"caf\xe8.txt"] {
+        let data = raw.passive(cluster.main()).await;
+        let mut line = b"STOR ".to_vec();
+        line.extend_from_slice(name);
+        line.extend_from_slice(b"\r\n");
+        raw.send_bytes(&line).await;
+        let (code, text) = raw.reply().await;
+        assert_eq!((code, text.contains("UTF8")), (500, true), "{text}");
+        drop(data);
+    }
+    for line in [&b"MKD bad\xff\xfe\r\n"[..], b"DELE caf\xe9.txt\r\n", b"RNFR caf\xe9.txt\r\n", b"RETR caf\xe8.txt\r\n"]
+    {
+        raw.send_bytes(line).await;
+        let (code, text) = raw.reply().await;
+        assert_eq!(code, 500, "{}: {text}", String::from_utf8_lossy(line));
+    }
+    assert_eq!(names_in(cluster.root.path()), Vec::<String>::new(), "nothing was stored or made");
+
+    // A name in UTF-8 is stored as it was.
+    let mut data = raw.passive(cluster.main()).await;
+    assert_eq!(raw.command("STOR café.txt").await.0, 150);
+    data.write_all(b"first").await.expect("send");
+    data.shutdown().await.expect("close");
+    drop(data);
+    assert_eq!(raw.reply().await.0, 226);
+    assert_eq!(std::fs::read(cluster.root.path().join("café.txt")).expect("stored"), b"first");
+    assert_eq!(raw.command("NOOP").await.0, 200);
+}

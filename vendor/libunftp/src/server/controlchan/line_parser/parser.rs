@@ -40,6 +40,8 @@ where
         "SYST" => Command::Syst,
         "STAT" => {
             let params = parse_to_eol(cmd_params)?;
+            // A path as text (see `text`), kept as bytes for the handler.
+            str::from_utf8(&params)?;
             let path = if !params.is_empty() { Some(params) } else { None };
             Command::Stat { path }
         }
@@ -112,9 +114,9 @@ where
             if path.is_empty() {
                 return Err(ParseErrorKind::InvalidCommand.into());
             }
-            let path = String::from_utf8_lossy(&path);
+            let path = text(&path)?;
             // TODO: Can we do this without allocation?
-            Command::Retr { path: path.to_string() }
+            Command::Retr { path }
         }
         "STOR" => {
             let path = parse_to_eol(cmd_params)?;
@@ -122,25 +124,25 @@ where
                 return Err(ParseErrorKind::InvalidCommand.into());
             }
             // TODO:: Can we do this without allocation?
-            let path = String::from_utf8_lossy(&path);
-            Command::Stor { path: path.to_string() }
+            let path = text(&path)?;
+            Command::Stor { path }
         }
         "APPE" => {
             let path = parse_to_eol(cmd_params)?;
             if path.is_empty() {
                 return Err(ParseErrorKind::InvalidCommand.into());
             }
-            let path = String::from_utf8_lossy(&path);
-            Command::Appe { path: path.to_string() }
+            let path = text(&path)?;
+            Command::Appe { path }
         }
         "LIST" => {
             let line = parse_to_eol(cmd_params)?;
-            let line_str = String::from_utf8_lossy(&line);
+            let line_str = text(&line)?;
             // RFC 3659 section 2.2: "Any additional spaces form part
             // of the pathname." split_token_params already consumed the
             // command separator. Consume only one separator per option too.
             // https://www.rfc-editor.org/rfc/rfc3659#section-2.2
-            let mut remaining = line_str.as_ref();
+            let mut remaining = line_str.as_str();
             while remaining.starts_with('-') {
                 if remaining == "--" {
                     remaining = "";
@@ -162,29 +164,17 @@ where
         }
         "NLST" => {
             let path = parse_to_eol(cmd_params)?;
-            let path = if path.is_empty() {
-                None
-            } else {
-                Some(String::from_utf8_lossy(&path).to_string())
-            };
+            let path = if path.is_empty() { None } else { Some(text(&path)?) };
             Command::Nlst { path }
         }
         "MLST" => {
             let path = parse_to_eol(cmd_params)?;
-            let path = if path.is_empty() {
-                None
-            } else {
-                Some(String::from_utf8_lossy(&path).to_string())
-            };
+            let path = if path.is_empty() { None } else { Some(text(&path)?) };
             Command::Mlst { path }
         }
         "MLSD" => {
             let path = parse_to_eol(cmd_params)?;
-            let path = if path.is_empty() {
-                None
-            } else {
-                Some(String::from_utf8_lossy(&path).to_string())
-            };
+            let path = if path.is_empty() { None } else { Some(text(&path)?) };
             Command::Mlsd { path }
         }
         "FEAT" => {
@@ -206,7 +196,7 @@ where
             if path.is_empty() {
                 return Err(ParseErrorKind::InvalidCommand.into());
             }
-            let path = String::from_utf8_lossy(&path).to_string();
+            let path = text(&path)?;
             let path = path.into();
             Command::Cwd { path }
         }
@@ -247,7 +237,7 @@ where
                 return Err(ParseErrorKind::InvalidCommand.into());
             }
 
-            let path = String::from_utf8_lossy(&path).to_string();
+            let path = text(&path)?;
             Command::Dele { path }
         }
         "RMD" => {
@@ -256,7 +246,7 @@ where
                 return Err(ParseErrorKind::InvalidCommand.into());
             }
 
-            let path = String::from_utf8_lossy(&path).to_string();
+            let path = text(&path)?;
             Command::Rmd { path }
         }
         "QUIT" | "BYE" => {
@@ -273,7 +263,7 @@ where
                 return Err(ParseErrorKind::InvalidCommand.into());
             }
 
-            let path = String::from_utf8_lossy(&params).to_string();
+            let path = text(&params)?;
             let path = path.into();
             Command::Mkd { path }
         }
@@ -289,7 +279,7 @@ where
             // RFC 959 gives STOU no argument, but clients (tnftp's `sunique`) send the name they
             // would like: it becomes the start of the unique name.
             let params = parse_to_eol(cmd_params)?;
-            let base = (!params.is_empty()).then(|| String::from_utf8_lossy(&params).to_string());
+            let base = if params.is_empty() { None } else { Some(text(&params)?) };
             Command::Stou { base }
         }
         "RNFR" => {
@@ -298,7 +288,7 @@ where
                 return Err(ParseErrorKind::InvalidCommand.into());
             }
 
-            let file = String::from_utf8_lossy(&params).to_string();
+            let file = text(&params)?;
             let file = file.into();
             Command::Rnfr { file }
         }
@@ -308,7 +298,7 @@ where
                 return Err(ParseErrorKind::InvalidCommand.into());
             }
 
-            let file = String::from_utf8_lossy(&params).to_string();
+            let file = text(&params)?;
             let file = file.into();
             Command::Rnto { file }
         }
@@ -366,7 +356,7 @@ where
             if params.is_empty() {
                 return Err(ParseErrorKind::InvalidCommand.into());
             }
-            let file = String::from_utf8_lossy(&params).to_string().into();
+            let file = text(&params)?.into();
             Command::Size { file }
         }
         "REST" => {
@@ -388,13 +378,13 @@ where
                 return Err(ParseErrorKind::InvalidCommand.into());
             }
 
-            let file = String::from_utf8_lossy(&params).to_string().into();
+            let file = text(&params)?.into();
             Command::Mdtm { file }
         }
         "MFMT" => {
             // draft-somers-ftp-mfxx: `MFMT YYYYMMDDHHMMSS[.sss] path`.
             let params = parse_to_eol(cmd_params)?;
-            let params = String::from_utf8_lossy(&params).to_string();
+            let params = text(&params)?;
             let (time, path) = params.split_once(' ').ok_or(ParseErrorKind::InvalidCommand)?;
             if path.is_empty() {
                 return Err(ParseErrorKind::InvalidCommand.into());
@@ -415,14 +405,14 @@ where
                         return Err(ParseErrorKind::InvalidCommand.into());
                     }
 
-                    let file = String::from_utf8_lossy(&params).to_string().into();
+                    let file = text(&params)?.into();
                     Command::Md5 { file }
                 }
                 _ => {
                     let params = parse_to_eol(cmd_params)?;
                     Command::Site {
                         command: cmd_token.into_owned(),
-                        arguments: String::from_utf8_lossy(&params).to_string(),
+                        arguments: text(&params)?,
                     }
                 }
             }
@@ -437,6 +427,14 @@ where
     };
 
     Ok(cmd)
+}
+
+/// A parameter that is, or becomes, a path or a name, as text. Bytes that are not UTF-8 are
+/// refused (`500 Invalid UTF8 in command`): mapped to U+FFFD, as they were, two different names
+/// became one, and a `STOR` of `caf\xe9.txt` replaced the file a `STOR` of `caf\xe8.txt` had
+/// made.
+fn text(bytes: &[u8]) -> Result<String> {
+    Ok(str::from_utf8(bytes)?.to_owned())
 }
 
 fn split_token_params(vec: &[u8]) -> (&[u8], &[u8]) {

@@ -723,3 +723,50 @@ fn parse_appe() {
         assert_eq!(parse(test.input), test.expected);
     }
 }
+
+#[test]
+fn a_name_that_is_not_utf8_is_refused_not_changed() {
+    // `caf\xe9.txt` and `caf\xe8.txt` (Latin-1) both became `caf\u{fffd}.txt`: a STOR of one
+    // replaced the other's file, a DELE of one removed the other's.
+    for verb in [
+        "RETR",
+        "STOR",
+        "APPE",
+        "LIST",
+        "NLST",
+        "MLST",
+        "MLSD",
+        "CWD",
+        "XCWD",
+        "DELE",
+        "RMD",
+        "MKD",
+        "XMKD",
+        "STOU",
+        "RNFR",
+        "RNTO",
+        "SIZE",
+        "MDTM",
+        "STAT",
+        "SITE MD5",
+        "SITE STATS",
+    ] {
+        for name in [&b"caf\xe9.txt"[..], b"bad\xff\xfe", b"\xc3"] {
+            let mut line = format!("{verb} ").into_bytes();
+            line.extend_from_slice(name);
+            line.extend_from_slice(b"\r\n");
+            assert_eq!(
+                parse(line.clone()),
+                Err(ParseErrorKind::InvalidUtf8.into()),
+                "{:?}",
+                String::from_utf8_lossy(&line)
+            );
+        }
+    }
+    assert_eq!(parse(&b"MFMT 20201231235959 caf\xe9.txt\r\n"[..]), Err(ParseErrorKind::InvalidUtf8.into()));
+    assert_eq!(parse(&b"LIST -la caf\xe9.txt\r\n"[..]), Err(ParseErrorKind::InvalidUtf8.into()));
+    // UTF-8 names are as they were.
+    assert_eq!(parse("STOR café.txt\r\n").unwrap(), Command::Stor { path: "café.txt".into() });
+    assert_eq!(parse("RETR 日本.txt\r\n").unwrap(), Command::Retr { path: "日本.txt".into() });
+    assert_eq!(parse("STAT café\r\n").unwrap(), Command::Stat { path: Some("café".into()) });
+}
