@@ -240,13 +240,25 @@ impl StorageBackend<User> for FtpBackend {
         self.entries(user, path).await
     }
 
+    /// `LIST`: a folder's entries, or a file's own line (RFC 959: "If the pathname specifies a
+    /// file then the server should send current information on the file"; it was `550 is not a
+    /// folder`, and lftp's `ls FILE` failed), named by its last part as vsftpd does.
     async fn list_fmt<P>(&self, user: &User, path: P) -> Result<std::io::Cursor<Vec<u8>>>
     where
         P: AsRef<Path> + Send + Debug,
         FileMeta: 'static,
     {
+        let path = path.as_ref();
+        let entries = match self.entries(user, path).await {
+            Err(error) if error.get_io_error().is_some_and(|io| io.kind() == io::ErrorKind::NotADirectory) => {
+                let metadata = self.metadata(user, path).await?;
+                let name = path.file_name().map(PathBuf::from).unwrap_or_default();
+                vec![Fileinfo { path: name, metadata }]
+            }
+            listed => listed?,
+        };
         let mut text = String::new();
-        for entry in self.entries(user, path).await? {
+        for entry in entries {
             text.push_str(&listing::long_line(&entry));
             text.push_str("\r\n");
         }

@@ -105,7 +105,7 @@ async fn lftp_sends_site_commands_lists_and_downloads() {
     let target = download.path().join("copy.txt");
     let script = format!(
         "set net:max-retries 1; set net:timeout 10; set cmd:fail-exit yes; \
-         quote SITE ADD 2 3; quote SITE SERVERS; cls -1; get hello.txt -o {}; bye",
+         quote SITE ADD 2 3; quote SITE SERVERS; cls -1; ls hello.txt; get hello.txt -o {}; bye",
         target.display()
     );
     let main = cluster.main();
@@ -115,6 +115,8 @@ async fn lftp_sends_site_commands_lists_and_downloads() {
     assert!(stdout.contains("200 5 (computed by SV1)"), "{stdout}");
     assert!(stdout.contains(&format!("SV2 {} worker SUB", cluster.address("SV2"))), "{stdout}");
     assert!(stdout.lines().any(|line| line.trim() == "hello.txt"), "{stdout}");
+    // `ls FILE` (`LIST hello.txt`) shows the file's own line (it failed with `550`).
+    assert!(stdout.lines().any(|line| line.starts_with("-r") && line.ends_with(" hello.txt")), "{stdout}");
     assert_eq!(std::fs::read(&target).expect("downloaded"), CONTENTS);
 }
 

@@ -223,6 +223,15 @@ async fn a_missing_path_gets_550_before_any_150_and_a_folder_is_not_a_file() {
     let (codes, received) = data_command(&mut raw, &cluster, "NLST folder").await;
     assert_eq!(codes, [150, 226]);
     assert!(String::from_utf8_lossy(&received).trim().ends_with("inside.txt"));
+    // RFC 959: a `LIST` of a file sends that file's line (it was `550 is not a folder`).
+    for path in ["folder/inside.txt", "/folder/inside.txt"] {
+        let (codes, received) = data_command(&mut raw, &cluster, &format!("LIST {path}")).await;
+        assert_eq!(codes, [150, 226], "LIST {path}");
+        let listing = String::from_utf8_lossy(&received).into_owned();
+        assert_eq!(listing.lines().count(), 1, "{listing}");
+        let line = listing.trim_end();
+        assert!(line.starts_with("-r") && line.contains(" 6 ") && line.ends_with(" inside.txt"), "{listing}");
+    }
 }
 
 /// A server whose data connections must arrive within a second.
