@@ -1358,3 +1358,18 @@ async fn names_that_are_not_utf8_are_refused_and_never_replace_another_file() {
     assert_eq!(std::fs::read(cluster.root.path().join("café.txt")).expect("stored"), b"first");
     assert_eq!(raw.command("NOOP").await.0, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rnto_without_a_pending_rnfr_is_out_of_sequence() {
+    // libunftp patch 80: it got `450`, a transient error a client may retry as it is.
+    let cluster = server().await;
+    cluster.write_file("a.txt", b"a");
+    let mut raw = RawFtp::login(cluster.main()).await;
+    assert_eq!(raw.command("RNTO b.txt").await.0, 503);
+    assert_eq!(raw.command("RNFR missing.txt").await.0, 550);
+    assert_eq!(raw.command("RNTO b.txt").await.0, 503, "a refused RNFR leaves nothing to rename");
+    assert_eq!(raw.command("RNFR a.txt").await.0, 350);
+    assert_eq!(raw.command("RNTO b.txt").await.0, 250);
+    assert_eq!(raw.command("RNTO c.txt").await.0, 503, "one RNFR, one RNTO");
+    assert_eq!(names_in(cluster.root.path()), ["b.txt"]);
+}

@@ -45,7 +45,9 @@ where
                 let to = session.cwd.join(self.path.clone());
                 (from, to)
             }
-            None => return Ok(Reply::new(ReplyCode::TransientFileError, "Please tell me what file you want to rename first")),
+            // RFC 959 answers an `RNTO` out of sequence with `503` (a `450` is a transient error,
+            // one a client may retry as it is).
+            None => return Ok(Reply::new(ReplyCode::BadCommandSequence, "RNFR first: tell me what file you want to rename")),
         };
         let user = (*session.user).as_ref().unwrap();
         let old_path = from.to_string_lossy().to_string();
