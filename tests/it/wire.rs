@@ -1373,3 +1373,19 @@ async fn rnto_without_a_pending_rnfr_is_out_of_sequence() {
     assert_eq!(raw.command("RNTO c.txt").await.0, 503, "one RNFR, one RNTO");
     assert_eq!(names_in(cluster.root.path()), ["b.txt"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_x_variants_of_the_folder_commands_work() {
+    // libunftp patch 81: XRMD and XCUP got `500` while XMKD, XCWD and XPWD worked.
+    let cluster = server().await;
+    let mut raw = RawFtp::login(cluster.main()).await;
+    assert_eq!(raw.command("XMKD made").await.0, 257);
+    assert_eq!(raw.command("XCWD made").await.0, 250);
+    assert!(raw.command("XPWD").await.1.contains("\"/made\""));
+    assert_eq!(raw.command("XCUP").await.0 / 100, 2);
+    assert!(raw.command("XPWD").await.1.contains("\"/\""));
+    assert_eq!(raw.command("XRMD made").await.0, 250);
+    assert_eq!(names_in(cluster.root.path()), Vec::<String>::new());
+    let (code, help) = raw.command("HELP").await;
+    assert!(code == 214 && help.contains("XRMD") && help.contains("XCUP"), "{help}");
+}

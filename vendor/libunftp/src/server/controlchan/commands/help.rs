@@ -20,10 +20,11 @@ use async_trait::async_trait;
 pub struct Help;
 
 /// Every command the control loop dispatches, sorted.
-const COMMANDS: [&str; 48] = [
+const COMMANDS: [&str; 50] = [
     "ABOR", "ACCT", "ALLO", "APPE", "AUTH", "BYE", "CCC", "CDUP", "CWD", "DELE", "EPRT", "EPSV", "FEAT", "HELP", "LIST", "MDTM",
     "MFMT", "MKD", "MLSD", "MLST", "MODE", "NLST", "NOOP", "OPTS", "PASS", "PASV", "PBSZ", "PORT", "PROT", "PWD", "QUIT", "REST",
-    "RETR", "RMD", "RNFR", "RNTO", "SITE", "SIZE", "STAT", "STOR", "STOU", "STRU", "SYST", "TYPE", "USER", "XCWD", "XMKD", "XPWD",
+    "RETR", "RMD", "RNFR", "RNTO", "SITE", "SIZE", "STAT", "STOR", "STOU", "STRU", "SYST", "TYPE", "USER", "XCUP", "XCWD", "XMKD",
+    "XPWD", "XRMD",
 ];
 
 #[async_trait]

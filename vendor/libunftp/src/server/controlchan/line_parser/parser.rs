@@ -200,7 +200,7 @@ where
             let path = path.into();
             Command::Cwd { path }
         }
-        "CDUP" => {
+        "CDUP" | "XCUP" => {
             let params = parse_to_eol(cmd_params)?;
             if !params.is_empty() {
                 return Err(ParseErrorKind::InvalidCommand.into());
@@ -240,7 +240,7 @@ where
             let path = text(&path)?;
             Command::Dele { path }
         }
-        "RMD" => {
+        "RMD" | "XRMD" => {
             let path = parse_to_eol(cmd_params)?;
             if path.is_empty() {
                 return Err(ParseErrorKind::InvalidCommand.into());

@@ -770,3 +770,17 @@ fn a_name_that_is_not_utf8_is_refused_not_changed() {
     assert_eq!(parse("RETR 日本.txt\r\n").unwrap(), Command::Retr { path: "日本.txt".into() });
     assert_eq!(parse("STAT café\r\n").unwrap(), Command::Stat { path: Some("café".into()) });
 }
+
+#[test]
+fn the_x_variants_of_rfc_775_are_their_rfc_959_commands() {
+    // RFC 1123 4.1.3.1: a server should accept XCUP, XCWD, XMKD, XPWD and XRMD as CDUP, CWD, MKD,
+    // PWD and RMD (XRMD and XCUP were answered `500`).
+    assert_eq!(parse("XCUP\r\n").unwrap(), Command::Cdup);
+    assert_eq!(parse("XRMD old\r\n").unwrap(), Command::Rmd { path: "old".into() });
+    assert_eq!(parse("xrmd old\r\n").unwrap(), Command::Rmd { path: "old".into() });
+    assert_eq!(parse("XCWD in\r\n").unwrap(), Command::Cwd { path: "in".into() });
+    assert_eq!(parse("XMKD new\r\n").unwrap(), Command::Mkd { path: "new".into() });
+    assert_eq!(parse("XPWD\r\n").unwrap(), Command::Pwd);
+    assert_eq!(parse("XRMD\r\n"), Err(ParseErrorKind::InvalidCommand.into()));
+    assert_eq!(parse("XCUP now\r\n"), Err(ParseErrorKind::InvalidCommand.into()));
+}
