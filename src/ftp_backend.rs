@@ -397,6 +397,10 @@ impl StorageBackend<User> for FtpBackend {
     async fn rmd<P: AsRef<Path> + Send + Debug>(&self, user: &User, path: P) -> Result<()> {
         visible(path.as_ref())?;
         allowed(user, Permission::Delete)?;
+        // The folder's root is not a folder in it (its removal failed as `451 local error`).
+        if relative(path.as_ref()).as_os_str().is_empty() {
+            return Err(Error::new(ErrorKind::PermissionDenied, io::Error::other("the top folder cannot be removed")));
+        }
         self.inner().rmd(user, path).await
     }
 

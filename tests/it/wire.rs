@@ -496,11 +496,12 @@ async fn mkd_quotes_its_path_and_refusals_say_what_is_wrong_without_control_char
     std::fs::create_dir(cluster.root.path().join("full")).expect("mkdir");
     cluster.write_file("full/x.txt", b"x");
     let mut raw = RawFtp::login(cluster.main()).await;
-    let cases: [(&str, u32, &str); 9] = [
+    let cases: [(&str, u32, &str); 10] = [
         ("MKD new\"dir", 257, "257 \"/new\"\"dir\" created"),
         ("MKD full", 550, "550 /full: exists already"),
         ("DELE full", 550, "550 /full: is a folder"),
         ("RMD full", 550, "550 /full: folder not empty"),
+        ("RMD /", 550, "550 /: the top folder cannot be removed"),
         ("DELE missing.txt", 550, "550 /missing.txt: no such file or folder"),
         ("CWD missing", 550, "550 /missing: no such"),
         ("MDTM missing.txt", 550, "550 /missing.txt: no such file or folder"),
