@@ -57,10 +57,12 @@ pub fn download_error(error: io::Error) -> Error {
     }
 }
 
-/// A refused upload name is `553`; a missing path `550`; anything else a local error.
+/// A refused upload name is `553`; a missing path `550`, and a `REST` offset past the end of
+/// the file `550` saying so; anything else a local error.
 fn upload_error(error: io::Error) -> Error {
     match error.kind() {
         io::ErrorKind::NotFound | io::ErrorKind::InvalidInput => not_available(error),
+        io::ErrorKind::UnexpectedEof => Error::new(ErrorKind::PermissionDenied, error),
         io::ErrorKind::AlreadyExists => Error::new(ErrorKind::FileNameNotAllowedError, error),
         _ => Error::from(error),
     }

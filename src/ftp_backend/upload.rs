@@ -107,8 +107,10 @@ impl Upload {
 
     fn copy_prefix(&mut self, file: &mut std::fs::File, start_pos: u64) -> io::Result<()> {
         let existing = self.dir.open(&self.target)?.into_std();
-        if existing.metadata()?.len() < start_pos {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "restart offset beyond the end of the file"));
+        let len = existing.metadata()?.len();
+        if len < start_pos {
+            let what = format!("restart offset {start_pos} is beyond the end of the file ({len} bytes)");
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, what));
         }
         let copied = io::copy(&mut existing.take(start_pos), file)?;
         debug_assert_eq!(copied, start_pos);

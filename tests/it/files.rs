@@ -235,6 +235,30 @@ async fn a_rest_offset_is_used_by_the_next_transfer_command_only() {
     assert!(download(&mut ftp, "whole.bin").await == contents, "the next RETR starts at 0 again");
 }
 
+/// A `REST` offset past the end of the file refuses the `STOR` and says why (it said "no such
+/// file or folder", of a file that was there); the file keeps its contents.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resumed_upload_past_the_end_of_the_file_is_refused_and_says_why() {
+    let cluster = TestCluster::start().await;
+    cluster.write_file("ten.bin", b"0123456789");
+    let mut raw = RawFtp::login_binary(cluster.main()).await;
+    assert_eq!(raw.command("REST 12").await.0, 350);
+    let mut data = raw.passive(cluster.main()).await;
+    let (code, text) = raw.command("STOR ten.bin").await;
+    let (code, text) = if code == 150 {
+        data.write_all(b"more").await.expect("send");
+        data.shutdown().await.expect("close");
+        drop(data);
+        raw.reply().await
+    } else {
+        (code, text)
+    };
+    assert_eq!(code, 550, "{text}");
+    assert!(text.contains("estart offset 12 is beyond the end of the file (10 bytes)"), "{text}");
+    assert_eq!(std::fs::read(cluster.root.path().join("ten.bin")).expect("kept"), b"0123456789");
+    assert!(no_temporaries(cluster.root.path()));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn uploads_resume_with_rest_and_appe() {
     let cluster = TestCluster::start().await;
