@@ -1390,3 +1390,31 @@ async fn the_x_variants_of_the_folder_commands_work() {
     let (code, help) = raw.command("HELP").await;
     assert!(code == 214 && help.contains("XRMD") && help.contains("XCUP"), "{help}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn epsv_names_its_network_protocol_and_epsv_all_leaves_only_epsv() {
+    // libunftp patch 82 (RFC 2428): the argument of EPSV was ignored: `EPSV 2` answered `229`
+    // for IPv4, and `EPSV ALL` opened a port while PASV, PORT and EPRT went on working.
+    let cluster = server().await;
+    cluster.write_file("f.txt", b"contents");
+    let mut raw = RawFtp::login_binary(cluster.main()).await;
+    let (code, text) = raw.command("EPSV 2").await;
+    assert_eq!((code, text.as_str()), (522, "522 Network protocol not supported, use (1)"));
+    assert_eq!(raw.command("EPSV 7").await.0, 522);
+    assert_eq!(raw.command("EPSV foo").await.0, 501);
+    assert_eq!(raw.command("EPSV 1").await.0, 229);
+    assert_eq!(raw.command("PASV").await.0, 227, "PASV still works before EPSV ALL");
+
+    assert_eq!(raw.command("EPSV ALL").await.0, 200);
+    for line in ["PASV", "PORT 127,0,0,1,200,10", "EPRT |1|127.0.0.1|51210|"] {
+        let (code, text) = raw.command(line).await;
+        assert_eq!((code, text.as_str()), (550, "550 EPSV ALL is in effect: use EPSV"), "{line}");
+    }
+    let (code, text) = raw.command("EPSV").await;
+    assert_eq!(code, 229);
+    let mut data = tokio::net::TcpStream::connect(("127.0.0.1", epsv_port(&text))).await.expect("connect");
+    assert_eq!(raw.command("RETR f.txt").await.0, 150);
+    let mut received = Vec::new();
+    data.read_to_end(&mut received).await.expect("data");
+    assert_eq!((raw.reply().await.0, received), (226, b"contents".to_vec()));
+}

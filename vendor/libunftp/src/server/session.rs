@@ -154,6 +154,8 @@ where
     /// `PORT` reuses it for the listener or connection that replaces it; the task takes it for
     /// the transfer; `ABOR` or a timeout lets it go).
     pub passive_place: Option<Place>,
+    /// `EPSV ALL` came (RFC 2428): `PASV`, `PORT` and `EPRT` are refused from then on.
+    pub epsv_all: bool,
     /// The places this session holds (see `PLACES_PER_SESSION`); made at the first one (an
     /// idle session holds no allocation for it).
     pub places_held: Option<Arc<std::sync::atomic::AtomicUsize>>,
@@ -204,6 +206,7 @@ where
             idle_session_timeout: std::time::Duration::from_secs(crate::options::DEFAULT_IDLE_SESSION_TIMEOUT_SECS),
             data_connections: None,
             passive_place: None,
+            epsv_all: false,
             places_held: None,
             passive_accept: None,
             cert_chain: None,

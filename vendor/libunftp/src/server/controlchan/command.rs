@@ -39,7 +39,12 @@ pub enum Command {
     Help,
     Noop,
     Pasv,
-    Epsv,
+    Epsv {
+        /// The network protocol asked for (RFC 2428: 1 for IPv4, 2 for IPv6), if any.
+        protocol: Option<u32>,
+    },
+    /// `EPSV ALL` (RFC 2428): from now on only `EPSV` sets up data connections.
+    EpsvAll,
     Port {
         /// The address to use to make an active connection to the client
         addr: String,

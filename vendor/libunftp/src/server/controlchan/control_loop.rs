@@ -723,7 +723,7 @@ fn acts_while_a_transfer_starts(incoming: &Option<Result<Event, ControlChanError
 fn sets_up_a_data_connection(incoming: Option<&Result<Event, ControlChanError>>) -> bool {
     matches!(
         incoming,
-        Some(Ok(Event::Command(Command::Pasv | Command::Epsv | Command::Port { .. } | Command::Eprt { .. })))
+        Some(Ok(Event::Command(Command::Pasv | Command::Epsv { .. } | Command::Port { .. } | Command::Eprt { .. })))
     )
 }
 
@@ -929,7 +929,8 @@ where
             Command::Help => Box::new(commands::Help),
             Command::Noop => Box::new(commands::Noop),
             Command::Pasv => Box::new(commands::Pasv::new()),
-            Command::Epsv => Box::new(commands::Epsv::new()),
+            Command::Epsv { protocol } => Box::new(commands::Epsv::new(protocol)),
+            Command::EpsvAll => Box::new(commands::EpsvAll),
             Command::Port { addr } => Box::new(commands::Port::new(addr)),
             Command::Eprt { addr } => Box::new(commands::Port::extended(addr)),
             Command::Retr { .. } => Box::new(commands::Retr),

@@ -60,7 +60,7 @@ pub use ccc::Ccc;
 pub use cdup::Cdup;
 pub use cwd::Cwd;
 pub use dele::Dele;
-pub use epsv::Epsv;
+pub use epsv::{Epsv, EpsvAll};
 pub use feat::Feat;
 pub use help::Help;
 pub use list::List;

@@ -34,6 +34,17 @@ where
     User: UserDetail + 'static,
 {
     async fn build_reply(&self, args: &CommandContext<Storage, User>, port: u16) -> Result<Reply, ControlChanError>;
+
+    /// Refused once the client sent `EPSV ALL` (`PASV` is; `EPSV` is not).
+    fn refused_after_epsv_all(&self) -> bool {
+        false
+    }
+}
+
+/// The reply to `PASV`, `PORT` and `EPRT` after `EPSV ALL` (RFC 2428: the server MUST refuse
+/// them; vsftpd answers `550` too).
+pub(crate) fn refused_after_epsv_all() -> Reply {
+    Reply::new(ReplyCode::FileError, "EPSV ALL is in effect: use EPSV")
 }
 
 /// A listening socket on a random port of `passive_ports` (SO_REUSEADDR: the ports of earlier
@@ -151,6 +162,9 @@ where
     // replaces, or a new one; then the listener.
     let (place, reused, listener) = {
         let mut session = args.session.lock().await;
+        if session.epsv_all && cmd.refused_after_epsv_all() {
+            return Ok(refused_after_epsv_all());
+        }
         let reused = session.passive_place.is_some();
         let place = match session.data_connection_place() {
             Ok(place) => place,

@@ -51,6 +51,10 @@ where
         };
         Ok(make_pasv_reply(&args.logger, args.passive_host.clone(), &conn_addr, port).await)
     }
+
+    fn refused_after_epsv_all(&self) -> bool {
+        true
+    }
 }
 
 #[async_trait]
@@ -64,6 +68,7 @@ where
     async fn handle(&self, args: CommandContext<Storage, User>) -> Result<Reply, ControlChanError> {
         let sender: Option<SwitchboardSender<Storage, User>> = args.tx_prebound_loop.clone();
         match sender {
+            Some(_) if args.session.lock().await.epsv_all => Ok(passive_common::refused_after_epsv_all()),
             Some(tx) => passive_common::handle_delegated_mode(args, tx).await,
             None => passive_common::handle_legacy_mode(self, args).await,
         }

@@ -116,6 +116,14 @@ where
     #[tracing_attributes::instrument]
     async fn handle(&self, args: CommandContext<Storage, User>) -> Result<Reply, ControlChanError> {
         let CommandContext { logger, session, .. } = args;
+        // RFC 2577 §3: connect only to the client's own address (below).
+        let (client, epsv_all) = {
+            let session = session.lock().await;
+            (session.source.ip().to_canonical(), session.epsv_all)
+        };
+        if epsv_all {
+            return Ok(super::passive_common::refused_after_epsv_all());
+        }
 
         let parsed = if self.extended { parse_eprt(&self.addr) } else { parse_port(&self.addr) };
         let addr = match parsed {
@@ -125,7 +133,6 @@ where
         };
         // RFC 2577 §3: connect only to the client's own address, and never to a privileged port
         // (a server that connects wherever it is told is a port scanner and a bounce relay).
-        let client = session.lock().await.source.ip().to_canonical();
         if addr.ip().to_canonical() != client {
             slog::warn!(logger, "Refused an active-mode connection to {}: not the client's address {}", addr, client);
             return Ok(Reply::new_with_string(

@@ -90,7 +90,19 @@ where
             }
             Command::Pasv
         }
-        "EPSV" => Command::Epsv,
+        "EPSV" => {
+            // RFC 2428: `EPSV`, `EPSV <net-prt>` or `EPSV ALL` (the argument was ignored, so
+            // `EPSV ALL` opened a port and `EPSV 2` answered for IPv4).
+            let params = parse_to_eol(cmd_params)?;
+            match params.trim_ascii() {
+                b"" => Command::Epsv { protocol: None },
+                all if all.eq_ignore_ascii_case(b"ALL") => Command::EpsvAll,
+                number => match str::from_utf8(number).ok().and_then(|number| number.parse::<u32>().ok()) {
+                    Some(protocol) => Command::Epsv { protocol: Some(protocol) },
+                    None => return Err(ParseErrorKind::InvalidCommand.into()),
+                },
+            }
+        }
         "PORT" => {
             let params = parse_to_eol(cmd_params)?;
             if params.is_empty() {

@@ -184,7 +184,7 @@ fn parse_pasv() {
 #[test]
 fn parse_epsv() {
     let input = "EPSV\r\n";
-    assert_eq!(parse(input).unwrap(), Command::Epsv);
+    assert_eq!(parse(input).unwrap(), Command::Epsv { protocol: None });
 }
 
 #[test]
@@ -783,4 +783,18 @@ fn the_x_variants_of_rfc_775_are_their_rfc_959_commands() {
     assert_eq!(parse("XPWD\r\n").unwrap(), Command::Pwd);
     assert_eq!(parse("XRMD\r\n"), Err(ParseErrorKind::InvalidCommand.into()));
     assert_eq!(parse("XCUP now\r\n"), Err(ParseErrorKind::InvalidCommand.into()));
+}
+
+#[test]
+fn epsv_takes_a_network_protocol_or_all() {
+    // RFC 2428; the argument used to be ignored (`EPSV ALL` opened a port).
+    assert_eq!(parse("EPSV\r\n").unwrap(), Command::Epsv { protocol: None });
+    assert_eq!(parse("EPSV 1\r\n").unwrap(), Command::Epsv { protocol: Some(1) });
+    assert_eq!(parse("EPSV 2\r\n").unwrap(), Command::Epsv { protocol: Some(2) });
+    assert_eq!(parse("EPSV 3\r\n").unwrap(), Command::Epsv { protocol: Some(3) });
+    assert_eq!(parse("EPSV ALL\r\n").unwrap(), Command::EpsvAll);
+    assert_eq!(parse("epsv all\r\n").unwrap(), Command::EpsvAll);
+    for bad in ["EPSV foo\r\n", "EPSV -1\r\n", "EPSV 1 2\r\n", "EPSV 99999999999\r\n", "EPSV ALLX\r\n"] {
+        assert_eq!(parse(bad), Err(ParseErrorKind::InvalidCommand.into()), "{bad:?}");
+    }
 }
