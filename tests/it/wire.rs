@@ -1418,3 +1418,18 @@ async fn epsv_names_its_network_protocol_and_epsv_all_leaves_only_epsv() {
     data.read_to_end(&mut received).await.expect("data");
     assert_eq!((raw.reply().await.0, received), (226, b"contents".to_vec()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn type_refuses_the_types_it_does_not_serve() {
+    // libunftp patch 83: `TYPE E` and `TYPE X` were answered `200` as if served.
+    let cluster = server().await;
+    let mut raw = RawFtp::login(cluster.main()).await;
+    for line in ["TYPE A", "TYPE I", "TYPE A N", "TYPE L 8", "type i"] {
+        assert_eq!(raw.command(line).await.0, 200, "{line}");
+    }
+    for line in ["TYPE E", "TYPE X", "TYPE A T", "TYPE L 7"] {
+        assert_eq!(raw.command(line).await.0, 504, "{line}");
+    }
+    assert_eq!(raw.command("TYPE").await.0, 501);
+    assert_eq!(raw.command("NOOP").await.0, 200);
+}

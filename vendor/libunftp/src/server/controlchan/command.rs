@@ -25,7 +25,10 @@ pub enum Command {
         /// The bytes making up the path about which information is requested, if given.
         path: Option<Bytes>,
     },
-    Type,
+    Type {
+        /// A type this server serves (`A`, `A N`, `I`, `L 8`: all sent as they are stored).
+        supported: bool,
+    },
     Stru {
         /// The structure to which the client would like to switch. Only the `File` structure is
         /// supported by us.

@@ -38,7 +38,10 @@ use crate::{
 use async_trait::async_trait;
 
 #[derive(Debug)]
-pub struct Type;
+pub struct Type {
+    /// See `Command::Type`.
+    pub supported: bool,
+}
 
 #[async_trait]
 impl<Storage, User> CommandHandler<Storage, User> for Type
@@ -49,6 +52,9 @@ where
 {
     #[tracing_attributes::instrument]
     async fn handle(&self, _args: CommandContext<Storage, User>) -> Result<Reply, ControlChanError> {
+        if !self.supported {
+            return Ok(Reply::new(ReplyCode::CommandNotImplementedForParameter, "Only types A, I and L 8 (files are sent as stored)"));
+        }
         Ok(Reply::new(ReplyCode::CommandOkay, "Always in binary mode"))
     }
 }

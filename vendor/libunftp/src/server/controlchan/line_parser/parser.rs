@@ -46,9 +46,16 @@ where
             Command::Stat { path }
         }
         "TYPE" => {
-            // We don't care about text format conversion, so we'll ignore the params and we're
-            // just always in binary mode.
-            Command::Type
+            // Files are sent as they are stored (no text conversion), which is what `A` (`N`),
+            // `I` and `L 8` ask for; EBCDIC, Telnet or ASA format effectors and other byte sizes
+            // get `504` (they were answered `200`), no argument `501`.
+            let params = parse_to_eol(cmd_params)?;
+            let params = params.trim_ascii();
+            if params.is_empty() {
+                return Err(ParseErrorKind::InvalidCommand.into());
+            }
+            let supported = [&b"A"[..], b"A N", b"I", b"L 8"].iter().any(|served| params.eq_ignore_ascii_case(served));
+            Command::Type { supported }
         }
         "STRU" => {
             let params = parse_to_eol(cmd_params)?;

@@ -798,3 +798,15 @@ fn epsv_takes_a_network_protocol_or_all() {
         assert_eq!(parse(bad), Err(ParseErrorKind::InvalidCommand.into()), "{bad:?}");
     }
 }
+
+#[test]
+fn type_serves_a_i_and_l_8_and_refuses_the_others() {
+    // Files go as they are stored; other types were answered `200` as if served.
+    for served in ["TYPE A\r\n", "TYPE I\r\n", "type i\r\n", "TYPE A N\r\n", "TYPE L 8\r\n", "TYPE I \r\n"] {
+        assert_eq!(parse(served).unwrap(), Command::Type { supported: true }, "{served:?}");
+    }
+    for refused in ["TYPE E\r\n", "TYPE X\r\n", "TYPE A T\r\n", "TYPE A C\r\n", "TYPE L 7\r\n", "TYPE E N\r\n"] {
+        assert_eq!(parse(refused).unwrap(), Command::Type { supported: false }, "{refused:?}");
+    }
+    assert_eq!(parse("TYPE\r\n"), Err(ParseErrorKind::InvalidCommand.into()));
+}
