@@ -265,6 +265,22 @@ impl StorageBackend<User> for FtpBackend {
         Ok(std::io::Cursor::new(text.into_bytes()))
     }
 
+    /// `NLST`: the names, one per line. A name that is not UTF-8 (a file made on the disk by
+    /// other means) reads with U+FFFD, as in `LIST` and `MLSD` (the default wrote an empty line).
+    async fn nlst<P>(&self, user: &User, path: P) -> std::result::Result<std::io::Cursor<Vec<u8>>, io::Error>
+    where
+        P: AsRef<Path> + Send + Debug,
+        FileMeta: 'static,
+    {
+        let entries = self.entries(user, path).await.map_err(|_| io::Error::from(io::ErrorKind::Other))?;
+        let mut text = String::new();
+        for entry in entries {
+            text.push_str(&entry.path.to_string_lossy());
+            text.push_str("\r\n");
+        }
+        Ok(std::io::Cursor::new(text.into_bytes()))
+    }
+
     async fn list_vec<P>(&self, user: &User, path: P) -> Result<Vec<String>>
     where
         P: AsRef<Path> + Send + Debug,

@@ -1358,6 +1358,20 @@ async fn names_that_are_not_utf8_are_refused_and_never_replace_another_file() {
     assert_eq!(raw.reply().await.0, 226);
     assert_eq!(std::fs::read(cluster.root.path().join("café.txt")).expect("stored"), b"first");
     assert_eq!(raw.command("NOOP").await.0, 200);
+
+    // A file made on the disk under a name that is not UTF-8 is listed with U+FFFD (NLST wrote
+    // an empty line for it).
+    use std::os::unix::ffi::OsStrExt;
+    let odd = std::ffi::OsStr::from_bytes(b"raw\xe9.txt");
+    std::fs::write(cluster.root.path().join(odd), b"odd").expect("write");
+    for command in ["NLST", "LIST"] {
+        let (codes, received) = data_command(&mut raw, &cluster, command).await;
+        assert_eq!(codes, [150, 226], "{command}");
+        let listing = String::from_utf8(received).expect("UTF-8");
+        assert_eq!(listing.lines().count(), 2, "{command}: {listing:?}");
+        assert!(listing.lines().all(|line| !line.is_empty()), "{command}: {listing:?}");
+        assert!(listing.contains("raw\u{fffd}.txt") && listing.contains("café.txt"), "{command}: {listing:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
