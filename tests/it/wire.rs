@@ -217,6 +217,10 @@ async fn a_missing_path_gets_550_before_any_150_and_a_folder_is_not_a_file() {
     let (code, text) = raw.command("SIZE folder").await;
     assert_eq!(code, 550, "{text}");
     assert!(text.contains("folder"), "{text}");
+    // libunftp patch 84: MDTM of a folder answered 213 with its time.
+    let (code, text) = raw.command("MDTM folder").await;
+    assert_eq!((code, text.as_str()), (550, "550 /folder: is a folder, not a file"));
+    assert_eq!(raw.command("MDTM folder/inside.txt").await.0, 213);
     assert_eq!(raw.command("SIZE folder/inside.txt").await, (213, "213 6".to_string()));
     let (codes, received) = data_command(&mut raw, &cluster, "RETR folder/inside.txt").await;
     assert_eq!((codes, received), (vec![150, 226], b"inside".to_vec()));

@@ -47,6 +47,14 @@ where
 
         tokio::spawn(async move {
             match storage.metadata((*user).as_ref().unwrap(), &path).await {
+                // RFC 3659 §3: MDTM is for files (a folder's time answered `213`, as `SIZE` of a
+                // folder did before patch 7; vsftpd, pure-ftpd and proftpd answer `550`).
+                Ok(metadata) if metadata.is_dir() => {
+                    let reply = Reply::new_with_string(ReplyCode::FileError, format!("{}: is a folder, not a file", crate::server::controlchan::reply_text::printable(&path)));
+                    if let Err(err) = tx_fail.send(ControlChanMsg::CommandChannelReply(reply)).await {
+                        slog::warn!(logger, "MDTM: Could not send internal message to notify of MDTM failure: {}", err);
+                    }
+                }
                 Ok(metadata) => {
                     let modification_time = match metadata.modified() {
                         Ok(v) => Some(v),
