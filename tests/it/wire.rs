@@ -28,6 +28,10 @@ async fn malformed_commands_get_a_reply_and_the_session_goes_on() {
         assert!((500..600).contains(&code), "{line}: {code} {text}");
         assert_eq!(raw.command("NOOP").await.0, 200, "the session goes on after {line:?}");
     }
+    // libunftp patch 85: spaces after a command without arguments were an argument (`501`).
+    for (line, code) in [("NOOP   ", 200), ("PWD  ", 257), ("STAT  ", 211), ("FEAT  ", 211)] {
+        assert_eq!(raw.command(line).await.0, code, "{line:?}");
+    }
     for bytes in [&b"NOOP \xff\xfe\r\n"[..], &b"\xff\xfeNOOP\r\n"[..]] {
         raw.send_bytes(bytes).await;
         assert_eq!(raw.reply().await.0 / 100, 5, "invalid UTF-8: {bytes:?}");

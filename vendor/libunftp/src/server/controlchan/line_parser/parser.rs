@@ -42,7 +42,7 @@ where
             let params = parse_to_eol(cmd_params)?;
             // A path as text (see `text`), kept as bytes for the handler.
             str::from_utf8(&params)?;
-            let path = if !params.is_empty() { Some(params) } else { None };
+            let path = if !params.trim_ascii().is_empty() { Some(params) } else { None };
             Command::Stat { path }
         }
         "TYPE" => {
@@ -84,7 +84,7 @@ where
         "HELP" => Command::Help,
         "NOOP" => {
             let params = parse_to_eol(cmd_params)?;
-            if !params.is_empty() {
+            if !params.trim_ascii().is_empty() {
                 // NOOP params are prohibited
                 return Err(ParseErrorKind::InvalidCommand.into());
             }
@@ -92,7 +92,7 @@ where
         }
         "PASV" => {
             let params = parse_to_eol(cmd_params)?;
-            if !params.is_empty() {
+            if !params.trim_ascii().is_empty() {
                 return Err(ParseErrorKind::InvalidCommand.into());
             }
             Command::Pasv
@@ -198,14 +198,14 @@ where
         }
         "FEAT" => {
             let params = parse_to_eol(cmd_params)?;
-            if !params.is_empty() {
+            if !params.trim_ascii().is_empty() {
                 return Err(ParseErrorKind::InvalidCommand.into());
             }
             Command::Feat
         }
         "PWD" | "XPWD" => {
             let params = parse_to_eol(cmd_params)?;
-            if !params.is_empty() {
+            if !params.trim_ascii().is_empty() {
                 return Err(ParseErrorKind::InvalidCommand.into());
             }
             Command::Pwd
@@ -221,7 +221,7 @@ where
         }
         "CDUP" | "XCUP" => {
             let params = parse_to_eol(cmd_params)?;
-            if !params.is_empty() {
+            if !params.trim_ascii().is_empty() {
                 return Err(ParseErrorKind::InvalidCommand.into());
             }
             Command::Cdup
@@ -270,7 +270,7 @@ where
         }
         "QUIT" | "BYE" => {
             let params = parse_to_eol(cmd_params)?;
-            if !params.is_empty() {
+            if !params.trim_ascii().is_empty() {
                 return Err(ParseErrorKind::InvalidCommand.into());
             }
 
@@ -289,7 +289,7 @@ where
         "ALLO" => Command::Allo {},
         "ABOR" => {
             let params = parse_to_eol(cmd_params)?;
-            if !params.is_empty() {
+            if !params.trim_ascii().is_empty() {
                 return Err(ParseErrorKind::InvalidCommand.into());
             }
             Command::Abor
@@ -365,7 +365,7 @@ where
         }
         "CCC" => {
             let params = parse_to_eol(cmd_params)?;
-            if !params.is_empty() {
+            if !params.trim_ascii().is_empty() {
                 return Err(ParseErrorKind::InvalidCommand.into());
             }
             Command::Ccc

@@ -810,3 +810,22 @@ fn type_serves_a_i_and_l_8_and_refuses_the_others() {
     }
     assert_eq!(parse("TYPE\r\n"), Err(ParseErrorKind::InvalidCommand.into()));
 }
+
+#[test]
+fn commands_without_arguments_take_trailing_spaces() {
+    // `NOOP  ` was a `501` (one space was accepted, two were an argument).
+    for (line, command) in [
+        ("NOOP  \r\n", Command::Noop),
+        ("PASV  \r\n", Command::Pasv),
+        ("FEAT  \r\n", Command::Feat),
+        ("PWD   \r\n", Command::Pwd),
+        ("CDUP  \r\n", Command::Cdup),
+        ("QUIT  \r\n", Command::Quit),
+        ("ABOR  \r\n", Command::Abor),
+        ("CCC  \r\n", Command::Ccc),
+        ("STAT  \r\n", Command::Stat { path: None }),
+    ] {
+        assert_eq!(parse(line).unwrap(), command, "{line:?}");
+    }
+    assert_eq!(parse("NOOP  x\r\n"), Err(ParseErrorKind::InvalidCommand.into()));
+}
