@@ -28,6 +28,11 @@ async fn malformed_commands_get_a_reply_and_the_session_goes_on() {
         assert!((500..600).contains(&code), "{line}: {code} {text}");
         assert_eq!(raw.command("NOOP").await.0, 200, "the session goes on after {line:?}");
     }
+    // libunftp patch 86: a NUL in a name got `451 local error`.
+    for (bytes, code) in [(&b"MKD x\0y\r\n"[..], 501), (b"STOR a\0\r\n", 501)] {
+        raw.send_bytes(bytes).await;
+        assert_eq!(raw.reply().await.0, code, "{bytes:?}");
+    }
     // libunftp patch 85: spaces after a command without arguments were an argument (`501`).
     for (line, code) in [("NOOP   ", 200), ("PWD  ", 257), ("STAT  ", 211), ("FEAT  ", 211)] {
         assert_eq!(raw.command(line).await.0, code, "{line:?}");

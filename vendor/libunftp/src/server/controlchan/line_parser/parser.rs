@@ -452,7 +452,12 @@ where
 /// refused (`500 Invalid UTF8 in command`): mapped to U+FFFD, as they were, two different names
 /// became one, and a `STOR` of `caf\xe9.txt` replaced the file a `STOR` of `caf\xe8.txt` had
 /// made.
+/// A NUL byte, which no file name can hold, gets `501` (it was handed to the file system, whose
+/// refusal was answered `451 local error`).
 fn text(bytes: &[u8]) -> Result<String> {
+    if bytes.contains(&0) {
+        return Err(ParseErrorKind::InvalidCommand.into());
+    }
     Ok(str::from_utf8(bytes)?.to_owned())
 }
 
