@@ -28,8 +28,15 @@ async fn malformed_commands_get_a_reply_and_the_session_goes_on() {
         assert!((500..600).contains(&code), "{line}: {code} {text}");
         assert_eq!(raw.command("NOOP").await.0, 200, "the session goes on after {line:?}");
     }
-    // libunftp patch 86: a NUL in a name got `451 local error`.
-    for (bytes, code) in [(&b"MKD x\0y\r\n"[..], 501), (b"STOR a\0\r\n", 501)] {
+    // libunftp patch 86: a NUL in a name got `451 local error`; patch 87: RFC 959's commands
+    // left out got `500` like unknown ones.
+    for (bytes, code) in [
+        (&b"MKD x\0y\r\n"[..], 501),
+        (b"STOR a\0\r\n", 501),
+        (b"REIN\r\n", 502),
+        (b"SMNT x\r\n", 502),
+        (b"XYZZY\r\n", 500),
+    ] {
         raw.send_bytes(bytes).await;
         assert_eq!(raw.reply().await.0, code, "{bytes:?}");
     }

@@ -964,7 +964,12 @@ where
             Command::Mlsd { .. } => Box::new(commands::Mlsd),
             Command::Appe { .. } => Box::new(commands::Appe),
             Command::Site { command, arguments } => Box::new(commands::Site::new(command, arguments)),
-            Command::Other { .. } => return Ok(Reply::new(ReplyCode::CommandSyntaxError, "Command not implemented")),
+            // RFC 959's own commands that this server leaves out get `502`; a command it does not
+            // know at all `500` (both were `500`).
+            Command::Other { command_name, .. } if matches!(command_name.as_str(), "REIN" | "SMNT") => {
+                return Ok(Reply::new(ReplyCode::CommandNotImplemented, "Command not implemented"));
+            }
+            Command::Other { .. } => return Ok(Reply::new(ReplyCode::CommandSyntaxError, "Command not recognized")),
         };
 
         handler.handle(args).await
