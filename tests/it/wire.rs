@@ -1407,6 +1407,15 @@ async fn rnto_without_a_pending_rnfr_is_out_of_sequence() {
     assert_eq!(raw.command("RNTO b.txt").await.0, 250);
     assert_eq!(raw.command("RNTO c.txt").await.0, 503, "one RNFR, one RNTO");
     assert_eq!(names_in(cluster.root.path()), ["b.txt"]);
+
+    // libunftp patch 88: RNFR must be followed immediately by RNTO (RFC 959); a command or a
+    // line that does not parse between them ends the rename (the later RNTO renamed the file).
+    for between in ["NOOP", "RNTO", "RNFR", "PWD"] {
+        assert_eq!(raw.command("RNFR b.txt").await.0, 350);
+        assert!(raw.command(between).await.0 < 600);
+        assert_eq!(raw.command("RNTO moved.txt").await.0, 503, "after {between}");
+    }
+    assert_eq!(names_in(cluster.root.path()), ["b.txt"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -163,6 +163,7 @@ where
         tx_proxy_loop: switchboard_msg_tx.clone(),
         sitemd5,
         site_handlers,
+        after_rnfr: false,
     };
 
     let event_chain = EventDispatcherMiddleware::new(data_listener, presence_listener, event_chain);
@@ -557,6 +558,9 @@ where
                     }
                 }
                 Some(Err(e)) => {
+                    // A line that does not parse ends a pending rename, as any command but `RNTO`
+                    // does (see `PrimaryEventHandler::handle`).
+                    shared_session.lock().await.rename_from = None;
                     let (reply, close_connection) = handle_control_channel_error(logger.clone(), e);
                     let result = if close_connection {
                         reply_sink.send(reply).await
@@ -833,6 +837,8 @@ where
     tx_proxy_loop: Option<SwitchboardSender<Storage, User>>,
     sitemd5: SiteMd5,
     site_handlers: Arc<HashMap<String, Arc<dyn SiteCommandHandler<Storage, User>>>>,
+    /// The last command was `RNFR` (see `handle`).
+    after_rnfr: bool,
 }
 
 impl<Storage, User> PrimaryEventHandler<Storage, User>
@@ -984,7 +990,16 @@ where
 {
     async fn handle(&mut self, event: Event) -> Result<Reply, ControlChanError> {
         match event {
-            Event::Command(cmd) => self.handle_command(cmd).await,
+            Event::Command(cmd) => {
+                // RFC 959: `RNFR` "must be followed immediately by" `RNTO`; any other command
+                // between them ends the rename (a later `RNTO` renamed the file all the same).
+                // A line that does not parse ends it too (below, in the loop).
+                let after_rnfr = std::mem::replace(&mut self.after_rnfr, matches!(cmd, Command::Rnfr { .. }));
+                if after_rnfr && !matches!(cmd, Command::Rnto { .. }) {
+                    self.session.lock().await.rename_from = None;
+                }
+                self.handle_command(cmd).await
+            }
             Event::InternalMsg(msg) => self.handle_internal_msg(msg).await,
         }
     }
