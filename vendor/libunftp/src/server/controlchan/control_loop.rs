@@ -559,8 +559,9 @@ where
                 }
                 Some(Err(e)) => {
                     // A line that does not parse ends a pending rename, as any command but `RNTO`
-                    // does (see `PrimaryEventHandler::handle`).
-                    shared_session.lock().await.rename_from = None;
+                    // does (see `PrimaryEventHandler::handle`). (Boxed: that wait would otherwise
+                    // make every session's loop bigger and every turn of it slower.)
+                    Box::pin(async { shared_session.lock().await.rename_from = None }).await;
                     let (reply, close_connection) = handle_control_channel_error(logger.clone(), e);
                     let result = if close_connection {
                         reply_sink.send(reply).await
@@ -906,7 +907,8 @@ where
     }
 
     #[tracing_attributes::instrument]
-    async fn handle_command(&self, cmd: Command) -> Result<Reply, ControlChanError> {
+    /// Runs `cmd`; `after_rnfr`: the command before it was `RNFR`.
+    async fn handle_command(&self, cmd: Command, after_rnfr: bool) -> Result<Reply, ControlChanError> {
         let args = CommandContext {
             parsed_command: cmd.clone(),
             session: self.session.clone(),
@@ -956,7 +958,7 @@ where
             Command::Abor => Box::new(commands::Abor),
             Command::Stou { base } => Box::new(commands::Stou { base }),
             Command::Rnfr { file } => Box::new(commands::Rnfr::new(file)),
-            Command::Rnto { file } => Box::new(commands::Rnto::new(file)),
+            Command::Rnto { file } => Box::new(commands::Rnto::new(file, after_rnfr)),
             Command::Auth { protocol } => Box::new(commands::Auth::new(protocol)),
             Command::Pbsz {} => Box::new(commands::Pbsz),
             Command::Ccc => Box::new(commands::Ccc),
@@ -991,14 +993,11 @@ where
     async fn handle(&mut self, event: Event) -> Result<Reply, ControlChanError> {
         match event {
             Event::Command(cmd) => {
-                // RFC 959: `RNFR` "must be followed immediately by" `RNTO`; any other command
-                // between them ends the rename (a later `RNTO` renamed the file all the same).
-                // A line that does not parse ends it too (below, in the loop).
+                // RFC 959: `RNFR` "must be followed immediately by" `RNTO`; an `RNTO` after any
+                // other command finds no rename (`Rnto` is told). A line that does not parse ends
+                // it too (in the loop).
                 let after_rnfr = std::mem::replace(&mut self.after_rnfr, matches!(cmd, Command::Rnfr { .. }));
-                if after_rnfr && !matches!(cmd, Command::Rnto { .. }) {
-                    self.session.lock().await.rename_from = None;
-                }
-                self.handle_command(cmd).await
+                self.handle_command(cmd, after_rnfr).await
             }
             Event::InternalMsg(msg) => self.handle_internal_msg(msg).await,
         }

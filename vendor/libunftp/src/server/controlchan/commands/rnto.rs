@@ -14,11 +14,13 @@ use unftp_core::storage::{Metadata, StorageBackend};
 #[derive(Debug)]
 pub struct Rnto {
     path: PathBuf,
+    /// The command before this one was `RNFR` (RFC 959: `RNTO` must follow it immediately).
+    after_rnfr: bool,
 }
 
 impl Rnto {
-    pub fn new(path: PathBuf) -> Self {
-        Rnto { path }
+    pub fn new(path: PathBuf, after_rnfr: bool) -> Self {
+        Rnto { path, after_rnfr }
     }
 }
 
@@ -40,7 +42,10 @@ where
         let mut session = session.lock().await;
         let storage = Arc::clone(&session.storage);
 
-        let (from, to) = match session.rename_from.take() {
+        // A pending rename ends here whatever becomes of it; one that other commands came after
+        // has ended already (they renamed the file all the same).
+        let pending = session.rename_from.take().filter(|_| self.after_rnfr);
+        let (from, to) = match pending {
             Some(from) => {
                 let to = session.cwd.join(self.path.clone());
                 (from, to)
