@@ -1453,13 +1453,8 @@ async fn epsv_names_its_network_protocol_and_epsv_all_leaves_only_epsv() {
         let (code, text) = raw.command(line).await;
         assert_eq!((code, text.as_str()), (550, "550 EPSV ALL is in effect: use EPSV"), "{line}");
     }
-    let (code, text) = raw.command("EPSV").await;
-    assert_eq!(code, 229);
-    let mut data = tokio::net::TcpStream::connect(("127.0.0.1", epsv_port(&text))).await.expect("connect");
-    assert_eq!(raw.command("RETR f.txt").await.0, 150);
-    let mut received = Vec::new();
-    data.read_to_end(&mut received).await.expect("data");
-    assert_eq!((raw.reply().await.0, received), (226, b"contents".to_vec()));
+    // (`data_command` sets up its data connection with EPSV.)
+    assert_eq!(data_command(&mut raw, &cluster, "RETR f.txt").await, (vec![150, 226], b"contents".to_vec()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
