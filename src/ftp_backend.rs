@@ -30,7 +30,6 @@ use std::time::SystemTime;
 
 use async_trait::async_trait;
 use meta::FileMeta;
-use tokio::io::BufReader;
 use unftp_core::storage::{Error, ErrorKind, Fileinfo, Result, StorageBackend};
 use unftp_sbe_fs::Filesystem;
 
@@ -43,9 +42,6 @@ use prepared::Prepared;
 use refusals::{allowed, blocking, download_error, in_place, not_available, visible};
 use transfer::{Counted, Watch};
 use upload::{is_internal, relative, Upload};
-
-/// Buffer size for file transfers: large buffers mean few trips to tokio's blocking pool.
-const TRANSFER_BUFFER: usize = 1 << 20;
 
 /// The storage back-end of one FTP session: rooted at the FTP folder, then (at login) at the
 /// user's home, and checking the user's permissions on every operation.
@@ -140,45 +136,6 @@ impl FtpBackend {
         &self.folder.downloads
     }
 
-    /// The visible entries of the folder at `path`, sorted by name, read in one trip to the
-    /// blocking pool.
-    async fn entries<P: AsRef<Path> + Send + Debug>(
-        &self,
-        user: &User,
-        path: P,
-    ) -> Result<Vec<Fileinfo<PathBuf, FileMeta>>> {
-        visible(path.as_ref())?;
-        allowed(user, Permission::List)?;
-        let (dir, folder) = (self.folder.dir.clone(), relative(path.as_ref()));
-        let mut entries = match tokio::task::spawn_blocking(move || meta::read_folder(&dir, &folder)).await {
-            Ok(read) => read.map_err(not_available)?,
-            Err(_) => return Err(Error::from(ErrorKind::LocalError)),
-        };
-        entries.retain(|entry| !is_internal(&entry.path));
-        listing::sort(&mut entries);
-        Ok(entries)
-    }
-
-    /// Opens the file at `path` for reading from `start_pos`, with a large buffer.
-    async fn open_for_download(&self, path: &Path, start_pos: u64) -> Result<BufReader<tokio::fs::File>> {
-        visible(path)?;
-        let dir = self.folder.dir.clone();
-        let target = relative(path);
-        let file = blocking(move || {
-            let file = dir.open(&target)?.into_std();
-            if file.metadata()?.is_dir() {
-                return Err(io::Error::new(io::ErrorKind::NotFound, "a directory"));
-            }
-            Ok(file)
-        })
-        .await?;
-        let mut file = tokio::fs::File::from_std(file);
-        if start_pos > 0 {
-            tokio::io::AsyncSeekExt::seek(&mut file, io::SeekFrom::Start(start_pos)).await?;
-        }
-        Ok(BufReader::with_capacity(TRANSFER_BUFFER, file))
-    }
-
     /// True when `path` (from the folder's root) is a regular file (checked on the blocking
     /// pool).
     pub async fn is_file(&self, path: &Path) -> bool {
@@ -237,7 +194,7 @@ impl StorageBackend<User> for FtpBackend {
         user: &User,
         path: P,
     ) -> Result<Vec<Fileinfo<PathBuf, FileMeta>>> {
-        self.entries(user, path).await
+        listing::entries(&self.folder.dir, user, path.as_ref()).await
     }
 
     /// `LIST`: a folder's entries, or a file's own line (RFC 959: "If the pathname specifies a
@@ -249,7 +206,7 @@ impl StorageBackend<User> for FtpBackend {
         FileMeta: 'static,
     {
         let path = path.as_ref();
-        let entries = match self.entries(user, path).await {
+        let entries = match listing::entries(&self.folder.dir, user, path.as_ref()).await {
             Err(error) if error.get_io_error().is_some_and(|io| io.kind() == io::ErrorKind::NotADirectory) => {
                 let metadata = self.metadata(user, path).await?;
                 let name = path.file_name().map(PathBuf::from).unwrap_or_default();
@@ -257,12 +214,7 @@ impl StorageBackend<User> for FtpBackend {
             }
             listed => listed?,
         };
-        let mut text = String::new();
-        for entry in entries {
-            text.push_str(&listing::long_line(&entry));
-            text.push_str("\r\n");
-        }
-        Ok(std::io::Cursor::new(text.into_bytes()))
+        Ok(std::io::Cursor::new(listing::long_text(&entries)))
     }
 
     /// `NLST`: the names, one per line. A name that is not UTF-8 (a file made on the disk by
@@ -272,13 +224,10 @@ impl StorageBackend<User> for FtpBackend {
         P: AsRef<Path> + Send + Debug,
         FileMeta: 'static,
     {
-        let entries = self.entries(user, path).await.map_err(|_| io::Error::from(io::ErrorKind::Other))?;
-        let mut text = String::new();
-        for entry in entries {
-            text.push_str(&entry.path.to_string_lossy());
-            text.push_str("\r\n");
-        }
-        Ok(std::io::Cursor::new(text.into_bytes()))
+        let entries = listing::entries(&self.folder.dir, user, path.as_ref())
+            .await
+            .map_err(|_| io::Error::from(io::ErrorKind::Other))?;
+        Ok(std::io::Cursor::new(listing::names_text(&entries)))
     }
 
     async fn list_vec<P>(&self, user: &User, path: P) -> Result<Vec<String>>
@@ -286,7 +235,7 @@ impl StorageBackend<User> for FtpBackend {
         P: AsRef<Path> + Send + Debug,
         FileMeta: 'static,
     {
-        Ok(self.entries(user, path).await?.iter().map(listing::long_line).collect())
+        Ok(listing::entries(&self.folder.dir, user, path.as_ref()).await?.iter().map(listing::long_line).collect())
     }
 
     async fn get_into<'a, P, W: ?Sized>(&self, user: &User, path: P, start_pos: u64, output: &'a mut W) -> Result<u64>
@@ -343,7 +292,7 @@ impl StorageBackend<User> for FtpBackend {
         start_pos: u64,
     ) -> Result<Box<dyn tokio::io::AsyncRead + Send + Sync + Unpin>> {
         allowed(user, Permission::Download)?;
-        Ok(Box::new(self.open_for_download(path.as_ref(), start_pos).await?))
+        Ok(Box::new(sending::open_buffered(&self.folder.dir, path.as_ref(), start_pos).await?))
     }
 
     async fn put<P: AsRef<Path> + Send + Debug, R: tokio::io::AsyncRead + Send + Sync + Unpin + 'static>(
@@ -420,28 +369,9 @@ impl StorageBackend<User> for FtpBackend {
         self.inner().rmd(user, path).await
     }
 
-    /// The `perm` fact of `MLST`/`MLSD`: what this user may do (RFC 3659 §7.5.5).
+    /// The `perm` fact of `MLST`/`MLSD` ([`listing::perm_fact`]).
     fn perm_fact(&self, user: &User, is_dir: bool) -> Option<String> {
-        let letters: &[(char, Permission)] = if is_dir {
-            &[
-                ('c', Permission::Upload),
-                ('d', Permission::Delete),
-                ('e', Permission::List),
-                ('f', Permission::Rename),
-                ('l', Permission::List),
-                ('m', Permission::Mkdir),
-                ('p', Permission::Delete),
-            ]
-        } else {
-            &[
-                ('a', Permission::Overwrite),
-                ('d', Permission::Delete),
-                ('f', Permission::Rename),
-                ('r', Permission::Download),
-                ('w', Permission::Overwrite),
-            ]
-        };
-        Some(letters.iter().filter(|(_, permission)| user.may(*permission)).map(|(letter, _)| *letter).collect())
+        Some(listing::perm_fact(user, is_dir))
     }
 
     /// `MFMT`: sets the file's modification time (needs the `chtimes` permission).

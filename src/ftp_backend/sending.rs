@@ -4,8 +4,14 @@
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
+use std::path::Path;
+use std::sync::Arc;
 
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use cap_std::fs::Dir;
+use tokio::io::{AsyncWrite, AsyncWriteExt, BufReader};
+
+use super::refusals::{self, visible};
+use super::upload::relative;
 
 /// The largest chunk moved at once.
 pub const CHUNK: usize = 1 << 20;
@@ -13,6 +19,34 @@ pub const CHUNK: usize = 1 << 20;
 /// Runs `work` on the blocking pool; a panicked or cancelled task is an I/O error.
 async fn blocking<T: Send + 'static>(work: impl FnOnce() -> io::Result<T> + Send + 'static) -> io::Result<T> {
     tokio::task::spawn_blocking(work).await.map_err(io::Error::other)?
+}
+
+/// Buffer size of [`open_buffered`]: large buffers mean few trips to tokio's blocking pool.
+const TRANSFER_BUFFER: usize = 1 << 20;
+
+/// Opens the file at `path` (from the FTP folder's root, `dir`) for reading from `start_pos`,
+/// with a large buffer (libunftp's generic `get`; downloads go through [`send_file`]).
+pub async fn open_buffered(
+    dir: &Arc<Dir>,
+    path: &Path,
+    start_pos: u64,
+) -> unftp_core::storage::Result<BufReader<tokio::fs::File>> {
+    visible(path)?;
+    let dir = dir.clone();
+    let target = relative(path);
+    let file = refusals::blocking(move || {
+        let file = dir.open(&target)?.into_std();
+        if file.metadata()?.is_dir() {
+            return Err(io::Error::new(io::ErrorKind::NotFound, "a directory"));
+        }
+        Ok(file)
+    })
+    .await?;
+    let mut file = tokio::fs::File::from_std(file);
+    if start_pos > 0 {
+        tokio::io::AsyncSeekExt::seek(&mut file, io::SeekFrom::Start(start_pos)).await?;
+    }
+    Ok(BufReader::with_capacity(TRANSFER_BUFFER, file))
 }
 
 /// Reads from `file` into `buffer` (cleared, with room for `capacity` bytes) until `capacity`
