@@ -42,12 +42,13 @@ pub fn long_text<M: Metadata>(entries: &[Fileinfo<PathBuf, M>]) -> Vec<u8> {
     text.into_bytes()
 }
 
-/// An `NLST` listing: the names, each ended by CRLF. A name that is not UTF-8 (a file made on
-/// the disk by other means) reads with U+FFFD, as in `LIST` and `MLSD`.
+/// An `NLST` listing: the names, each ended by CRLF, written as in `LIST` ([`name_of`]: a name
+/// that is not UTF-8 reads with U+FFFD, control characters as `?`, so a file named
+/// `a\nb` cannot add a line naming another file).
 pub fn names_text<M: Metadata>(entries: &[Fileinfo<PathBuf, M>]) -> Vec<u8> {
     let mut text = String::new();
     for entry in entries {
-        text.push_str(&entry.path.to_string_lossy());
+        text.push_str(&name_of(&entry.path));
         text.push_str("\r\n");
     }
     text.into_bytes()

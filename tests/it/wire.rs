@@ -1392,6 +1392,16 @@ async fn names_that_are_not_utf8_are_refused_and_never_replace_another_file() {
         assert!(listing.lines().all(|line| !line.is_empty()), "{command}: {listing:?}");
         assert!(listing.contains("raw\u{fffd}.txt") && listing.contains("café.txt"), "{command}: {listing:?}");
     }
+
+    // A name with a line end in it is one line in NLST, as in LIST (it made two lines, the second
+    // naming a file that is not there).
+    std::fs::write(cluster.root.path().join("two\nlines.txt"), b"x").expect("write");
+    for command in ["NLST", "LIST"] {
+        let (_, received) = data_command(&mut raw, &cluster, command).await;
+        let listing = String::from_utf8(received).expect("UTF-8");
+        assert_eq!(listing.lines().count(), 3, "{command}: {listing:?}");
+        assert!(listing.contains("two?lines.txt"), "{command}: {listing:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
