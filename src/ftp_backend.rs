@@ -206,7 +206,7 @@ impl StorageBackend<User> for FtpBackend {
         FileMeta: 'static,
     {
         let path = path.as_ref();
-        let entries = match listing::entries(&self.folder.dir, user, path.as_ref()).await {
+        let entries = match listing::entries(&self.folder.dir, user, path).await {
             Err(error) if error.get_io_error().is_some_and(|io| io.kind() == io::ErrorKind::NotADirectory) => {
                 let metadata = self.metadata(user, path).await?;
                 let name = path.file_name().map(PathBuf::from).unwrap_or_default();

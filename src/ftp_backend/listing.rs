@@ -42,7 +42,7 @@ pub fn long_text<M: Metadata>(entries: &[Fileinfo<PathBuf, M>]) -> Vec<u8> {
     text.into_bytes()
 }
 
-/// An `NLST` listing: the names, each ended by CRLF, written as in `LIST` ([`name_of`]: a name
+/// An `NLST` listing: the names, each ended by CRLF, written as in `LIST` (`name_of`: a name
 /// that is not UTF-8 reads with U+FFFD, control characters as `?`, so a file named
 /// `a\nb` cannot add a line naming another file).
 pub fn names_text<M: Metadata>(entries: &[Fileinfo<PathBuf, M>]) -> Vec<u8> {
